@@ -1,0 +1,49 @@
+"""Sessions: how people and CI run manual-bp. `nox` alone runs `tests`."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The test suite with branch coverage (HYPOTHESIS_PROFILE=ci for the thorough profile)."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest",
+        "--cov=manual_bp",
+        "--cov=verification",
+        "--cov-report=term",
+        *session.posargs,
+        env={"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "dev")},
+    )
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on both packages."""
+    session.install("-e", ".[test]", "mypy>=1.11")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def verify(session: nox.Session) -> None:
+    """The main job: every formula's manual gradient against JAX, as a table."""
+    session.install("-e", ".[verify]")
+    session.run("python", "-m", "verification", *session.posargs)
