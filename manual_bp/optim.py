@@ -31,7 +31,7 @@ def sgd_step(params: P, grads: P, lr: float) -> P:
         New params of ``type(params)``; ``params`` and ``grads`` are not modified.
 
     Raises:
-        TypeError: params and grads of different types. ValueError: shape mismatch or a bad lr.
+        TypeError: params and grads of different types or dtypes. ValueError: shape mismatch or a bad lr.
 
     >>> from manual_bp.logreg import LogRegParams
     >>> sgd_step(LogRegParams(np.array([1.0]), np.array(0.0)),
@@ -50,13 +50,14 @@ def sgd_step(params: P, grads: P, lr: float) -> P:
     new: dict[str, FloatArray] = {}
     for field, p, g in zip(params._fields, params, grads, strict=True):
         pa, ga = np.asarray(p), np.asarray(g)
-        if pa.dtype.kind != "f" or ga.dtype.kind != "f":
+        if pa.dtype.kind != "f" or ga.dtype != pa.dtype:
             raise TypeError(
-                f"params.{field} and grads.{field} must be floating, got {pa.dtype} and {ga.dtype}"
+                f"params.{field} and grads.{field} must be floating arrays of one dtype, "
+                f"got {pa.dtype} and {ga.dtype}"
             )
         check_shape(
             f"grads.{field}", ga, pa.shape, f"params.{field} of shape {shape_str(pa.shape)}"
         )
         # np.asarray keeps 0-d parameters (a bias b) arrays rather than numpy scalars.
-        new[field] = np.asarray(pa - pa.dtype.type(lr) * ga.astype(pa.dtype, copy=False))
+        new[field] = np.asarray(pa - pa.dtype.type(lr) * ga)
     return params._replace(**new)
