@@ -1,0 +1,19 @@
+"""Hypothesis profiles, chosen by the environment variable HYPOTHESIS_PROFILE.
+
+``dev`` (default): 25 examples per test, for the edit-test loop. ``ci``: 150 examples,
+derandomized (the same examples on every run, so CI is reproducible), failing examples printed
+as a reproduction blob. Neither has a deadline: a JAX reference compiles once per new input
+shape (about 160 ms), which the default 200 ms deadline would report as flaky.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import settings
+
+settings.register_profile("dev", max_examples=25, deadline=None)
+settings.register_profile(
+    "ci", max_examples=150, derandomize=True, deadline=None, print_blob=True, database=None
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))

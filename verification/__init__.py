@@ -1,0 +1,25 @@
+"""verification: JAX as ground truth for every hand-derived gradient of ``manual_bp``.
+
+Modules: ``reference`` (JAX counterparts and their derivatives by automatic differentiation),
+``strategies`` (hypothesis strategies and ready problems), ``compare`` (tolerances derived from
+the dtype and scale, tree comparison), ``report`` (the main job, ``python -m verification``).
+"""
+
+from verification import reference as reference, strategies as strategies
+from verification.compare import (
+    Comparison as Comparison,
+    assert_trees_close as assert_trees_close,
+    compare_trees as compare_trees,
+    magnitude as magnitude,
+    tolerance as tolerance,
+)
+
+__all__ = [
+    "Comparison",
+    "assert_trees_close",
+    "compare_trees",
+    "magnitude",
+    "reference",
+    "strategies",
+    "tolerance",
+]

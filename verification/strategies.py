@@ -1,0 +1,344 @@
+"""Hypothesis strategies: consistent shapes, bounded and extreme values, labels, ready problems.
+
+Shapes are drawn from small fixed sets, never from a range: JAX compiles its reference once per
+input shape (about 160 ms each on this machine), so a fixed set bounds the compilation a test can
+trigger, while each set still holds the edge cases: one sample (m = 1), one class or feature
+(k = 1, n = 1, h = 1), square matrices (m == k, n == k, n == h) and a general rectangular case.
+The same sets serve both dtypes, and the float32 checks evaluate the reference on the float64 copy
+of the float32 input, so a float32 test compiles nothing that the float64 test did not.
+
+Values are bounded (|x| <= 10 for logits and activations, smaller for parameters) and drawn
+without subnormals (XLA on CPU may flush them to zero, which a numpy computation does not), NaN
+or inf. Extreme values get their own strategies. Every strategy takes the dtype of the arrays it
+makes (float64 by default, or float32) and is cheap: arrays here have at most a few dozen
+elements.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from numpy.typing import DTypeLike, NDArray
+
+from manual_bp import LogRegParams, MLPParams
+
+__all__ = [
+    "BATCH_SHAPES",
+    "BINARY_SHAPES",
+    "ELEMENTWISE_SHAPES",
+    "LABEL_KINDS",
+    "LINEAR_DIMS",
+    "LOGREG_DIMS",
+    "MLP_DIMS",
+    "VALUE_BOUND",
+    "binary_labels",
+    "binary_logit_problems",
+    "binary_probability_problems",
+    "bounded_arrays",
+    "extreme_bound",
+    "extreme_logits",
+    "float_dtypes",
+    "labels",
+    "linear_problems",
+    "logit_problems",
+    "logreg_problems",
+    "mlp_problems",
+    "probabilities",
+    "probability_problems",
+    "softmax_vjp_problems",
+]
+
+Shape = tuple[int, ...]
+LabelKind = Literal["one_hot", "soft", "unnormalized"]
+
+ELEMENTWISE_SHAPES: tuple[Shape, ...] = ((1,), (5,), (1, 1), (3, 4), (4, 4), (2, 3, 2))
+"""Shapes for elementwise functions: a vector, a single element, square and rectangular
+batches, and one 3-d array (the functions are elementwise, so any rank works)."""
+
+BATCH_SHAPES: tuple[Shape, ...] = ((1, 1), (1, 4), (3, 1), (2, 2), (3, 3), (4, 3), (6, 5))
+"""(m, k) for row-wise functions and multi-class losses: m = 1, k = 1, square, rectangular."""
+
+BINARY_SHAPES: tuple[Shape, ...] = ((1,), (4,), (7,), (1, 1), (3, 2), (4, 4))
+"""(m,) or (m, k) for the binary cross-entropies."""
+
+LINEAR_DIMS: tuple[tuple[int, int, int], ...] = (
+    (1, 1, 1),
+    (1, 3, 2),
+    (4, 1, 3),
+    (3, 3, 3),
+    (2, 4, 1),
+    (5, 3, 4),
+    (4, 4, 2),
+)
+"""(m, n, k) for the linear layer x (m, n) @ w (n, k) + b (k,): all ones, m = 1, n = 1,
+k = 1, all square, square w (n == k, m == n), rectangular."""
+
+MLP_DIMS: tuple[tuple[int, int, int, int], ...] = (
+    (1, 1, 1, 1),
+    (1, 3, 4, 2),
+    (3, 2, 3, 1),
+    (4, 4, 4, 4),
+    (5, 3, 6, 3),
+    (2, 5, 2, 3),
+    (6, 4, 5, 2),
+)
+"""(m, n, h, k) for the one-hidden-layer network: the degenerate network, one sample, one class
+(k = 1: softmax is 1 and every gradient 0), square everywhere, and rectangular cases with the
+hidden layer wider and narrower than the input."""
+
+LOGREG_DIMS: tuple[tuple[int, int], ...] = ((1, 1), (1, 3), (4, 1), (3, 3), (5, 2), (8, 4))
+"""(m, n) for logistic regression: one sample, one feature, square x, rectangular."""
+
+VALUE_BOUND = 10.0
+"""Bound on ordinary logits and activations: |z| <= 10 (exp(10) ~ 2.2e4, no overflow)."""
+
+LABEL_KINDS: tuple[LabelKind, ...] = ("one_hot", "soft", "unnormalized")
+
+_PROBABILITY_FLOOR = 1.0 / 64
+"""Lower bound on p where the label weight of log p is non-zero (keeps y/p bounded by 64 y)."""
+
+
+def _dtype(dtype: DTypeLike) -> np.dtype[Any]:
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def _floats(dtype: DTypeLike, low: float, high: float) -> st.SearchStrategy[float]:
+    """Finite floats in [low, high] representable in ``dtype``, no subnormals."""
+    if _dtype(dtype) == np.float32:
+        return st.floats(low, high, width=32, allow_subnormal=False)
+    return st.floats(low, high, width=64, allow_subnormal=False)
+
+
+def _shapes(
+    shape: Shape | st.SearchStrategy[Shape] | None, default: tuple[Shape, ...]
+) -> Shape | st.SearchStrategy[Shape]:
+    """``shape`` itself, or a strategy over the fixed set ``default`` when it is None."""
+    return st.sampled_from(default) if shape is None else shape
+
+
+def float_dtypes() -> st.SearchStrategy[np.dtype[Any]]:
+    """float64 or float32."""
+    return st.sampled_from([np.dtype(np.float64), np.dtype(np.float32)])
+
+
+def bounded_arrays(
+    dtype: DTypeLike = np.float64,
+    shape: Shape | st.SearchStrategy[Shape] | None = None,
+    *,
+    bound: float = VALUE_BOUND,
+    nonzero: bool = False,
+) -> st.SearchStrategy[NDArray[Any]]:
+    """Arrays of ``dtype`` and ``shape`` (default: one of ELEMENTWISE_SHAPES), elements in
+    [-bound, bound]; exact zeros are likely unless ``nonzero`` (then none is zero, e.g. to
+    keep away from the ReLU kink)."""
+    elements = _floats(dtype, -bound, bound)
+    if nonzero:
+        elements = elements.filter(lambda v: v != 0)
+    return hnp.arrays(_dtype(dtype), _shapes(shape, ELEMENTWISE_SHAPES), elements=elements)
+
+
+def extreme_bound(dtype: DTypeLike) -> float:
+    """|z| bound for extreme logits: beyond the exp overflow (709.8 in float64, 88.7 in float32).
+
+    1e3 for float64 and 100 for float32: exp(z) overflows there, so only a computation by
+    identity (max subtraction, log-sum-exp, log-sigmoid) stays finite.
+    """
+    return 1e3 if _dtype(dtype) == np.float64 else 100.0
+
+
+@st.composite
+def extreme_logits(
+    draw: st.DrawFn,
+    dtype: DTypeLike = np.float64,
+    shape: Shape | st.SearchStrategy[Shape] | None = None,
+) -> NDArray[Any]:
+    """Logits in [-B, B], B = ``extreme_bound(dtype)``, with at least one element at +-B, so
+    that a naive exp overflows (B) or every exp underflows (-B)."""
+    bound = extreme_bound(dtype)
+    z = draw(bounded_arrays(dtype, _shapes(shape, BATCH_SHAPES), bound=bound))
+    where = draw(st.integers(0, z.size - 1))
+    z.flat[where] = draw(st.sampled_from([bound, -bound]))
+    return z
+
+
+def probabilities(
+    dtype: DTypeLike = np.float64,
+    shape: Shape | st.SearchStrategy[Shape] | None = None,
+) -> st.SearchStrategy[NDArray[Any]]:
+    """Arrays with elements in [0, 1], exact 0 and 1 included (not normalised)."""
+    return hnp.arrays(
+        _dtype(dtype), _shapes(shape, BATCH_SHAPES), elements=_floats(dtype, 0.0, 1.0)
+    )
+
+
+@st.composite
+def labels(
+    draw: st.DrawFn,
+    dtype: DTypeLike = np.float64,
+    shape: tuple[int, int] = (3, 4),
+    kinds: tuple[LabelKind, ...] = LABEL_KINDS,
+) -> NDArray[Any]:
+    """Label matrices (m, k) of one of ``kinds``.
+
+    "one_hot": one 1 per row. "soft": non-negative rows summing to 1 (up to rounding in
+    float32). "unnormalized": non-negative rows in [0, 2] of which at least one does not sum
+    to 1 (within 0.1), for the general softmax cross-entropy gradient (P rowsum(Y) - Y)/m.
+    """
+    dt = _dtype(dtype)
+    m, k = shape
+    kind = draw(st.sampled_from(kinds))
+    if kind == "one_hot":
+        classes = draw(st.lists(st.integers(0, k - 1), min_size=m, max_size=m))
+        return np.eye(k, dtype=dt)[classes]
+    if kind == "soft":
+        weights = draw(hnp.arrays(dt, (m, k), elements=_floats(dt, 0.0, 1.0)))
+        weights[weights.sum(axis=1) == 0, 0] = 1
+        return (weights / weights.sum(axis=1, keepdims=True)).astype(dt)
+    y = draw(hnp.arrays(dt, (m, k), elements=_floats(dt, 0.0, 2.0)))
+    if np.all(np.abs(y.sum(axis=1) - 1) <= 0.1):
+        y[0] *= 2  # row sum in [0.9, 1.1] becomes [1.8, 2.2]
+    return y
+
+
+def binary_labels(
+    dtype: DTypeLike = np.float64,
+    shape: Shape | st.SearchStrategy[Shape] | None = None,
+) -> st.SearchStrategy[NDArray[Any]]:
+    """Binary-cross-entropy targets: hard {0, 1} or soft in [0, 1]."""
+    shapes = _shapes(shape, BINARY_SHAPES)
+    hard = hnp.arrays(_dtype(dtype), shapes, elements=st.sampled_from([0.0, 1.0]))
+    soft = hnp.arrays(_dtype(dtype), shapes, elements=_floats(dtype, 0.0, 1.0))
+    return st.one_of(hard, soft)
+
+
+@st.composite
+def logit_problems(
+    draw: st.DrawFn,
+    dtype: DTypeLike = np.float64,
+    *,
+    kinds: tuple[LabelKind, ...] = LABEL_KINDS,
+    extreme: bool = False,
+) -> tuple[NDArray[Any], NDArray[Any]]:
+    """(z, y) for the softmax cross-entropy: logits (m, k) and labels (m, k) of ``kinds``.
+
+    ``extreme``: logits from ``extreme_logits`` instead of |z| <= 10.
+    """
+    m, k = draw(st.sampled_from(BATCH_SHAPES))
+    z = draw(extreme_logits(dtype, (m, k)) if extreme else bounded_arrays(dtype, (m, k)))
+    return z, draw(labels(dtype, (m, k), kinds))
+
+
+@st.composite
+def probability_problems(
+    draw: st.DrawFn,
+    dtype: DTypeLike = np.float64,
+    *,
+    kinds: tuple[LabelKind, ...] = LABEL_KINDS,
+) -> tuple[NDArray[Any], NDArray[Any]]:
+    """(p, y) for the cross-entropy on probabilities, both (m, k).
+
+    p is in [1/64, 1] where y > 0 (so the loss and y/p stay bounded) and in [0, 1] where
+    y == 0, exact zeros included: the convention 0 log 0 = 0 is exercised.
+    """
+    m, k = draw(st.sampled_from(BATCH_SHAPES))
+    y = draw(labels(dtype, (m, k), kinds))
+    p = draw(probabilities(dtype, (m, k)))
+    p = np.where(y > 0, np.maximum(p, _PROBABILITY_FLOOR), p).astype(p.dtype)
+    return p, y
+
+
+@st.composite
+def binary_probability_problems(
+    draw: st.DrawFn, dtype: DTypeLike = np.float64
+) -> tuple[NDArray[Any], NDArray[Any]]:
+    """(p, y) for the binary cross-entropy on probabilities: (m,) or (m, k) each.
+
+    p is kept in [1/64, 1 - 1/64] where both log p and log(1 - p) carry weight; it may be
+    exactly 0 where y == 0 and exactly 1 where y == 1.
+    """
+    shape = draw(st.sampled_from(BINARY_SHAPES))
+    y = draw(binary_labels(dtype, shape))
+    p = draw(probabilities(dtype, shape))
+    p = np.where(y > 0, np.maximum(p, _PROBABILITY_FLOOR), p)
+    p = np.where(y < 1, np.minimum(p, 1 - _PROBABILITY_FLOOR), p)
+    return p.astype(y.dtype), y
+
+
+@st.composite
+def binary_logit_problems(
+    draw: st.DrawFn, dtype: DTypeLike = np.float64, *, extreme: bool = False
+) -> tuple[NDArray[Any], NDArray[Any]]:
+    """(z, y) for the sigmoid binary cross-entropy: logits and targets, (m,) or (m, k) each.
+
+    ``extreme``: logits from ``extreme_logits`` (at least one at +-B).
+    """
+    shape = draw(st.sampled_from(BINARY_SHAPES))
+    z = draw(extreme_logits(dtype, shape) if extreme else bounded_arrays(dtype, shape))
+    return z, draw(binary_labels(dtype, shape))
+
+
+@st.composite
+def softmax_vjp_problems(
+    draw: st.DrawFn, dtype: DTypeLike = np.float64, *, extreme: bool = False
+) -> tuple[NDArray[Any], NDArray[Any]]:
+    """(z, g): logits (m, k) and a random cotangent g (m, k) in [-10, 10] (not all ones)."""
+    shape = draw(st.sampled_from(BATCH_SHAPES))
+    z = draw(extreme_logits(dtype, shape) if extreme else bounded_arrays(dtype, shape))
+    return z, draw(bounded_arrays(dtype, shape))
+
+
+@st.composite
+def linear_problems(
+    draw: st.DrawFn, dtype: DTypeLike = np.float64
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
+    """(x, w, b, dz): x (m, n), w (n, k), b (k,) in [-3, 3]; a random cotangent dz (m, k)."""
+    m, n, k = draw(st.sampled_from(LINEAR_DIMS))
+    x = draw(bounded_arrays(dtype, (m, n), bound=3.0))
+    w = draw(bounded_arrays(dtype, (n, k), bound=3.0))
+    b = draw(bounded_arrays(dtype, (k,), bound=3.0))
+    dz = draw(bounded_arrays(dtype, (m, k), bound=3.0))
+    return x, w, b, dz
+
+
+@st.composite
+def mlp_problems(
+    draw: st.DrawFn, dtype: DTypeLike = np.float64
+) -> tuple[MLPParams, NDArray[Any], NDArray[Any]]:
+    """(params, x, y) for the network: ``MLPParams`` W1 (n, h), b1 (h,), W2 (h, k), b2 (k,)
+    with entries in [-2, 2], inputs x (m, n) in [-3, 3] and one-hot or soft labels y (m, k).
+
+    Pre-activations x W1 + b1 may be exactly 0 (zeros are likely); tests that compare across
+    the ReLU kink decide how to treat them.
+    """
+    m, n, h, k = draw(st.sampled_from(MLP_DIMS))
+    params = MLPParams(
+        W1=draw(bounded_arrays(dtype, (n, h), bound=2.0)),
+        b1=draw(bounded_arrays(dtype, (h,), bound=2.0)),
+        W2=draw(bounded_arrays(dtype, (h, k), bound=2.0)),
+        b2=draw(bounded_arrays(dtype, (k,), bound=2.0)),
+    )
+    x = draw(bounded_arrays(dtype, (m, n), bound=3.0))
+    y = draw(labels(dtype, (m, k), ("one_hot", "soft")))
+    return params, x, y
+
+
+@st.composite
+def logreg_problems(
+    draw: st.DrawFn, dtype: DTypeLike = np.float64
+) -> tuple[LogRegParams, NDArray[Any], NDArray[Any]]:
+    """(params, x, y) for logistic regression: ``LogRegParams`` w (n,), b () in [-2, 2],
+    inputs x (m, n) in [-3, 3], targets y (m,) hard {0, 1} or soft in [0, 1]."""
+    m, n = draw(st.sampled_from(LOGREG_DIMS))
+    params = LogRegParams(
+        w=draw(bounded_arrays(dtype, (n,), bound=2.0)),
+        b=draw(bounded_arrays(dtype, (), bound=2.0)),
+    )
+    x = draw(bounded_arrays(dtype, (m, n), bound=3.0))
+    y = draw(binary_labels(dtype, (m,)))
+    return params, x, y
