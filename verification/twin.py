@@ -45,7 +45,7 @@ from verification import reference
 
 __all__ = ["ULPS_PER_STEP", "TwinRun", "tolerance", "twin_run"]
 
-P = TypeVar("P", MLPParams, LogRegParams)
+P = TypeVar("P", bound=MLPParams | LogRegParams)
 
 #: Rounding allowed per step, in units of the dtype's epsilon relative to the parameter scale.
 ULPS_PER_STEP = 2
@@ -94,6 +94,13 @@ def _max_abs_diff(a: MLPParams | LogRegParams, b: MLPParams | LogRegParams) -> f
     return max(float(np.max(np.abs(p - q))) for p, q in zip(a, b, strict=True))
 
 
+def _grad_fns(params: MLPParams | LogRegParams) -> tuple[GradFn[Any], GradFn[Any]]:
+    """The manual gradient function for ``params``'s model and its JAX counterpart."""
+    if isinstance(params, MLPParams):
+        return mlp_loss_and_grads, reference.mlp_loss_and_grads
+    return logreg_loss_and_grads, reference.logreg_loss_and_grads
+
+
 def twin_run(
     params: P,
     x: ArrayLike,
@@ -133,12 +140,7 @@ def twin_run(
     ((6,), True)
     """
     y = targets(params, labels)
-    manual_fn: GradFn[Any]
-    jax_fn: GradFn[Any]
-    if isinstance(params, MLPParams):
-        manual_fn, jax_fn = mlp_loss_and_grads, reference.mlp_loss_and_grads
-    else:
-        manual_fn, jax_fn = logreg_loss_and_grads, reference.logreg_loss_and_grads
+    manual_fn, jax_fn = _grad_fns(params)
     settings: dict[str, Any] = {"lr": lr, "epochs": epochs, "batch_size": batch_size}
     manual_steps = descend(params, x, y, grad_fn=manual_fn, rng=copy.deepcopy(rng), **settings)
     jax_steps = descend(params, x, y, grad_fn=jax_fn, rng=copy.deepcopy(rng), **settings)

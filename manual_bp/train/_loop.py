@@ -60,7 +60,7 @@ __all__ = [
     "train",
 ]
 
-P = TypeVar("P", MLPParams, LogRegParams)
+P = TypeVar("P", bound=MLPParams | LogRegParams)
 Labels = NDArray[np.integer[Any]]
 
 #: ``grad_fn(params, x, y) -> (loss, grads)``: a minibatch's mean loss and its gradient, with
