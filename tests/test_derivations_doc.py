@@ -11,6 +11,7 @@ broken pages to show that they catch what they claim to.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import inspect
 import re
@@ -102,19 +103,23 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _test_names(path: Path) -> set[str]:
-    """``test_x`` for every test function anywhere in the file, ``TestC::test_x`` for methods."""
+@functools.cache
+def _test_names(path: Path) -> frozenset[str]:
+    """The tests pytest collects from the file: ``test_x`` for functions, and both
+    ``TestC::test_x`` and ``test_x`` for methods of a ``Test`` class."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith(
             "test_"
         ):
             names.add(node.name)
-        if isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+        elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
             for item in node.body:
-                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
-                    names.add(f"{node.name}::{item.name}")
-    return names
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and (
+                    item.name.startswith("test_")
+                ):
+                    names.update({item.name, f"{node.name}::{item.name}"})
+    return frozenset(names)
 
 
 def check_links(text: str, base: Path = DOCS) -> list[str]:
