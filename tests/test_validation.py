@@ -546,11 +546,11 @@ def test_mlp_backward_rejects_a_cache_of_wrong_type() -> None:
     _, cache = mb.mlp_forward(_mlp(), X3)
     _raises(
         TypeError,
-        lambda: mb.mlp_backward(_mlp(), tuple(cache), Y2),
+        lambda: mb.mlp_backward(_mlp(), tuple(cache), Y2),  # type: ignore[arg-type]
         "cache must be the MLPCache",
         "tuple",
     )
-    _raises(TypeError, lambda: mb.mlp_backward(_mlp(), None, Y2), "cache must be", "NoneType")
+    _raises(TypeError, lambda: mb.mlp_backward(_mlp(), None, Y2), "cache must be", "NoneType")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -617,7 +617,7 @@ def test_init_mlp_rejects_non_positive_or_non_integer_sizes(which: str, value: A
 
 
 def test_init_mlp_accepts_numpy_integer_sizes() -> None:
-    p = mb.init_mlp(np.random.default_rng(0), np.int64(2), np.int32(3), np.uint8(1))
+    p = mb.init_mlp(np.random.default_rng(0), np.int64(2), np.int32(3), np.uint8(1))  # type: ignore[arg-type]
     assert [a.shape for a in p] == [(2, 3), (3,), (3, 1), (1,)]
 
 
@@ -661,7 +661,7 @@ LOGREG_CALLS: dict[str, Callable[[Any, Any, Any], object]] = {
             ("one dtype", "b is float32"),
         ),
         (
-            _logreg()._replace(w=np.arange(3)),
+            _logreg()._replace(w=np.arange(3)),  # type: ignore[arg-type]
             X3,
             TypeError,
             ("params.w must be a floating array", "int64"),
@@ -774,7 +774,7 @@ def test_sgd_step_rejects_grads_of_wrong_shape(
     [
         (_logreg(), _logreg(dtype=np.float32), ("params.w and grads.w", "float64 and float32")),
         (_logreg(dtype=np.float32), _logreg(), ("params.w and grads.w", "float32 and float64")),
-        (_logreg()._replace(w=np.arange(3)), _logreg(), ("params.w and grads.w", "int64")),
+        (_logreg()._replace(w=np.arange(3)), _logreg(), ("params.w and grads.w", "int64")),  # type: ignore[arg-type]
         (
             _logreg(),
             _logreg()._replace(b=np.array(1)),
@@ -862,4 +862,4 @@ def test_one_hot_rejects_non_floating_dtype(dtype: Any) -> None:
 
 
 def test_one_hot_accepts_numpy_integer_k_and_list_labels() -> None:
-    np.testing.assert_array_equal(mb.one_hot([1, 0], np.int64(2)), [[0.0, 1.0], [1.0, 0.0]])
+    np.testing.assert_array_equal(mb.one_hot([1, 0], np.int64(2)), [[0.0, 1.0], [1.0, 0.0]])  # type: ignore[arg-type]
