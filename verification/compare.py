@@ -7,12 +7,15 @@ operation rounds with relative error at most eps (the machine epsilon of the dty
 float64, 1.2e-7 in float32), and a sum of ``terms`` rounded terms accumulates an error that grows
 like sqrt(terms) for errors of random sign. So ``tolerance`` allows
 
-    rtol = SAFETY * eps * sqrt(terms),   atol = rtol * scale,   SAFETY = 32,
+    rtol = SAFETY * eps * sqrt(terms),   atol = rtol * scale + tiny,   SAFETY = 32,
 
 and an element passes when |actual - expected| <= atol + rtol * |expected|. ``scale`` is the
 magnitude of the values involved (say the largest |expected|): it lets an element that is small
 only because of cancellation (P - Y where P is close to Y, a softmax probability of 1e-40) carry
-the absolute rounding error of the large values it was computed from.
+the absolute rounding error of the large values it was computed from. ``tiny`` is the smallest
+normal number of the dtype (1.2e-38 in float32, 2.2e-308 in float64): below it numbers are
+subnormal and lose relative precision, so values there are compared by absolute error alone
+(a float32 loss of 3.7e-44 = log(1 + e^-100) is stored with 2 significant digits).
 
 Why this separates rounding from bugs: with the small shapes of the tests (terms up to a few
 hundred) the tolerance is about 1e-14 to 1e-13 in float64 and 4e-6 to 7e-5 in float32, while a
@@ -51,7 +54,8 @@ SAFETY = 32.0
 def tolerance(dtype: DTypeLike, *, scale: float = 1.0, terms: int = 1) -> tuple[float, float]:
     """(rtol, atol) for comparing two computations of the same value in ``dtype``.
 
-    rtol = SAFETY * eps(dtype) * sqrt(terms) and atol = rtol * scale.
+    rtol = SAFETY * eps(dtype) * sqrt(terms) and atol = rtol * scale + tiny(dtype), tiny being
+    the smallest normal number (values below it are subnormal and lose relative precision).
 
     Parameters
     ----------
@@ -71,7 +75,8 @@ def tolerance(dtype: DTypeLike, *, scale: float = 1.0, terms: int = 1) -> tuple[
     Examples
     --------
     >>> rtol, atol = tolerance("float64", scale=2.0, terms=4)
-    >>> rtol == 2 * SAFETY * float(np.finfo(np.float64).eps) and atol == 2 * rtol
+    >>> info = np.finfo(np.float64)
+    >>> rtol == 2 * SAFETY * float(info.eps) and atol == 2 * rtol + float(info.smallest_normal)
     True
     """
     dt = np.dtype(dtype)
@@ -81,8 +86,9 @@ def tolerance(dtype: DTypeLike, *, scale: float = 1.0, terms: int = 1) -> tuple[
         raise ValueError(f"scale must be finite and >= 0, got {scale}")
     if terms < 1:
         raise ValueError(f"terms must be >= 1, got {terms}")
-    rtol = SAFETY * float(np.finfo(dt).eps) * math.sqrt(terms)
-    return rtol, rtol * scale
+    info = np.finfo(dt)
+    rtol = SAFETY * float(info.eps) * math.sqrt(terms)
+    return rtol, rtol * scale + float(info.smallest_normal)
 
 
 def magnitude(tree: Any) -> float:
@@ -108,7 +114,8 @@ class Comparison:
 
     passed : every element within tolerance and the structures and shapes equal.
     max_abs_error : max |actual - expected| over finite pairs (inf if a NaN/inf is misplaced).
-    max_rel_error : max |actual - expected| / |expected| over finite pairs with expected != 0.
+    max_rel_error : max |actual - expected| / |expected| over finite pairs with |expected| > atol
+        (smaller values are judged by their absolute error alone; 0.0 if there is none).
     location : the worst element, e.g. "W2[3, 1]" ("[2]" for a plain array leaf), the one
         furthest outside (or closest to the edge of) its tolerance; None if nothing compared.
     actual, expected : the values at ``location``.
@@ -300,9 +307,9 @@ def compare_trees(
         failed = (error > allowed) | misplaced
         n_failed += int(failed.sum())
         max_abs = math.inf if misplaced.any() else max(max_abs, float(error.max()))
-        nonzero = both_finite & (e != 0)
-        if nonzero.any():
-            max_rel = max(max_rel, float((error[nonzero] / np.abs(e[nonzero])).max()))
+        above_atol = both_finite & (np.abs(e) > atol)
+        if above_atol.any():
+            max_rel = max(max_rel, float((error[above_atol] / np.abs(e[above_atol])).max()))
         flat = int(np.argmax(badness))
         if worst is None or badness.flat[flat] > worst[0]:
             index = np.unravel_index(flat, a.shape)

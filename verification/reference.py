@@ -13,7 +13,7 @@ Conventions are those of ``manual_bp``: samples are rows, X is (m, n), labels Y 
 is the mean over the m samples (a sum over all elements divided by m = ``shape[0]``), and
 relu'(0) = 0 (as ``jax.nn.relu``).
 
-The derivative helpers are jitted at module level: JAX compiles each once per input shape and
+Every function here is jitted at module level: JAX compiles each once per input shape and
 dtype and reuses the compiled code afterwards (about 160 ms per new shape on this machine), which
 is why the strategies draw shapes from small fixed sets. Feed them float64 arrays to get a
 float64 ground truth (a float32 input is computed in float32).
@@ -93,21 +93,25 @@ def _batch_size(x: ArrayLike) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+@jax.jit
 def relu(z: ArrayLike) -> Array:
     """max(z, 0) elementwise via ``jax.nn.relu`` (whose derivative at 0 is 0). Any shape."""
     return jax.nn.relu(z)
 
 
+@jax.jit
 def sigmoid(z: ArrayLike) -> Array:
     """1 / (1 + exp(-z)) elementwise via ``jax.nn.sigmoid``. Any shape."""
     return jax.nn.sigmoid(z)
 
 
+@jax.jit
 def softmax(z: ArrayLike) -> Array:
     """exp(z_i) / sum_j exp(z_j) over the last axis via ``jax.nn.softmax``. (..., k) -> (..., k)."""
     return jax.nn.softmax(z, axis=-1)
 
 
+@jax.jit
 def cross_entropy(p: ArrayLike, y: ArrayLike) -> Array:
     """J = -(1/m) sum_ic y_ic log p_ic on probabilities p and labels y, both (m, k).
 
@@ -120,6 +124,7 @@ def cross_entropy(p: ArrayLike, y: ArrayLike) -> Array:
     return -jnp.sum(xlogy(y, safe_p)) / _batch_size(p)
 
 
+@jax.jit
 def softmax_cross_entropy(z: ArrayLike, y: ArrayLike) -> Array:
     """J = -(1/m) sum_ic y_ic log softmax(z)_ic from logits z (m, k), labels y (m, k).
 
@@ -129,6 +134,7 @@ def softmax_cross_entropy(z: ArrayLike, y: ArrayLike) -> Array:
     return -jnp.sum(jnp.asarray(y) * jax.nn.log_softmax(z, axis=-1)) / _batch_size(z)
 
 
+@jax.jit
 def binary_cross_entropy(p: ArrayLike, y: ArrayLike) -> Array:
     """J = -(1/m) sum [y log p + (1 - y) log(1 - p)] on probabilities; p, y (m,) or (m, k).
 
@@ -143,6 +149,7 @@ def binary_cross_entropy(p: ArrayLike, y: ArrayLike) -> Array:
     return -jnp.sum(total) / _batch_size(p)
 
 
+@jax.jit
 def sigmoid_binary_cross_entropy(z: ArrayLike, y: ArrayLike) -> Array:
     """J = -(1/m) sum [y log s(z) + (1 - y) log(1 - s(z))] from logits; z, y (m,) or (m, k).
 
@@ -154,11 +161,13 @@ def sigmoid_binary_cross_entropy(z: ArrayLike, y: ArrayLike) -> Array:
     return -jnp.sum(total) / _batch_size(z)
 
 
+@jax.jit
 def linear(x: ArrayLike, w: ArrayLike, b: ArrayLike) -> Array:
     """z = x @ w + b: x (m, n), w (n, k), b (k,) -> (m, k)."""
     return jnp.add(jnp.matmul(x, w), b)
 
 
+@jax.jit
 def mlp_loss(params: _MLPLike, x: ArrayLike, y: ArrayLike) -> Array:
     """The network's loss: softmax cross-entropy of relu(x W1 + b1) W2 + b2 against y.
 
@@ -168,6 +177,7 @@ def mlp_loss(params: _MLPLike, x: ArrayLike, y: ArrayLike) -> Array:
     return softmax_cross_entropy(linear(a1, params.W2, params.b2), y)
 
 
+@jax.jit
 def logreg_loss(params: _LogRegLike, x: ArrayLike, y: ArrayLike) -> Array:
     """Logistic regression's loss: sigmoid binary cross-entropy of x w + b against y.
 

@@ -1,0 +1,37 @@
+"""``python -m verification [report|audit] ...``: the main job (default) or the audit CLI."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch: ``audit ...`` to ``verification._audit_cli.main``; ``report ...`` or anything
+    else to ``verification.report.main``. Returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "audit":
+        try:
+            module = importlib.import_module("verification._audit_cli")
+        except ModuleNotFoundError as error:
+            if error.name != "verification._audit_cli":
+                raise
+            print(
+                "python -m verification audit: the audit command is not installed "
+                "(verification/_audit_cli.py is missing)",
+                file=sys.stderr,
+            )
+            return 2
+        return int(module.main(args[1:]) or 0)
+    if args and args[0] == "report":
+        args = args[1:]
+    from verification.report import main as report_main
+
+    return report_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
