@@ -1,0 +1,35 @@
+"""Audit someone else's gradient: search for the input where it is wrong, shrink it, explain it.
+
+``audit(grad_fn, loss_fn, args)`` checks a gradient function (any Python code) against
+``jax.grad`` of a JAX loss in float64 on inputs hypothesis generates, and returns an
+``AuditReport``; ``assert_gradient_correct`` raises ``AssertionError`` with the report instead;
+``named_arrays`` builds the input strategy from named dimensions.
+"""
+
+from verification.audit._audit import (
+    assert_gradient_correct as assert_gradient_correct,
+    audit as audit,
+)
+from verification.audit._oracle import (
+    Environment as Environment,
+    OracleRefusedError as OracleRefusedError,
+)
+from verification.audit._report import AuditReport as AuditReport
+from verification.audit._shapes import (
+    named_arrays as named_arrays,
+    parse_shapes as parse_shapes,
+    size_profiles as size_profiles,
+)
+from verification.audit._tolerance import KAPPA_SAFETY as KAPPA_SAFETY
+
+__all__ = [
+    "KAPPA_SAFETY",
+    "AuditReport",
+    "Environment",
+    "OracleRefusedError",
+    "assert_gradient_correct",
+    "audit",
+    "named_arrays",
+    "parse_shapes",
+    "size_profiles",
+]

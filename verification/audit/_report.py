@@ -1,0 +1,236 @@
+"""The audit's verdict: ``AuditReport``, its text (with a reproducer) and its JSON form."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from verification.audit._oracle import Environment
+
+__all__ = ["AuditReport", "function_name", "python_literal"]
+
+
+def function_name(fn: Callable[..., Any]) -> str:
+    """``module:qualname`` of ``fn`` (``<lambda>`` or ``<locals>`` in it if not importable)."""
+    module = getattr(fn, "__module__", None) or "?"
+    qualname = getattr(fn, "__qualname__", None) or type(fn).__name__
+    return f"{module}:{qualname}"
+
+
+def python_literal(value: Any) -> str:
+    """Python source that rebuilds ``value`` exactly (numpy arrays, NamedTuples, tuples).
+
+    Floats print with repr, which round-trips.
+
+    >>> python_literal((np.array([[0.5, -1.0]]), np.float64(2.0)))
+    '(np.array([[0.5, -1.0]], dtype=np.float64), np.float64(2.0))'
+    """
+    if isinstance(value, np.ndarray):
+        text = f"np.array({value.tolist()!r}, dtype=np.{value.dtype.name})"
+        return f"{text}.reshape({value.shape})" if value.size == 0 else text
+    if isinstance(value, np.generic):
+        return f"np.{value.dtype.name}({value.item()!r})"
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        inner = ", ".join(
+            f"{f}={python_literal(v)}" for f, v in zip(value._fields, value, strict=True)
+        )
+        return f"{type(value).__name__}({inner})"
+    if isinstance(value, (tuple, list)):
+        items = [python_literal(v) for v in value]
+        if isinstance(value, list):
+            return "[" + ", ".join(items) + "]"
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {python_literal(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def _namedtuple_imports(value: Any, found: set[str]) -> None:
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        found.add(f"from {type(value).__module__} import {type(value).__name__}")
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            _namedtuple_imports(v, found)
+    if isinstance(value, dict):
+        for v in value.values():
+            _namedtuple_imports(v, found)
+
+
+def _import_line(name: str, alias: str) -> str:
+    module, _, qualname = name.partition(":")
+    if "<" in qualname or "." in qualname or module in ("?", "__main__"):
+        return f"{alias} = ...  # {name} is not importable: paste it here"
+    return f"from {module} import {qualname} as {alias}"
+
+
+def count_elements(value: Any) -> tuple[int, int]:
+    """(elements, nonzero elements) over all array leaves of ``value``."""
+    if isinstance(value, (tuple, list)):
+        pairs = [count_elements(v) for v in value]
+        return sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+    if isinstance(value, dict):
+        return count_elements(list(value.values()))
+    a = np.asarray(value)
+    return int(a.size), int(np.count_nonzero(a))
+
+
+@dataclass
+class AuditReport:
+    """The outcome of ``audit``.
+
+    passed : no example failed (examples where the oracle was uncertain do not count against
+        the candidate).
+    examples : how many examples were checked (including hypothesis's shrinking steps).
+    counterexample : None, or the minimal failing ``args`` tuple after shrinking.
+    kind : what failed: "mismatch", "raised", "mutated its input", "nondeterministic",
+        "wrong dtype", "wrong structure", "wrong shape"; None when passed.
+    location : the worst element, e.g. "W2[3, 1]".
+    diagnosis : the bug signature in words.
+    candidate, reference, finite_difference : the values at ``location``.
+    uncertain : examples where the candidate disagreed with the reference but finite
+        differences (or forward mode) did not confirm the reference (a kink).
+    """
+
+    passed: bool
+    examples: int
+    counterexample: tuple[Any, ...] | None
+    max_abs_error: float
+    max_rel_error: float
+    location: str | None
+    seed: int
+    environment: Environment
+    grad_fn: str
+    loss_fn: str
+    argnums: int | tuple[int, ...]
+    kind: str | None = None
+    diagnosis: str | None = None
+    candidate: float | None = None
+    reference: float | None = None
+    finite_difference: float | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    uncertain: int = 0
+    shrink_steps: int = 0
+    traceback: str | None = None
+    leaves: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    compilations: int = 0
+
+    @property
+    def counterexample_size(self) -> tuple[int, int]:
+        """(elements, nonzero elements) of the counterexample, (0, 0) if none."""
+        return count_elements(self.counterexample) if self.counterexample is not None else (0, 0)
+
+    def reproducer(self) -> str:
+        """Python code that re-runs the candidate and the audit on the counterexample."""
+        if self.counterexample is None:
+            return ""
+        imports = {"import numpy as np", "import verification"}
+        _namedtuple_imports(self.counterexample, imports)
+        lines = sorted(imports)
+        lines += [
+            _import_line(self.grad_fn, "grad_fn"),
+            _import_line(self.loss_fn, "loss_fn"),
+            f"args = {python_literal(self.counterexample)}",
+            "print(grad_fn(*args))",
+            f"print(verification.audit(grad_fn, loss_fn, args, argnums={self.argnums!r}))",
+        ]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        """A readable verdict, with a copy-paste reproducer when it failed."""
+        head = (
+            f"gradient audit of {self.grad_fn} against jax.grad of {self.loss_fn} "
+            f"(argnums={self.argnums!r})"
+        )
+        oracle = f"oracle: {self.environment}"
+        uncertain = (
+            f"{self.uncertain} example(s) oracle-uncertain (at or within rounding of a kink: "
+            "finite differences did not confirm the reference; not counted against it)"
+        )
+        if self.passed:
+            return "\n".join(
+                [
+                    f"PASSED: {head}",
+                    f"  {self.examples} examples, seed {self.seed}; largest error "
+                    f"{self.max_abs_error:.3g} (relative {self.max_rel_error:.3g})",
+                    f"  {uncertain}",
+                    f"  {oracle}",
+                ]
+            )
+        elements, nonzero = self.counterexample_size
+        lines = [
+            f"FAILED ({self.kind}): {head}",
+            f"  after {self.examples - self.shrink_steps} examples, shrunk in "
+            f"{self.shrink_steps} more; seed {self.seed}",
+        ]
+        if self.location is not None:
+            where = f"  worst element {self.location}: candidate {self.candidate!r}, "
+            where += f"reference {self.reference!r}"
+            if self.finite_difference is not None and math.isfinite(self.finite_difference):
+                where += f", finite differences {self.finite_difference:.17g}"
+            lines.append(where)
+        if self.rtol is not None and self.atol is not None and math.isfinite(self.max_abs_error):
+            lines.append(
+                f"  |error| {self.max_abs_error:.3g} (relative {self.max_rel_error:.3g}); "
+                f"allowed atol {self.atol:.3g} + rtol {self.rtol:.3g} * |reference|"
+            )
+        if self.diagnosis:
+            lines.append(f"  diagnosis: {self.diagnosis}")
+        lines += [f"    {leaf}" for leaf in self.leaves]
+        if self.traceback:
+            lines.append("  traceback:")
+            lines += ["    " + t for t in self.traceback.rstrip().splitlines()]
+        lines.append(f"  counterexample ({elements} elements, {nonzero} nonzero):")
+        lines += ["    " + r for r in self.reproducer().splitlines()]
+        lines += [f"  {uncertain}", f"  {oracle}"]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable summary (the counterexample as Python source)."""
+
+        def number(x: float | None) -> float | str | None:
+            return x if x is None or math.isfinite(x) else str(x)
+
+        return {
+            "passed": self.passed,
+            "kind": self.kind,
+            "examples": self.examples,
+            "shrink_steps": self.shrink_steps,
+            "uncertain": self.uncertain,
+            "seed": self.seed,
+            "grad_fn": self.grad_fn,
+            "loss_fn": self.loss_fn,
+            "argnums": list(self.argnums) if isinstance(self.argnums, tuple) else self.argnums,
+            "location": self.location,
+            "diagnosis": self.diagnosis,
+            "candidate": number(self.candidate),
+            "reference": number(self.reference),
+            "finite_difference": number(self.finite_difference),
+            "max_abs_error": number(self.max_abs_error),
+            "max_rel_error": number(self.max_rel_error),
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "counterexample": (
+                None if self.counterexample is None else python_literal(self.counterexample)
+            ),
+            "counterexample_elements": self.counterexample_size[0],
+            "traceback": self.traceback,
+            "environment": {
+                "jax_version": self.environment.jax_version,
+                "backend": self.environment.backend,
+                "x64": self.environment.x64,
+                "matmul_precision": self.environment.matmul_precision,
+            },
+            "timings": self.timings,
+            "compilations": self.compilations,
+        }
+
+
+def leaf_lines(names: Sequence[str], comparisons: Sequence[Any]) -> list[str]:
+    """One line per leaf: its name and ``str(Comparison)``."""
+    return [f"{name}: {c}" for name, c in zip(names, comparisons, strict=True)]
