@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from manual_bp import LogRegParams, MLPParams, init_mlp
+from manual_bp.datasets import Split, load
 from manual_bp.train._loop import History, train
 
 __all__ = ["DEFAULTS", "main", "parser", "plot_history"]
@@ -148,19 +149,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--hidden applies to the digits network only (breast-cancer is logistic regression)"
         )
     try:
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
         from tqdm import tqdm
-
-        from manual_bp.datasets import load
     except ImportError as err:
-        return _missing_extra("the progress bar", "train", err)
-    dtype = np.dtype(args.dtype)
+        return _missing_extra("training", "train", err)
     try:
-        data = load(args.dataset, seed=args.seed, dtype=dtype)
+        data = load(args.dataset, seed=args.seed, dtype=np.dtype(args.dtype))
     except ImportError as err:
         return _missing_extra("loading the data", "train", err)
+    # The matrices are small (batch 32, 64 features): one BLAS thread is fastest, and on a
+    # loaded machine several threads waiting for each other made the run ten times slower.
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        tqdm(total=settings["epochs"], unit="epoch", desc="training", file=sys.stderr) as bar,
+    ):
+        return _run(args, settings, data, bar)
 
+
+def _run(args: argparse.Namespace, settings: dict[str, Any], data: Split, bar: Any) -> int:
+    """Initialise, train with a progress bar, print the summary, plot, compare with JAX."""
     rng = np.random.default_rng(args.seed)
-    n = data.x_train.shape[1]
+    n, dtype = data.x_train.shape[1], data.x_train.dtype
     params0: MLPParams | LogRegParams
     if args.dataset == "digits":
         params0 = init_mlp(rng, n, settings["hidden"], data.n_classes, dtype)
@@ -174,35 +183,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{m} training / {m_test} held-out rows"
     )
 
+    def show(epoch: int, history: History) -> None:
+        bar.set_postfix_str(
+            f"loss {history.train_loss[-1]:.4f}, held-out loss {history.test_loss[-1]:.4f}, "
+            f"held-out acc {history.test_accuracy[-1]:.2%}"
+        )
+        bar.update()
+
     twin_rng = copy.deepcopy(rng)  # the twin must see the batches train() will draw
-    with tqdm(total=settings["epochs"], unit="epoch", desc="training", file=sys.stderr) as bar:
-
-        def show(epoch: int, history: History) -> None:
-            bar.set_postfix_str(
-                f"loss {history.train_loss[-1]:.4f}, held-out loss {history.test_loss[-1]:.4f}, "
-                f"acc {history.test_accuracy[-1]:.2%}"
-            )
-            bar.update()
-
-        start = time.perf_counter()
-        try:
-            params, history = train(
-                params0,
-                data.x_train,
-                data.labels_train,
-                data.x_test,
-                data.labels_test,
-                lr=settings["lr"],
-                epochs=settings["epochs"],
-                batch_size=settings["batch_size"],
-                rng=rng,
-                on_epoch=show,
-            )
-        except ValueError as err:
-            bar.close()
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    try:
+        params, history = train(
+            params0,
+            data.x_train,
+            data.labels_train,
+            data.x_test,
+            data.labels_test,
+            lr=settings["lr"],
+            epochs=settings["epochs"],
+            batch_size=settings["batch_size"],
+            rng=rng,
+            on_epoch=show,
+        )
+    except ValueError as err:
+        bar.close()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - start
+    bar.close()
 
     steps = math.ceil(m / settings["batch_size"])
     print(
