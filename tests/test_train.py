@@ -325,18 +325,36 @@ def test_bad_data_raises_naming_the_argument_and_shapes(
 
 
 @pytest.mark.parametrize(
-    ("settings", "message"),
+    ("settings", "error", "message"),
     [
-        ({"epochs": 0}, r"epochs must be >= 1, got 0"),
-        ({"lr": -0.1}, r"lr must be finite and > 0, got -0.1"),
-        ({"lr": float("nan")}, r"lr must be finite and > 0, got nan"),
+        ({"epochs": 0}, ValueError, r"epochs must be >= 1, got 0"),
+        ({"lr": -0.1}, ValueError, r"lr must be finite and > 0, got -0.1"),
+        ({"lr": float("nan")}, ValueError, r"lr must be finite and > 0, got nan"),
+        ({"lr": "0.1"}, TypeError, r"lr must be a real number, got str"),
+        ({"batch_size": 2.0}, TypeError, r"batch_size must be an integer, got float 2\.0"),
     ],
 )
-def test_bad_settings_raise(settings: dict[str, Any], message: str) -> None:
+def test_bad_settings_raise(settings: dict[str, Any], error: type[Exception], message: str) -> None:
     params, x, labels, xt, lt, _ = _bad("none")
     full = {"lr": 0.1, "epochs": 1, "batch_size": 2, **settings}
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         train(params, x, labels, xt, lt, rng=np.random.default_rng(0), **full)
+
+
+def test_unknown_params_type_raises() -> None:
+    _, x, labels, xt, lt, _ = _bad("none")
+    with pytest.raises(TypeError, match="params must be MLPParams or LogRegParams, got tuple"):
+        train(
+            (np.zeros((4, 5)),),
+            x,
+            labels,
+            xt,
+            lt,
+            lr=0.1,
+            epochs=1,
+            batch_size=2,  # type: ignore[type-var]
+            rng=np.random.default_rng(0),
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -363,12 +381,12 @@ def test_cli_trains_prints_a_summary_and_writes_a_png(
     tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     plot = tmp_path / "curves.png"
-    assert main(["--epochs", "1", "--hidden", "16", "--plot", str(plot)]) == 0
+    assert main(["--epochs", "1", "--hidden", "16", "--lr", "0.2", "--plot", str(plot)]) == 0
     out = capsys.readouterr()
     assert "digits: one-hidden-layer network (64-16-10), float64, 1437 training / 360 held-out" in (
         out.out
     )
-    assert "1 epochs x 45 steps (batch 32, lr 0.1)" in out.out
+    assert "1 epochs x 45 steps (batch 32, lr 0.2)" in out.out
     assert "held-out" in out.out
     assert f"plot written to {plot}" in out.out
     assert "1/1" in out.err  # the progress bar
