@@ -41,6 +41,7 @@ __all__ = [
     "linear_backward",
     "logreg_loss",
     "logreg_loss_and_grads",
+    "mlp_forward",
     "mlp_loss",
     "mlp_loss_and_grads",
     "relu",
@@ -165,6 +166,12 @@ def sigmoid_binary_cross_entropy(z: ArrayLike, y: ArrayLike) -> Array:
 def linear(x: ArrayLike, w: ArrayLike, b: ArrayLike) -> Array:
     """z = x @ w + b: x (m, n), w (n, k), b (k,) -> (m, k)."""
     return jnp.add(jnp.matmul(x, w), b)
+
+
+@jax.jit
+def mlp_forward(params: _MLPLike, x: ArrayLike) -> Array:
+    """The network's class probabilities softmax(relu(x W1 + b1) W2 + b2): x (m, n) -> (m, k)."""
+    return softmax(linear(relu(linear(x, params.W1, params.b1)), params.W2, params.b2))
 
 
 @jax.jit

@@ -31,7 +31,18 @@ import manual_bp
 from verification import reference as ref, strategies as vs
 from verification.compare import Comparison, compare_trees, magnitude, tolerance
 
-__all__ = ["CHECKS", "Check", "Row", "format_table", "main", "run_check", "to_float64"]
+__all__ = [
+    "CHECKS",
+    "CHECKS_BY_NAME",
+    "Check",
+    "Row",
+    "assert_check",
+    "away_from_kink",
+    "format_table",
+    "main",
+    "run_check",
+    "to_float64",
+]
 
 Inputs = tuple[Any, ...]
 F64 = NDArray[np.float64]
@@ -119,6 +130,12 @@ class Check:
 
 def _of_expected(inputs: Inputs, expected: Any) -> float:
     return magnitude(expected)
+
+
+def _probability_loss(inputs: Inputs, expected: Any) -> float:
+    """log p and log(1 - p) are computed from numbers of magnitude up to 1: a loss that is
+    tiny (p = 1e-147 where y = 0) may carry an absolute error of eps."""
+    return max(magnitude(expected), 1.0)
 
 
 def _unit(inputs: Inputs, expected: Any) -> float:
@@ -262,6 +279,10 @@ def _chained_manual(z: Any, y: Any) -> Any:
     )
 
 
+def _mlp_forward_manual(params: Any, x: Any, y: Any) -> Any:
+    return manual_bp.mlp_forward(params, x)[0]
+
+
 def _linear_backward_reference(dz: Any, x: Any, w: Any) -> Any:
     return ref.linear_backward(dz, x, w)
 
@@ -300,7 +321,7 @@ CHECKS: tuple[Check, ...] = (
           ref.softmax_cross_entropy_grad, _softmax_ce_grad, _last_axis),
     Check("binary_cross_entropy", "J = -(1/m) sum [y log p + (1 - y) log(1 - p)]",
           "binary_cross_entropy", vs.binary_probability_problems,
-          _manual("binary_cross_entropy"), ref.binary_cross_entropy, _of_expected, _size),
+          _manual("binary_cross_entropy"), ref.binary_cross_entropy, _probability_loss, _size),
     Check("binary_cross_entropy_grad", "dJ/dp = (p - y) / (m p (1 - p))",
           "binary_cross_entropy_grad", vs.binary_probability_problems,
           _manual("binary_cross_entropy_grad"), ref.binary_cross_entropy_grad, _bce_grad),
@@ -320,6 +341,9 @@ CHECKS: tuple[Check, ...] = (
           lambda dtype: vs.linear_problems(dtype).map(lambda p: (p[3], p[0], p[1])),
           _manual("linear_backward"), _linear_backward_reference, _linear_backward,
           lambda inputs: int(max(np.shape(inputs[0])))),
+    Check("mlp_forward", "P = softmax(relu(X W1 + b1) W2 + b2)", "mlp_forward", _mlp_problems,
+          _mlp_forward_manual, lambda params, x, y: ref.mlp_forward(params, x), _unit,
+          lambda inputs: int(max(inputs[0].W1.shape) * max(inputs[0].W2.shape))),
     Check("mlp_loss_and_grads",
           "dJ/dW2 = A1^T (P - Y) / m, dJ/dW1 = X^T [((P - Y) / m) W2^T * 1(X W1 + b1 > 0)], "
           "db = column sums", "mlp_loss_and_grads", _mlp_problems,
@@ -330,6 +354,21 @@ CHECKS: tuple[Check, ...] = (
           ref.logreg_loss_and_grads, _logreg, lambda inputs: int(np.size(inputs[1]))),
 )  # fmt: skip
 """Every formula of the document (and the functions it implies), in the order of the table."""
+
+CHECKS_BY_NAME: dict[str, Check] = {check.name: check for check in CHECKS}
+
+
+def assert_check(name: str, inputs: Inputs) -> Comparison:
+    """Run the check ``name`` (a key of ``CHECKS_BY_NAME``) on one problem; raise
+    ``AssertionError`` saying which element differs by how much if it fails.
+
+    The property tests call this with hypothesis-drawn problems, so that the tests and the
+    main job judge a result by the same reference and the same tolerance rule.
+    """
+    comparison = CHECKS_BY_NAME[name].compare(inputs)
+    if not comparison.passed:
+        raise AssertionError(f"{name}: {comparison}")
+    return comparison
 
 
 @dataclass
