@@ -1,6 +1,7 @@
 """The main job: every formula of the source document, manual gradient against JAX, as a table.
 
-``python -m verification [report] [--max-examples N] [--dtype float32|float64|both] [--json PATH]``
+``python -m verification [report] [--max-examples N] [--dtype float32|float64|both]
+[--json PATH] [--only NAME ...]``
 
 For each formula (one ``Check`` in ``CHECKS``) and each dtype, hypothesis draws ``N`` problems
 from the strategies of ``verification.strategies`` (derandomized: the same problems on every run,
@@ -475,6 +476,13 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(CHECKS_BY_NAME),
+        metavar="NAME",
+        help="run only this check (repeatable); names: " + ", ".join(CHECKS_BY_NAME),
+    )
     args = parser.parse_args(list(argv))
     if args.max_examples < 1:
         parser.error("--max-examples must be at least 1")
@@ -486,7 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     dtypes = ("float64", "float32") if args.dtype == "both" else (args.dtype,)
     start = time.perf_counter()
-    rows = [run_check(c, np.dtype(d), args.max_examples) for d in dtypes for c in CHECKS]
+    checks = [c for c in CHECKS if not args.only or c.name in args.only]
+    rows = [run_check(c, np.dtype(d), args.max_examples) for d in dtypes for c in checks]
     elapsed = time.perf_counter() - start
     failed = [r for r in rows if not r.passed]
     print(format_table(rows))
