@@ -144,8 +144,10 @@ def check_links(text: str, base: Path = DOCS) -> list[str]:
         rel = path.relative_to(ROOT)
         if path.suffix != ".py":
             continue
-        if rel.parts[0] == "tests":
+        if rel.parts[0] == "tests" and path.name.startswith("test_"):
             problems.extend(_check_test_link(label, target, path))
+        elif rel.parts[0] == "tests":
+            problems.extend(_check_helper_link(label, target, path))
         else:
             problems.extend(_check_code_link(label, target, path))
     return problems
@@ -163,6 +165,32 @@ def _check_code_link(label: str, target: str, path: Path) -> list[str]:
     defined_in = getattr(obj, "__module__", module_name)
     if defined_in != module_name:
         return [f"[{label}]({target}): {name} is defined in {defined_in}, not {module_name}"]
+    return []
+
+
+@functools.cache
+def _top_level_names(path: Path) -> frozenset[str]:
+    """Names a module binds at top level (its attributes once imported): functions, classes,
+    assignments and imports."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return frozenset(names)
+
+
+def _check_helper_link(label: str, target: str, path: Path) -> list[str]:
+    """A helper module of the tests (not a package, so read rather than imported)."""
+    match = _CODE_TEXT.fullmatch(label)
+    if match is None:
+        return [f"[{label}]({target}): a link to code must name one object, as [`name`]"]
+    if match.group(1) not in _top_level_names(path):
+        return [f"[{label}]({target}): {path.relative_to(ROOT)} defines no {match.group(1)}"]
     return []
 
 
@@ -274,6 +302,7 @@ _GOOD = (
     "## 2. Section\n"
     "[`relu_grad`](../manual_bp/activations.py) and [`MLPParams`](../manual_bp/network.py) "
     "and [section](#2-section) and [folder](../manual_bp/)\n"
+    "and [`settings`](../tests/conftest.py)\n"
 )
 
 
@@ -290,6 +319,7 @@ def test_checker_accepts_a_correct_page() -> None:
         ("[relu](../manual_bp/activations.py)", "must name one object"),
         ("[x](#no-such-section)", "no heading with anchor"),
         ("[x](../../outside.md)", "outside the repository"),
+        ("[`no_such_helper`](../tests/conftest.py)", "tests/conftest.py defines no no_such_helper"),
     ],
 )
 def test_checker_reports_a_renamed_or_missing_target(broken: str, expected: str) -> None:
