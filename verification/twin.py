@@ -60,6 +60,8 @@ class TwinRun(NamedTuple):
         After step s, the largest ``|manual - jax|`` over every entry of every parameter.
     scale : ndarray, shape (steps,), float64
         After step s, the largest ``|parameter|`` of the manual run.
+    tolerance : ndarray, shape (steps,), float64
+        After step s, the allowed difference :func:`tolerance` (dtype, s, scale[s]).
     manual : MLPParams or LogRegParams
         Final parameters of the manual run.
     jax : MLPParams or LogRegParams
@@ -68,8 +70,14 @@ class TwinRun(NamedTuple):
 
     max_abs_diff: NDArray[np.float64]
     scale: NDArray[np.float64]
+    tolerance: NDArray[np.float64]
     manual: MLPParams | LogRegParams
     jax: MLPParams | LogRegParams
+
+    @property
+    def agrees(self) -> bool:
+        """Whether the difference stayed within its tolerance after every step."""
+        return bool(np.all(self.max_abs_diff <= self.tolerance))
 
 
 def tolerance(dtype: np.dtype[Any] | type[np.floating[Any]], steps: int, scale: float) -> float:
@@ -136,7 +144,7 @@ def twin_run(
     >>> run = twin_run(LogRegParams(np.zeros(1), np.array(0.0)), np.array([[1.0], [-1.0]]),
     ...                np.array([1, 0]), lr=1.0, epochs=3, batch_size=1,
     ...                rng=np.random.default_rng(0))
-    >>> run.max_abs_diff.shape, bool(run.max_abs_diff.max() < 1e-15)
+    >>> run.max_abs_diff.shape, run.agrees
     ((6,), True)
     """
     y = targets(params, labels)
@@ -151,4 +159,6 @@ def twin_run(
         manual, twin = manual_step.params, jax_step.params
         diffs.append(_max_abs_diff(manual, twin))
         scales.append(_max_abs(manual))
-    return TwinRun(np.array(diffs), np.array(scales), manual, twin)
+    dtype = np.asarray(params[0]).dtype
+    bounds = [tolerance(dtype, s, c) for s, c in enumerate(scales, start=1)]
+    return TwinRun(np.array(diffs), np.array(scales), np.array(bounds), manual, twin)
