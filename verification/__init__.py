@@ -23,3 +23,13 @@ __all__ = [
     "strategies",
     "tolerance",
 ]
+
+# The audit of anyone's gradient (verification/audit/): ``verification.audit`` is the function.
+from verification.audit import (
+    AuditReport as AuditReport,
+    assert_gradient_correct as assert_gradient_correct,
+    audit as audit,
+    named_arrays as named_arrays,
+)
+
+__all__ += ["AuditReport", "assert_gradient_correct", "audit", "named_arrays"]

@@ -11,9 +11,9 @@ first signature that fits, most specific first:
 * off by a constant factor, named when it matches a dimension of the problem (x m: the 1/m
   is missing; x 1/m: 1/m applied twice) or 2 or 1/2;
 * nonzero only where the reference is exactly zero (a missing mask, e.g. ReLU's);
-* an error at float32's rounding level in a float64 result (float32 inside);
-
-and otherwise says how many elements differ.
+and, before those, an error far below the gradient's overall scale: at float32's rounding level
+in a float64 result (float32 inside) or at float64's (an order of operations that loses
+accuracy); otherwise it says how many elements differ.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ def diagnose(
     *,
     dims: Sequence[Dimension] = (),
     float64_result: bool = True,
+    scale: float | None = None,
 ) -> str:
     """A one-line description of how the leaf ``actual`` differs from ``expected``.
 
@@ -78,6 +79,9 @@ def diagnose(
     dims : sizes of the problem's dimensions with a description, used to name a factor.
     float64_result : whether the candidate owes float64 accuracy (then an error at float32's
         rounding level is named).
+    scale : the size of the gradient as a whole (e.g. the largest |reference| over all leaves);
+        errors far below it are rounding, whatever their size relative to this leaf. Default:
+        the largest |expected| of this leaf.
 
     Examples
     --------
@@ -105,9 +109,23 @@ def diagnose(
         )
     if not finite_e.all():
         return "the reference is not finite here"
-    scale = float(np.max(np.abs(e), initial=0.0))
+    leaf_scale = float(np.max(np.abs(e), initial=0.0))
+    overall = max(leaf_scale, scale or 0.0)
+    rel = float(np.max(np.abs(a - e))) / overall if overall > 0 else np.inf
+    if float64_result and 1e-3 * _EPS32 <= rel <= 1e3 * _EPS32:
+        return (
+            f"error at float32's rounding level (largest error {rel:.2g} of the gradient's "
+            f"scale, float32 eps = {_EPS32:.2g}): something inside computes in float32"
+        )
+    if rel < 1e-3 * _EPS32:
+        return (
+            f"error at float64's rounding level (largest error {rel:.2g} of the gradient's "
+            "scale), above what rounding explains at this input: an order of operations that "
+            "loses accuracy (a cancellation?) rather than a wrong formula"
+        )
+    scale = leaf_scale
     if scale == 0.0:
-        return "nonzero where the reference is exactly zero"
+        return "nonzero where the reference is exactly zero (a missing mask, ReLU's?, or condition)"
     if not a.any():
         return "zero where the reference is not (a dropped term)"
     if _close(a, -e, scale):
@@ -125,12 +143,4 @@ def diagnose(
             f"nonzero where the reference is exactly zero ({int(differ.sum())} of {a.size} "
             "elements): a missing mask (ReLU's?) or condition"
         )
-    rel = float(np.max(np.abs(a - e))) / scale
-    if float64_result and 1e-3 * _EPS32 <= rel <= 1e3 * _EPS32:
-        return (
-            f"error at float32's rounding level (largest error {rel:.2g} of the scale, float32 "
-            f"eps = {_EPS32:.2g}): something inside computes in float32"
-        )
-    if differ.any():
-        return f"{int(differ.sum())} of {a.size} elements differ"
-    return f"small differences (largest {rel:.2g} of the scale)"
+    return f"{int(differ.sum())} of {a.size} elements differ (largest error {rel:.2g} of the scale)"

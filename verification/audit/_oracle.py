@@ -8,12 +8,13 @@ need) adds in one call:
 
 * ``jax.jvp`` along a random unit direction v (forward mode: a second opinion on the
   reverse-mode reference, compared with <grad, v>);
-* the same gradient computed in float32 (used by the tolerance rule: how much rounding this
-  input amplifies, see ``_tolerance``);
+* the same gradient computed in float32, and in float64 at the input perturbed by a relative
+  2^-26 (used by the tolerance rule: how much rounding this input amplifies, see
+  ``_tolerance``);
 * the loss at x +- s v (a secant slope: the scale of the gradient near x).
 
-Where the candidate still fails, float64 central finite differences along the direction of the
-disagreement (``directional_fd``) decide whether the reference is confirmed.
+Where the candidate still fails, float64 finite differences along the direction of the
+disagreement (``one_sided_slopes``) decide whether the reference is confirmed.
 
 The oracle refuses to run (``OracleRefusedError``) rather than give a verdict from a reference that
 is not a float64 computation: JAX's 64-bit mode off (everything would be float32, and on a GPU
@@ -36,12 +37,19 @@ from jax import tree_util
 
 import verification.reference  # noqa: F401  (turns on 64-bit JAX, as every reference needs)
 
-__all__ = ["Environment", "Oracle", "OracleRefusedError", "SecondOpinion", "environment"]
+__all__ = [
+    "Environment",
+    "FiniteDifferences",
+    "Oracle",
+    "OracleRefusedError",
+    "SecondOpinion",
+    "environment",
+]
 
 PRECISION = "highest"
 _LOW_FLOATS = frozenset({"bfloat16", "float16"})
-_FD_STEPS = 12
-"""Number of steps in the finite-difference ladder (h = s 4^-j, j = 0..11)."""
+PERTURBATION = 2.0**-26
+"""Relative size of the input perturbation behind ``SecondOpinion.grad_perturbed``."""
 
 
 class OracleRefusedError(RuntimeError):
@@ -72,10 +80,32 @@ def environment() -> Environment:
 
 
 @dataclass(frozen=True)
+class FiniteDifferences:
+    """Difference quotients of the loss along one direction (``Oracle.one_sided_slopes``)."""
+
+    forward: float
+    backward: float
+    central: float
+    truncation: float
+    rounding: float
+    step: float
+
+
+@dataclass(frozen=True)
 class SecondOpinion:
-    """What the oracle adds where the candidate fails the first comparison."""
+    """What the oracle adds where the candidate fails the first comparison.
+
+    grad32 : the gradient computed in float32 at the same input.
+    grad_perturbed : the float64 gradient at the input with every float element multiplied by
+        (1 + r), |r| <= PERTURBATION: how much the gradient moves when the input does.
+    grad_dot_v, jvp : reverse mode and forward mode along the unit direction v.
+    secant : the largest of |L(x +- s v) - L(x)| / s (s = max(1, |x|)) and the slopes
+        |L(x) - L(t x)| / ((1 - t) |x|) towards the origin (t = 0, 1/2), over the
+        differentiated arguments x: the size of the gradient "around here".
+    """
 
     grad32: list[np.ndarray[Any, np.dtype[np.float64]]]
+    grad_perturbed: list[np.ndarray[Any, np.dtype[np.float64]]]
     grad_dot_v: float
     jvp: float
     secant: float
@@ -92,6 +122,12 @@ def _to64(leaf: Any) -> np.ndarray[Any, Any]:
 
 def _to32(leaf: jax.Array) -> jax.Array:
     return leaf.astype(jnp.float32) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
+
+
+def _perturb(leaf: jax.Array, noise: jax.Array) -> jax.Array:
+    if jnp.issubdtype(leaf.dtype, jnp.floating):
+        return leaf * (1 + noise)
+    return leaf
 
 
 def _walk_jaxpr(jaxpr: Any) -> list[str]:
@@ -157,9 +193,10 @@ class Oracle:
         return jax.value_and_grad(lambda d: self._loss_at(args, d))(diff)
 
     def _second_fn(
-        self, args: tuple[Any, ...], v: tuple[Any, ...], steps: jax.Array
+        self, args: tuple[Any, ...], v: tuple[Any, ...], steps: jax.Array, noise: tuple[Any, ...]
     ) -> tuple[Any, ...]:
-        """(loss, jvp along v, float32 gradient, losses at x + h v for h in steps and -steps)."""
+        """(loss, jvp along v, float32 gradient, gradient at args * (1 + noise), losses at
+        x + h v for h in steps and -steps, losses at 0 x and x / 2)."""
         diff = tuple(args[i] for i in self.argnums)
 
         def loss(d: tuple[Any, ...]) -> jax.Array:
@@ -169,12 +206,18 @@ class Oracle:
         args32 = tree_util.tree_map(_to32, args)
         diff32 = tuple(args32[i] for i in self.argnums)
         grad32 = jax.grad(lambda d: self._loss_at(args32, d))(diff32)
+        shaken = tree_util.tree_map(_perturb, args, noise)
+        diff_shaken = tuple(shaken[i] for i in self.argnums)
+        grad_shaken = jax.grad(lambda d: self._loss_at(shaken, d))(diff_shaken)
 
         def at(h: jax.Array) -> jax.Array:
             return loss(tree_util.tree_map(lambda a, b: a + h * b, diff, v))
 
         moved = jax.lax.map(at, jnp.concatenate([steps, -steps]))
-        return value, jvp, grad32, moved
+        toward_origin = jnp.stack(
+            [loss(tree_util.tree_map(lambda a, t=t: t * a, diff)) for t in (0.0, 0.5)]
+        )
+        return value, jvp, grad32, grad_shaken, moved, toward_origin
 
     # -- compilation -------------------------------------------------------------------
     def _compile(self, fn: Callable[..., Any], *example: Any) -> Any:
@@ -236,53 +279,104 @@ class Oracle:
         return float(value), leaves
 
     def _along(
-        self, args: tuple[Any, ...], v: Sequence[np.ndarray[Any, Any]]
-    ) -> tuple[float, float, Any, np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        self,
+        args: tuple[Any, ...],
+        v: Sequence[np.ndarray[Any, Any]],
+        fd_step: float,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[Any, ...]:
         """The compiled second-opinion function at ``args`` along ``v``, with the steps s (for
-        the secant) and then the finite-difference ladder 0.1 s 4^-j, s = max(1, |x|)."""
+        the secant, s = max(1, |x|)), then h and 2h (finite differences, h = ``fd_step``)."""
         args64, diff = self.prepare(args)
         diff_leaves, diff_def = tree_util.tree_flatten(diff)
         v_tree = tree_util.tree_unflatten(diff_def, [np.asarray(x, np.float64) for x in v])
         scale = max([1.0] + [float(np.max(np.abs(x), initial=0.0)) for x in diff_leaves])
-        ladder = 0.1 * scale * 4.0 ** -np.arange(_FD_STEPS, dtype=np.float64)
-        steps = np.concatenate([[scale], ladder])
-        value, jvp, grad32, moved = self._run(self._seconds, self._second_fn, args64, v_tree, steps)
+        steps = np.array([scale, fd_step, 2 * fd_step])
+        noise = tree_util.tree_map(
+            lambda a: (
+                np.zeros(np.shape(a))
+                if rng is None
+                else PERTURBATION * rng.uniform(-1.0, 1.0, np.shape(a))
+            ),
+            args64,
+        )
+        value, jvp, grad32, shaken, moved, toward_origin = self._run(
+            self._seconds, self._second_fn, args64, v_tree, steps, noise
+        )
         n = steps.size
-        return float(value), float(jvp), grad32, moved[:n], moved[n:], steps
+        norm = math.sqrt(sum(float(np.vdot(x, x)) for x in diff_leaves))
+        origin_slopes = [
+            abs(float(x) - float(value)) / (norm * t)
+            for x, t in zip(toward_origin, (1.0, 0.5), strict=True)
+            if norm > 0.0
+        ]
+        return (
+            float(value),
+            float(jvp),
+            grad32,
+            shaken,
+            moved[:n],
+            moved[n:],
+            steps,
+            origin_slopes,
+        )
 
     def second_opinion(
         self,
         args: tuple[Any, ...],
         grad: Sequence[np.ndarray[Any, Any]],
         v: Sequence[np.ndarray[Any, Any]],
+        rng: np.random.Generator,
     ) -> SecondOpinion:
-        """Forward mode along the unit direction ``v``, the float32 gradient and a secant slope.
-
-        The secant is max |L(x +- s v) - L(x)| / s with s = max(1, |x|) (finite values only).
-        """
-        value, jvp, grad32, plus, minus, steps = self._along(args, v)
-        secants = [abs(float(x[0]) - value) / steps[0] for x in (plus, minus)]
+        """Forward mode along the unit direction ``v``, the float32 gradient, the gradient at a
+        randomly perturbed input (``rng``) and secant slopes (see ``SecondOpinion``)."""
+        value, jvp, grad32, shaken, plus, minus, steps, origin = self._along(args, v, 1e-6, rng)
+        secants = [abs(float(x[0]) - value) / steps[0] for x in (plus, minus)] + origin
         return SecondOpinion(
             grad32=[np.asarray(g, dtype=np.float64) for g in tree_util.tree_leaves(grad32)],
+            grad_perturbed=[np.asarray(g, np.float64) for g in tree_util.tree_leaves(shaken)],
             grad_dot_v=float(sum(np.vdot(g, d) for g, d in zip(grad, v, strict=True))),
             jvp=jvp,
             secant=max([s for s in secants if math.isfinite(s)], default=0.0),
         )
 
-    def directional_fd(
-        self, args: tuple[Any, ...], d: Sequence[np.ndarray[Any, Any]]
-    ) -> tuple[float, float]:
-        """Central finite difference of the loss along the unit direction ``d``, in float64.
+    def one_sided_slopes(
+        self, args: tuple[Any, ...], d: Sequence[np.ndarray[Any, Any]], resolution: float
+    ) -> FiniteDifferences:
+        """Forward and backward difference quotients of the loss along the unit direction ``d``.
 
-        Steps h = s 4^-j (s = 0.1 max(1, |x|), j = 0..11); the estimate is the central
-        difference D(h_j) whose change from the next larger step, |D(h_j) - D(h_(j-1))|, is
-        smallest (past it rounding grows, before it truncation): returns (D, that change) as
-        (estimate, error estimate). NaN when the loss is not finite along d.
+        ``resolution`` is the smallest slope difference that matters (e.g. |candidate -
+        reference| along d). The step is the smallest for which rounding stays well below it:
+        h = 64 eps (|L| + 1) / resolution (rounding error of a quotient ~ 2 eps |L| / h), capped
+        at 0.1 max(1, |x|). Then forward (L(x + h d) - L(x)) / h and backward (L(x) - L(x - h d)) / h
+        differ by about h |L''| where the loss is smooth, and by the jump in slope where a kink
+        lies within h (a ReLU pre-activation at 0, or within rounding of it): the two quotients
+        side with the reference and the candidate respectively. ``truncation`` is the change of
+        the central quotient from h to 2h, an estimate of its own error.
         """
-        _, _, _, plus, minus, steps = self._along(args, d)
-        central = (plus[1:] - minus[1:]) / (2 * steps[1:])
-        if not np.all(np.isfinite(central)):
-            return math.nan, math.nan
-        changes = np.abs(np.diff(central))
-        best = int(np.argmin(changes)) + 1
-        return float(central[best]), float(changes[best - 1])
+        if not (math.isfinite(resolution) and resolution > 0):
+            resolution = 1e-6
+        args64, diff = self.prepare(args)
+        scale = max(
+            [1.0] + [float(np.max(np.abs(x), initial=0.0)) for x in tree_util.tree_leaves(diff)]
+        )
+        value = float(self._loss_value(args64))
+        eps = float(np.finfo(np.float64).eps)
+        step = min(64 * eps * (abs(value) + 1) / resolution, 0.1 * scale)
+        value, _, _, _, plus, minus, steps, _ = self._along(args, d, step)
+        h = steps[1]
+        forward, backward = (plus[1] - value) / h, (value - minus[1]) / h
+        central = (plus[1] - minus[1]) / (2 * h)
+        central2 = (plus[2] - minus[2]) / (2 * steps[2])
+        return FiniteDifferences(
+            float(forward),
+            float(backward),
+            float(central),
+            float(abs(central2 - central)),
+            4 * eps * (abs(value) + 1) / h,
+            h,
+        )
+
+    def _loss_value(self, args64: tuple[Any, ...]) -> float:
+        value, _ = self._run(self._grads, self._grad_fn, args64)
+        return float(value)

@@ -91,8 +91,9 @@ class AuditReport:
     location : the worst element, e.g. "W2[3, 1]".
     diagnosis : the bug signature in words.
     candidate, reference, finite_difference : the values at ``location``.
-    uncertain : examples where the candidate disagreed with the reference but finite
-        differences (or forward mode) did not confirm the reference (a kink).
+    uncertain : examples where the reference could not be trusted: the candidate disagreed with
+        it but finite differences did not confirm it (a kink within rounding, or curvature too
+        large for finite differences), forward and reverse mode disagreed, or it was not finite.
     """
 
     passed: bool
@@ -117,6 +118,7 @@ class AuditReport:
     shrink_steps: int = 0
     traceback: str | None = None
     leaves: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     compilations: int = 0
 
@@ -129,7 +131,7 @@ class AuditReport:
         """Python code that re-runs the candidate and the audit on the counterexample."""
         if self.counterexample is None:
             return ""
-        imports = {"import numpy as np", "import verification"}
+        imports = {"import numpy as np", "from verification.audit import audit"}
         _namedtuple_imports(self.counterexample, imports)
         lines = sorted(imports)
         lines += [
@@ -137,7 +139,7 @@ class AuditReport:
             _import_line(self.loss_fn, "loss_fn"),
             f"args = {python_literal(self.counterexample)}",
             "print(grad_fn(*args))",
-            f"print(verification.audit(grad_fn, loss_fn, args, argnums={self.argnums!r}))",
+            f"print(audit(grad_fn, loss_fn, args, argnums={self.argnums!r}))",
         ]
         return "\n".join(lines)
 
@@ -149,8 +151,9 @@ class AuditReport:
         )
         oracle = f"oracle: {self.environment}"
         uncertain = (
-            f"{self.uncertain} example(s) oracle-uncertain (at or within rounding of a kink: "
-            "finite differences did not confirm the reference; not counted against it)"
+            f"{self.uncertain} example(s) oracle-uncertain, not counted against the candidate "
+            "(it disagreed with the reference, but finite differences did not confirm the "
+            "reference: a kink within rounding, or too much curvature for them)"
         )
         if self.passed:
             return "\n".join(
@@ -182,6 +185,8 @@ class AuditReport:
         if self.diagnosis:
             lines.append(f"  diagnosis: {self.diagnosis}")
         lines += [f"    {leaf}" for leaf in self.leaves]
+        if self.warnings:
+            lines.append("  the candidate warned: " + "; ".join(self.warnings[:3]))
         if self.traceback:
             lines.append("  traceback:")
             lines += ["    " + t for t in self.traceback.rstrip().splitlines()]
@@ -220,6 +225,7 @@ class AuditReport:
             ),
             "counterexample_elements": self.counterexample_size[0],
             "traceback": self.traceback,
+            "warnings": self.warnings,
             "environment": {
                 "jax_version": self.environment.jax_version,
                 "backend": self.environment.backend,
