@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -63,7 +64,7 @@ def test_same_seed_gives_the_same_split_and_another_seed_another() -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_features_have_the_requested_dtype(dtype: type[np.floating[object]]) -> None:
+def test_features_have_the_requested_dtype(dtype: type[np.floating[Any]]) -> None:
     data = load_breast_cancer(seed=0, dtype=dtype)
     assert data.x_train.dtype == dtype
     assert data.x_test.dtype == dtype

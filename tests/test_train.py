@@ -66,7 +66,7 @@ def _run(data: Split, params: Any, seed: int, **kw: Any) -> tuple[Any, History]:
     )
 
 
-def _same(a: tuple[FloatArray, ...], b: tuple[FloatArray, ...]) -> bool:
+def _same(a: tuple[np.ndarray[Any, Any], ...], b: tuple[np.ndarray[Any, Any], ...]) -> bool:
     return all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
 
 
