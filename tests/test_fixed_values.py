@@ -124,6 +124,8 @@ def test_softmax_vjp_per_row() -> None:
     z = np.array([[0.0, L3], [1.0, 1.0]])
     g = np.array([[1.0, 0.0], [1.0, 3.0]])
     _close(mb.softmax_vjp(z, g), [[3 / 16, -3 / 16], [-0.5, 0.5]])
+    # the same rows as a (2, 1, 2) batch: the reduction g.p is over the last axis only
+    _close(mb.softmax_vjp(z[:, None, :], g[:, None, :]), [[[3 / 16, -3 / 16]], [[-0.5, 0.5]]])
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,10 +161,11 @@ def test_cross_entropy_is_inf_where_label_sits_on_zero_probability() -> None:
 
 
 def test_cross_entropy_grad_known_value() -> None:
-    # -y/(m p): m = 2; row 1: [0, -1/(2 * 3/4)] = [0, -2/3]; row 2: [-1/(2 * 1/2), 0] = [-1, 0]
-    p = np.array([[0.25, 0.75], [0.5, 0.5]])
-    y = np.array([[0.0, 1.0], [1.0, 0.0]])
-    _close(mb.cross_entropy_grad(p, y), [[0.0, -2 / 3], [-1.0, 0.0]])
+    # -y/(m p) with m = 3 rows, k = 2 classes: row 1 [0, -1/(3 * 3/4)] = [0, -4/9];
+    # row 2 [-1/(3 * 1/2), 0] = [-2/3, 0]; row 3 [-1/(3 * 1), 0] = [-1/3, 0]
+    p = np.array([[0.25, 0.75], [0.5, 0.5], [1.0, 0.0]])
+    y = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    _close(mb.cross_entropy_grad(p, y), [[0.0, -4 / 9], [-2 / 3, 0.0], [-1 / 3, 0.0]])
 
 
 def test_cross_entropy_grad_at_zero_probability() -> None:
@@ -195,10 +198,20 @@ def test_softmax_cross_entropy_unnormalised_labels() -> None:
 
 
 def test_softmax_cross_entropy_grad_known_value() -> None:
-    # (P - Y)/m, m = 2: row 1 ([1/4, 3/4] - [0, 1])/2 = [1/8, -1/8]; row 2 ([1/2, 1/2] - [1, 0])/2
-    z = np.array([[0.0, L3], [0.0, 0.0]])
-    y = np.array([[0.0, 1.0], [1.0, 0.0]])
-    _close(mb.softmax_cross_entropy_grad(z, y), [[0.125, -0.125], [-0.25, 0.25]])
+    # (P - Y)/m, m = 3 rows, k = 2: row 1 ([1/4, 3/4] - [0, 1])/3 = [1/12, -1/12];
+    # row 2 ([1/2, 1/2] - [1, 0])/3 = [-1/6, 1/6]; row 3 ([3/4, 1/4] - [1, 0])/3 = [-1/12, 1/12]
+    z = np.array([[0.0, L3], [0.0, 0.0], [L3, 0.0]])
+    y = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    expected = [[1 / 12, -1 / 12], [-1 / 6, 1 / 6], [-1 / 12, 1 / 12]]
+    _close(mb.softmax_cross_entropy_grad(z, y), expected)
+
+
+def test_log_softmax_shift_is_per_row() -> None:
+    # rows at offsets 1e4 apart: each row is shifted by its own max (a shift by the global max
+    # would underflow row 2 to log 0). Both rows are [0, L3] + c: -log(3/4) each, mean log(4/3).
+    z = np.array([[1e4, 1e4 + L3], [0.0, L3]])
+    y = np.array([[0.0, 1.0], [0.0, 1.0]])
+    _close(mb.softmax_cross_entropy(z, y), np.log(4 / 3), rtol=1e-11)
 
 
 def test_softmax_cross_entropy_grad_general_form_for_rows_not_summing_to_one() -> None:
@@ -359,22 +372,61 @@ def test_mlp_identity_weights_two_samples() -> None:
 
 
 def test_mlp_nonidentity_second_layer_and_biases() -> None:
-    # W1 = I, b1 = [0, 0], W2 = [[1, 2], [3, 4]], b2 = [L3, 0]; x = [2, 1], y = [1, 0].
-    # z1 = a1 = [2, 1]; z2 = a1 W2 + b2 = [2 + 3 + L3, 4 + 4] = [5 + L3, 8];
+    # W1 = I, b1 = [1, -1/2], W2 = [[1, 2], [3, 4]], b2 = [L3, 0]; x = [2, 1], y = [1, 0].
+    # z1 = a1 = [3, 1/2]; z2 = a1 W2 + b2 = [3 + 3/2 + L3, 6 + 2] = [9/2 + L3, 8];
     # dZ2 = p - y; dW2 = a1^T dZ2; dZ1 = dZ2 W2^T (mask all ones); dW1 = x^T dZ1 = dZ1 as rows.
     W2 = np.array([[1.0, 2.0], [3.0, 4.0]])
-    params = mb.MLPParams(np.eye(2), np.zeros(2), W2, np.array([L3, 0.0]))
+    params = mb.MLPParams(np.eye(2), np.array([1.0, -0.5]), W2, np.array([L3, 0.0]))
     x, y = np.array([[2.0, 1.0]]), np.array([[1.0, 0.0]])
-    # softmax([5 + L3, 8]) = [3 e^5, e^8]/(3 e^5 + e^8); with r = 3/(3 + e^3): p = [r, 1 - r]
-    r = 3 / (3 + np.exp(3.0))
+    # softmax([9/2 + L3, 8]) = [3 e^4.5, e^8]/(3 e^4.5 + e^8); r = 3/(3 + e^3.5): p = [r, 1 - r]
+    r = 3 / (3 + np.exp(3.5))
     d = np.array([r - 1, 1 - r])  # dZ2
+    p, cache = mb.mlp_forward(params, x)
+    _close(cache.a1, [[3.0, 0.5]])
+    _close(p, [[r, 1 - r]])
     loss, g = mb.mlp_loss_and_grads(params, x, y)
     _close(loss, -np.log(r))
     _close(g.b2, d)
-    _close(g.W2, [2 * d, 1 * d])
+    _close(g.W2, [3 * d, 0.5 * d])
     dz1 = np.array([d[0] * 1 + d[1] * 2, d[0] * 3 + d[1] * 4])  # dZ2 W2^T
     _close(g.b1, dz1)
     _close(g.W1, [2 * dz1, 1 * dz1])
+
+
+def test_mlp_loss_and_gradient_are_linear_in_unnormalised_labels() -> None:
+    # J and dZ2 = P * rowsum(Y) - Y are linear in Y: y = [2, 0] gives twice the loss and the
+    # gradients of y = [1, 0] (identity net, x = [1, -1]: dZ2 = 2 [-u, u], u = s(-1)); the
+    # shortcut P - Y would give [1 - u - 2, u] instead
+    params, x = _identity_net(), np.array([[1.0, -1.0]])
+    loss1, g1 = mb.mlp_loss_and_grads(params, x, np.array([[1.0, 0.0]]))
+    loss2, g2 = mb.mlp_loss_and_grads(params, x, np.array([[2.0, 0.0]]))
+    u = 1 / (1 + np.e)
+    _close(g1.b2, [-u, u])
+    _close(loss2, 2 * loss1)
+    for a, b in zip(g2, g1, strict=True):
+        _close(a, 2 * b)
+
+
+def test_mlp_batch_gradient_is_the_mean_of_per_sample_gradients() -> None:
+    # the batch reduction is the mean over m: m = 3 samples, k = 2 classes (m != k), soft and
+    # unnormalised label rows; each per-sample result is a batch of one
+    rng = np.random.default_rng(11)
+    params = mb.MLPParams(
+        rng.standard_normal((2, 4)),
+        rng.standard_normal(4),
+        rng.standard_normal((4, 2)),
+        rng.standard_normal(2),
+    )
+    x = rng.standard_normal((3, 2))
+    y = np.array([[1.0, 0.0], [0.3, 0.7], [2.0, 0.5]])
+    loss, grads = mb.mlp_loss_and_grads(params, x, y)
+    singles = [mb.mlp_loss_and_grads(params, x[i : i + 1], y[i : i + 1]) for i in range(3)]
+    _close(loss, sum(s[0] for s in singles) / 3, rtol=1e-12)
+    for field in range(4):
+        _close(grads[field], sum(s[1][field] for s in singles) / 3, rtol=1e-12)
+    _, cache = mb.mlp_forward(params, x)
+    for a, b in zip(mb.mlp_backward(params, cache, y), grads, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_mlp_relu_mask_is_zero_at_the_kink() -> None:
@@ -464,6 +516,13 @@ def test_logreg_at_zero_weights() -> None:
     _close(g.w, [-1.0, -1.5])
     _close(g.b, -0.5)
     _close(mb.logreg_predict_proba(params, x), [0.5, 0.5])
+    # m = 3 rows, n = 2 features (the mean is over rows): y = [1, 0, 1], residual
+    # [-1/2, 1/2, -1/2]; dw = [(-1 + 3 - 5)/2, (-2 + 4 - 6)/2]/3 = [-1/2, -2/3]; db = -1/6
+    x3 = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    loss, g = mb.logreg_loss_and_grads(params, x3, np.array([1.0, 0.0, 1.0]))
+    _close(loss, np.log(2.0))
+    _close(g.w, [-0.5, -2 / 3])
+    _close(g.b, -1 / 6)
 
 
 def test_logreg_with_bias_and_weights() -> None:
@@ -676,6 +735,58 @@ def test_labels_follow_the_dtype_of_the_values() -> None:
     assert type(mb.softmax_cross_entropy(z, y)) is np.float32
     assert mb.softmax_cross_entropy_grad(z, y).dtype == np.float32
     assert mb.softmax_vjp(z, y).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        mb.cross_entropy_grad,
+        mb.softmax_cross_entropy_grad,
+        mb.binary_cross_entropy_grad,
+        mb.sigmoid_binary_cross_entropy_grad,
+    ],
+    ids=lambda f: f.__name__,
+)
+def test_integer_labels_follow_the_dtype_of_the_values(fn: Callable[..., Any]) -> None:
+    # integer labels on float32 values are converted to float32, not to float64
+    values = np.array([[0.25, 0.75], [0.5, 0.5]], dtype=np.float32)
+    labels = np.array([[0, 1], [1, 0]])
+    assert fn(values, labels).dtype == np.float32
+    np.testing.assert_array_equal(fn(values, labels), fn(values, labels.astype(np.float32)))
+
+
+def test_network_labels_follow_the_params_dtype() -> None:
+    # float32 params with float64 or integer labels: float32 loss and gradients, bit for bit
+    # those of float32 labels (y = 1/3 is not a float32 number: it is rounded first)
+    params = _mlp(np.float32)
+    x = np.random.default_rng(6).standard_normal((2, 3)).astype(np.float32)
+    y64 = np.array([[1 / 3, 2 / 3], [1.0, 0.0]])
+    loss32, g32 = mb.mlp_loss_and_grads(params, x, y64.astype(np.float32))
+    for y in (y64, np.array([[0, 1], [1, 0]])):
+        loss, g = mb.mlp_loss_and_grads(params, x, y)
+        assert type(loss) is np.float32
+        assert all(a.dtype == np.float32 for a in g)
+    loss, g = mb.mlp_loss_and_grads(params, x, y64)
+    assert loss == loss32
+    for a, b in zip(g, g32, strict=True):
+        np.testing.assert_array_equal(a, b)
+    _, cache = mb.mlp_forward(params, x)
+    assert all(a.dtype == np.float32 for a in mb.mlp_backward(params, cache, y64))
+
+
+def test_logreg_targets_follow_the_params_dtype() -> None:
+    # float32 params with float64 targets: y is rounded to float32 first, so the result is bit
+    # for bit that of float32 targets (s(0) - 1/3 differs in float64 and float32 arithmetic)
+    params = mb.LogRegParams(np.zeros(3, np.float32), np.array(0.0, np.float32))
+    x = np.ones((2, 3), np.float32)
+    y64 = np.array([1 / 3, 0.1])
+    loss32, g32 = mb.logreg_loss_and_grads(params, x, y64.astype(np.float32))
+    loss, g = mb.logreg_loss_and_grads(params, x, y64)
+    assert type(loss) is np.float32
+    assert loss == loss32
+    np.testing.assert_array_equal(g.w, g32.w)
+    np.testing.assert_array_equal(g.b, g32.b)
+    assert g.w.dtype == np.float32
 
 
 # --------------------------------------------------------------------------------------------

@@ -342,7 +342,10 @@ def test_categorical_losses_accept_label_mass_above_one(fn: Callable[..., Any]) 
         (((2, 3), (3, 4), (1, 4)), ("b must have shape (h,)", "(1, 4)")),
         (((2, 3), (3, 4), (1,)), ("b has shape (1,)", "w has shape (3, 4)")),
         (((2, 3), (3, 4), (5,)), ("b has shape (5,)", "(3, 4)")),
-        (((2, 3), (1, 4), (4,)), ("x has shape (2, 3)", "w has shape (1, 4)")),
+        (
+            ((2, 3), (1, 4), (4,)),
+            ("x has shape (2, 3)", "w has shape (1, 4)", "x's columns (3) must equal w's rows (1)"),
+        ),
         (((2, 1), (3, 4), (4,)), ("x has shape (2, 1)", "w has shape (3, 4)")),
         (((3,), (3, 4), (4,)), ("x must have shape (m, n)", "(3,)")),
         (((2, 3), (3,), (1,)), ("w must have shape (n, h)", "(3,)")),
@@ -362,10 +365,8 @@ def test_linear_rejects_inconsistent_shapes(
 def test_linear_rejects_mixed_dtypes(which: int) -> None:
     args = [_f(2, 3), _f(3, 4), _f(4)]
     args[which] = args[which].astype(np.float32)
-    name = "xwb"[which]
-    _raises(
-        TypeError, lambda: mb.linear(*args), "one floating dtype", f"{name} is float32", "float64"
-    )
+    listing = ", ".join(f"{n} is {a.dtype}" for n, a in zip("xwb", args, strict=True))
+    _raises(TypeError, lambda: mb.linear(*args), "one floating dtype", listing)
 
 
 @pytest.mark.parametrize(
@@ -455,7 +456,10 @@ def test_network_rejects_params_of_wrong_type(name: str, params: Any, type_name:
         (_mlp()._replace(W1=_f(3)), ("params.W1 must have shape (n, h)", "(3,)")),
         (_mlp()._replace(b1=_f(1, 4)), ("params.b1 has shape (1, 4)", "(3, 4)", "requires (4,)")),
         (_mlp()._replace(b1=_f(3)), ("params.b1 has shape (3,)", "requires (4,)")),
-        (_mlp()._replace(W2=_f(3, 2)), ("params.W2 has shape (3, 2)", "requires (4, 2)")),
+        (
+            _mlp()._replace(W2=_f(3, 2)),
+            ("params.W2 has shape (3, 2)", "params.W1 of shape (3, 4) requires (4, 2)"),
+        ),
         (_mlp()._replace(W2=_f(4)), ("params.W2 must have shape (h, k)", "(4,)")),
         (_mlp()._replace(b2=_f(1, 2)), ("params.b2 has shape (1, 2)", "requires (2,)")),
         (_mlp()._replace(b2=_f(4)), ("params.b2 has shape (4,)", "(4, 2)", "requires (2,)")),
@@ -472,13 +476,10 @@ def test_network_rejects_params_of_wrong_shapes(
 def test_network_rejects_mixed_or_non_float_param_dtypes(name: str, field: str) -> None:
     good = _mlp()
     mixed = good._replace(**{field: getattr(good, field).astype(np.float32)})
-    _raises(
-        TypeError,
-        _call(name, mixed),
-        "params must have one dtype",
-        f"{field} is float32",
-        "float64",
-    )
+    # every field listed with its dtype, e.g. "W1 is float64, b1 is float32, W2 is float64, ..."
+    listing = ", ".join(f"{f} is {a.dtype}" for f, a in zip(mixed._fields, mixed, strict=True))
+    assert f"{field} is float32" in listing
+    _raises(TypeError, _call(name, mixed), "params must have one dtype", listing)
     ints = good._replace(**{field: getattr(good, field).astype(np.int64)})
     _raises(TypeError, _call(name, ints), f"params.{field} must be a floating array", "int64")
 
@@ -556,7 +557,7 @@ def test_mlp_backward_rejects_a_cache_of_wrong_type() -> None:
 @pytest.mark.parametrize(
     ("other", "fragments"),
     [
-        (_mlp(n=5), ("cache.x has shape (2, 5)", "requires (2, 3)")),
+        (_mlp(n=5), ("cache.x has shape (2, 5)", "but params.W1 requires (2, 3)")),
         (_mlp(h=6), ("cache.a1 has shape (2, 6)", "h = 4", "requires (2, 4)")),
         (_mlp(k=3), ("cache.log_p has shape (2, 3)", "k = 2", "requires (2, 2)")),
     ],
@@ -652,7 +653,12 @@ LOGREG_CALLS: dict[str, Callable[[Any, Any, Any], object]] = {
             ValueError,
             ("params.w must have shape (n,)", "(3, 1)"),
         ),
-        (_logreg()._replace(b=_f(1)), X3, ValueError, ("params.b has shape (1,)", "requires ()")),
+        (
+            _logreg()._replace(b=_f(1)),
+            X3,
+            ValueError,
+            ("params.b has shape (1,)", "but a scalar bias requires ()"),
+        ),
         (_logreg()._replace(b=_f(3)), X3, ValueError, ("params.b has shape (3,)",)),
         (
             _logreg()._replace(b=np.array(0.0, np.float32)),
