@@ -171,7 +171,8 @@ def linear(x: ArrayLike, w: ArrayLike, b: ArrayLike) -> Array:
 @jax.jit
 def mlp_forward(params: _MLPLike, x: ArrayLike) -> Array:
     """The network's class probabilities softmax(relu(x W1 + b1) W2 + b2): x (m, n) -> (m, k)."""
-    return softmax(linear(relu(linear(x, params.W1, params.b1)), params.W2, params.b2))
+    p: Array = softmax(linear(relu(linear(x, params.W1, params.b1)), params.W2, params.b2))
+    return p
 
 
 @jax.jit
@@ -181,7 +182,8 @@ def mlp_loss(params: _MLPLike, x: ArrayLike, y: ArrayLike) -> Array:
     params: W1 (n, h), b1 (h,), W2 (h, k), b2 (k,); x (m, n); y (m, k). Returns a scalar.
     """
     a1 = relu(linear(x, params.W1, params.b1))
-    return softmax_cross_entropy(linear(a1, params.W2, params.b2), y)
+    loss: Array = softmax_cross_entropy(linear(a1, params.W2, params.b2), y)
+    return loss
 
 
 @jax.jit
@@ -190,7 +192,8 @@ def logreg_loss(params: _LogRegLike, x: ArrayLike, y: ArrayLike) -> Array:
 
     params: w (n,), b (); x (m, n); y (m,) in [0, 1]. Returns a scalar.
     """
-    return sigmoid_binary_cross_entropy(jnp.matmul(x, params.w) + params.b, y)
+    loss: Array = sigmoid_binary_cross_entropy(jnp.add(jnp.matmul(x, params.w), params.b), y)
+    return loss
 
 
 # --------------------------------------------------------------------------------------------

@@ -154,7 +154,7 @@ def _softmax_ce_loss(inputs: Inputs, expected: Any) -> float:
 
 def _softmax_ce_grad(inputs: Inputs, expected: Any) -> float:
     z, y = inputs
-    return max(float(np.sum(y, axis=-1).max()), magnitude(y)) / z.shape[0]
+    return max(float(np.sum(y, axis=-1).max()), magnitude(y)) / float(z.shape[0])
 
 
 def _bce_grad(inputs: Inputs, expected: Any) -> float:
@@ -162,11 +162,11 @@ def _bce_grad(inputs: Inputs, expected: Any) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         pos = np.where(y > 0, y / p, 0.0)
         neg = np.where(y < 1, (1 - y) / (1 - p), 0.0)
-    return (magnitude(pos) + magnitude(neg)) / p.shape[0]
+    return (magnitude(pos) + magnitude(neg)) / float(p.shape[0])
 
 
 def _per_sample(inputs: Inputs, expected: Any) -> float:
-    return 1.0 / inputs[0].shape[0]
+    return 1.0 / float(inputs[0].shape[0])
 
 
 def _linear(inputs: Inputs, expected: Any) -> float:

@@ -210,7 +210,8 @@ def labels(
     if kind == "soft":
         weights = draw(_arrays(dt, (m, k), elements=_floats(dt, 0.0, 1.0)))
         weights[weights.sum(axis=1) == 0, 0] = 1
-        return (weights / weights.sum(axis=1, keepdims=True)).astype(dt)
+        soft: NDArray[Any] = (weights / weights.sum(axis=1, keepdims=True)).astype(dt)
+        return soft
     y = draw(_arrays(dt, (m, k), elements=_floats(dt, 0.0, 2.0)))
     if np.all(np.abs(y.sum(axis=1) - 1) <= 0.1):
         y[0] *= 2  # row sum in [0.9, 1.1] becomes [1.8, 2.2]
