@@ -62,14 +62,18 @@ def test_a_broken_gradient_gives_exit_status_1_and_a_failing_row(
 
 
 def test_a_crashing_function_is_a_failed_row_not_a_crash(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def crash(z: Any) -> Any:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(manual_bp, "relu", crash)
-    assert main(["--max-examples", "2", "--dtype", "float32", "--only", "relu"]) == 1
+    out = tmp_path / "report.json"
+    argv = ["--max-examples", "2", "--dtype", "float32", "--only", "relu", "--json", str(out)]
+    assert main(argv) == 1
     assert "raised RuntimeError: boom" in capsys.readouterr().out
+    (row,) = json.loads(out.read_text())["rows"]  # strict JSON: the infinite error is null
+    assert row["max_abs_error"] is None
 
 
 def test_a_result_in_the_wrong_dtype_fails(

@@ -441,6 +441,11 @@ def run_check(check: Check, dtype: np.dtype[Any], max_examples: int) -> Row:
     return row
 
 
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no inf or NaN: a misplaced NaN/inf or a crash is written as null."""
+    return value if math.isfinite(value) else None
+
+
 def _fmt(value: float) -> str:
     return f"{value:.1e}"
 
@@ -518,8 +523,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "dtype": r.dtype,
                     "examples": r.examples,
                     "failures": r.failures,
-                    "max_abs_error": r.max_abs_error,
-                    "max_rel_error": r.max_rel_error,
+                    "max_abs_error": _finite_or_none(r.max_abs_error),
+                    "max_rel_error": _finite_or_none(r.max_rel_error),
                     "rtol": r.rtol,
                     "atol": r.atol,
                     "passed": r.passed,
@@ -529,6 +534,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             ],
         }
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, allow_nan=True)
+            json.dump(document, handle, indent=2, allow_nan=False)
             handle.write("\n")
     return 1 if failed else 0
