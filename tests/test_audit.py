@@ -54,7 +54,7 @@ def _load_zoo() -> ModuleType:
 
 
 zoo = _load_zoo()
-EXAMPLES = settings.default.max_examples  # 25 (dev) or 150 (ci)
+EXAMPLES = min(settings.default.max_examples, 100)  # 25 (dev) or 100 (ci: 150, capped for time)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,11 +79,10 @@ def test_zoo_bug_is_caught_with_a_small_counterexample(name: str) -> None:
     assert f"{bug.candidate.__name__} as grad_fn" in text
 
 
-@pytest.mark.parametrize("seed", [1, 2])
 @pytest.mark.parametrize("name", list(zoo.CORRECT))
-def test_correct_and_equivalent_implementations_pass(name: str, seed: int) -> None:
+def test_correct_and_equivalent_implementations_pass(name: str) -> None:
     candidate, loss, problems = zoo.CORRECT[name]
-    report = audit(candidate, loss, problems(), max_examples=EXAMPLES, seed=seed)
+    report = audit(candidate, loss, problems(), max_examples=EXAMPLES, seed=1)
     assert report.passed, str(report)
     assert report.examples == EXAMPLES
 
@@ -154,7 +153,9 @@ def _sigmoid_vjp(z: Any, g: Any) -> Any:
     return mb.sigmoid_grad(z) * g
 
 
-_ZG = named_arrays({"z": ("m", "k"), "g": ("m", "k")}, bounds=(3.0, 1000.0))
+_ZG = named_arrays(
+    {"z": ("m", "k"), "g": ("m", "k")}, dims={"m": [1, 3], "k": [1, 4]}, bounds=(3.0, 1000.0)
+)
 
 MANUAL_BP = {
     "mlp_loss_and_grads": (_mlp_grads, reference.mlp_loss, strategies.mlp_problems(), 0),
