@@ -47,3 +47,15 @@ def verify(session: nox.Session) -> None:
     """The main job: every formula's manual gradient against JAX, as a table."""
     session.install("-e", ".[verify]")
     session.run("python", "-m", "verification", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks (issue 5): SGD step vs jax.jit and torch, gradient cost, verification speed.
+
+    Prints markdown tables, writes JSON and PNG to bench-results/ and copies the figures to
+    docs/bench/. ``nox -s bench -- --quick`` for a short run; ``-- --only sgd_step`` for one
+    section.
+    """
+    session.install("-e", ".[verify,bench,train]")
+    session.run("python", "-m", "benchmarks", *session.posargs)

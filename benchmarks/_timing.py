@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["Timing", "calls_per_sample", "interleaved"]
+__all__ = ["Timing", "calls_per_sample", "interleaved", "paired_ratio"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class Timing:
     high: float
     repeats: int
     calls: int
+    samples: tuple[float, ...] = ()
 
     def as_dict(self) -> dict[str, float | int]:
         return {
@@ -35,6 +36,14 @@ class Timing:
         }
 
 
+def paired_ratio(a: Timing, b: Timing) -> float:
+    """Median over rounds of time(a) / time(b) in the same round (rounds pair the two up, so
+    drift that slows both alike cancels); the ratio of medians if no samples were kept."""
+    if not a.samples or len(a.samples) != len(b.samples):
+        return a.median / b.median
+    return statistics.median(x / y for x, y in zip(a.samples, b.samples, strict=True))
+
+
 def _time_calls(fn: Callable[[], object], calls: int) -> float:
     start = time.perf_counter()
     for _ in range(calls):
@@ -43,18 +52,14 @@ def _time_calls(fn: Callable[[], object], calls: int) -> float:
 
 
 def calls_per_sample(fn: Callable[[], object], target_s: float) -> int:
-    """How many calls of ``fn`` take about ``target_s`` seconds (at least 1); ``fn`` runs a few times."""
-    calls, elapsed = 1, 0.0
-    while True:
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        elapsed = time.perf_counter() - start
-        if elapsed >= target_s / 4 or calls >= 1 << 16:
-            break
-        calls *= 4
-    per_call = elapsed / calls
-    return max(1, round(target_s / per_call))
+    """How many calls of ``fn`` take about ``target_s`` seconds (1 to 65536).
+
+    The time per call is the fastest of three single calls: the first call after another
+    library ran can be slower by milliseconds (its threads wake up), and should not decide
+    that a fast function gets one call per sample.
+    """
+    per_call = min(_time_calls(fn, 1) for _ in range(3))
+    return int(min(1 << 16, max(1, round(target_s / max(per_call, 1e-9)))))
 
 
 def interleaved(
@@ -62,19 +67,23 @@ def interleaved(
     *,
     repeats: int,
     warmup: int = 2,
+    warmup_s: float = 0.3,
     sample_s: float = 0.05,
 ) -> dict[str, Timing]:
     """Median seconds per call of each function, timed in turns.
 
-    Each function first runs ``warmup`` times (JIT compilation, caches, allocator), then a
+    Each function first runs ``warmup`` times and for at least ``warmup_s`` seconds (JIT
+    compilation, oneDNN kernel generation in torch, caches, allocator), then a
     call count is chosen so that one sample lasts about ``sample_s``. Then ``repeats`` rounds
     follow; in each round every function is timed once, in an order rotated from round to round.
     Functions must block until their result is ready (``block_until_ready`` for JAX).
     """
     names = list(fns)
     for name in names:
-        for _ in range(warmup):
+        start, done = time.perf_counter(), 0
+        while done < warmup or (done > 0 and time.perf_counter() - start < warmup_s):
             fns[name]()
+            done += 1
     calls = {name: calls_per_sample(fns[name], sample_s) for name in names}
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
@@ -82,6 +91,13 @@ def interleaved(
         for name in names[shift:] + names[:shift]:
             samples[name].append(_time_calls(fns[name], calls[name]))
     return {
-        name: Timing(statistics.median(s), min(s), max(s), repeats=len(s), calls=calls[name])
+        name: Timing(
+            statistics.median(s),
+            min(s),
+            max(s),
+            repeats=len(s),
+            calls=calls[name],
+            samples=tuple(s),
+        )
         for name, s in samples.items()
     }
