@@ -48,6 +48,12 @@ __all__ = [
 
 PRECISION = "highest"
 _LOW_FLOATS = frozenset({"bfloat16", "float16"})
+_FAST_COMPILE: dict[str, str | bool | int | float] = {
+    "xla_backend_optimization_level": 0,
+    "xla_llvm_disable_expensive_passes": True,
+}
+"""XLA options that halve compilation time (LLVM -O0); results are IEEE arithmetic all the same."""
+
 PERTURBATION = 2.0**-26
 """Relative size of the input perturbation behind ``SecondOpinion.grad_perturbed``."""
 
@@ -231,7 +237,11 @@ class Oracle:
                 raise OracleRefusedError(
                     "the reference is not a float64 computation: " + "; ".join(problems[:3])
                 )
-            compiled = traced.lower().compile()
+            lowered = traced.lower()
+            try:  # tiny arrays: optimising the machine code costs more than it saves
+                compiled = lowered.compile(compiler_options=_FAST_COMPILE)
+            except Exception:  # pragma: no cover  (a backend without these options)
+                compiled = lowered.compile()
         self.compile_seconds += time.perf_counter() - start
         self.compilations += 1
         return compiled
