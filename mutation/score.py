@@ -1,0 +1,156 @@
+"""Mutation score from mutmut's results, per target, net of the documented equivalent mutants.
+
+Run from the repository root after ``mutmut run`` (``nox -s mutation`` does both)::
+
+    python mutation/score.py [--min-manual-bp 95] [--min-compare 90] [--no-diffs]
+
+The score of a target is ``detected / (total - equivalent)``, where *detected* counts mutants
+killed by a test (a failing test, a timeout, or a crash), and *equivalent* counts the
+surviving mutants listed in ``mutation/EQUIVALENT.md``. Each listed entry records the line
+the mutant introduces; an entry whose mutant no longer survives, or whose recorded line no
+longer matches the mutant's diff (mutant names shift when the source changes), is reported as
+stale and not counted. Survivors that are not listed are printed with their diff. Exits 1 if a
+target is below its minimum or an entry is stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mutmut.mutation.data import SourceFileMutationData
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+from mutmut.stats import status_by_exit_code
+from mutmut.utils.file_utils import walk_mutatable_files
+
+EQUIVALENT = Path(__file__).with_name("EQUIVALENT.md")
+#: mutmut statuses that mean a test noticed the mutant.
+DETECTED = {"killed", "timeout", "segfault", "caught by type check"}
+#: An entry of EQUIVALENT.md: a heading with the mutant's name, then a line "mutated: `code`".
+ENTRY = re.compile(r"^### `(?P<name>[\w.]+__mutmut_\d+)`\s*$", re.MULTILINE)
+MUTATED = re.compile(r"^mutated: `(?P<code>.+)`\s*$", re.MULTILINE)
+
+
+@dataclass
+class Target:
+    """Counts for one mutated target (``manual_bp`` or ``verification/compare.py``)."""
+
+    name: str
+    minimum: float
+    statuses: Counter[str] = field(default_factory=Counter)
+    equivalent: int = 0
+    survivors: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def detected(self) -> int:
+        return sum(n for status, n in self.statuses.items() if status in DETECTED)
+
+    @property
+    def score(self) -> float:
+        denominator = self.total - self.equivalent
+        return 100.0 * self.detected / denominator if denominator else 100.0
+
+
+def read_equivalents(text: str) -> dict[str, str]:
+    """Map each mutant named in EQUIVALENT.md to the mutated line recorded for it."""
+    entries: dict[str, str] = {}
+    matches = list(ENTRY.finditer(text))
+    for i, match in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        code = MUTATED.search(text, match.end(), end)
+        if code is None:
+            raise SystemExit(f"EQUIVALENT.md: entry {match['name']} has no 'mutated: `...`' line")
+        entries[match["name"]] = code["code"]
+    return entries
+
+
+def added_lines(diff: str) -> list[str]:
+    """The lines a unified diff adds, stripped."""
+    return [
+        line[1:].strip()
+        for line in diff.splitlines()
+        if line.startswith("+") and not line.startswith("+++")
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--min-manual-bp", type=float, default=95.0)
+    parser.add_argument("--min-compare", type=float, default=90.0)
+    parser.add_argument("--no-diffs", action="store_true", help="list survivors without diffs")
+    args = parser.parse_args(argv)
+
+    targets = {
+        "manual_bp": Target("manual_bp", args.min_manual_bp),
+        "verification.compare": Target("verification/compare.py", args.min_compare),
+    }
+    status_of: dict[str, str] = {}
+    path_of: dict[str, Path] = {}
+    for path in walk_mutatable_files():
+        data = SourceFileMutationData(path=path)
+        data.load()
+        for name, exit_code in data.exit_code_by_key.items():
+            status_of[name] = status_by_exit_code[exit_code]
+            path_of[name] = path
+    if not status_of:
+        print("no mutmut results under mutants/: run `mutmut run` first", file=sys.stderr)
+        return 1
+
+    equivalents = read_equivalents(EQUIVALENT.read_text("utf-8")) if EQUIVALENT.exists() else {}
+    stale: list[str] = []
+    for name, code in equivalents.items():
+        if status_of.get(name) != "survived":
+            stale.append(
+                f"{name}: listed as equivalent but its status is {status_of.get(name, 'absent')}"
+            )
+        elif code.strip() not in added_lines(get_diff_for_mutant(name, path=path_of[name])):
+            stale.append(f"{name}: its diff no longer adds `{code}` (mutant names shifted?)")
+
+    for name, status in sorted(status_of.items()):
+        target = targets["manual_bp" if name.startswith("manual_bp.") else "verification.compare"]
+        target.statuses[status] += 1
+        if status != "survived":
+            continue
+        if name in equivalents and not any(s.startswith(f"{name}:") for s in stale):
+            target.equivalent += 1
+        else:
+            target.survivors.append(name)
+
+    failed = bool(stale)
+    print(
+        f"{'target':<26}{'mutants':>8}{'detected':>9}{'survived':>9}{'equiv.':>7}"
+        f"{'no tests':>9}{'other':>6}{'score':>8}{'min':>6}"
+    )
+    for t in targets.values():
+        other = t.total - t.detected - t.statuses["survived"] - t.statuses["no tests"]
+        ok = t.score >= t.minimum
+        failed |= not ok
+        print(
+            f"{t.name:<26}{t.total:>8}{t.detected:>9}{t.statuses['survived']:>9}{t.equivalent:>7}"
+            f"{t.statuses['no tests']:>9}{other:>6}{t.score:>7.1f}%{t.minimum:>5.0f}%"
+            f"  {'ok' if ok else 'BELOW MINIMUM'}"
+        )
+    for t in targets.values():
+        if t.statuses["no tests"]:
+            print(f"\n{t.name}: {t.statuses['no tests']} mutants in code no selected test runs")
+        if t.survivors:
+            print(f"\n{t.name}: {len(t.survivors)} surviving mutants not listed in EQUIVALENT.md")
+            for name in t.survivors:
+                print(
+                    f"  {name}" if args.no_diffs else get_diff_for_mutant(name, path=path_of[name])
+                )
+    for line in stale:
+        print(f"STALE {line}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
