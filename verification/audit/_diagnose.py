@@ -18,6 +18,7 @@ accuracy); otherwise it says how many elements differ.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -93,7 +94,17 @@ def diagnose(
     >>> diagnose(ref.T, ref)
     'transposed (the transpose of the reference)'
     """
-    a = np.asarray(actual)
+    with np.errstate(all="ignore"):  # overflow in the fits below just means "no fit"
+        return _diagnose(np.asarray(actual), expected, dims, float64_result, scale)
+
+
+def _diagnose(
+    a: np.ndarray[Any, Any],
+    expected: np.ndarray[Any, Any],
+    dims: Sequence[Dimension],
+    float64_result: bool,
+    scale: float | None,
+) -> str:
     e = np.asarray(expected, dtype=np.float64)
     if a.shape != e.shape:
         return _shape_words(a.shape, e.shape)
@@ -134,7 +145,7 @@ def diagnose(
     if square and not _close(e, e.T, scale) and _close(a, e.T, scale):
         return "transposed (the transpose of the reference)"
     c = float(np.vdot(a, e) / np.vdot(e, e))
-    if abs(c - 1) > 1e-6 and c != 0 and _close(a, c * e, scale):
+    if math.isfinite(c) and abs(c - 1) > 1e-6 and c != 0 and _close(a, c * e, scale):
         return _factor_name(c, dims)
     differ = ~np.isclose(a, e, rtol=1e-9, atol=1e-9 * scale)
     zero_ref = e == 0
