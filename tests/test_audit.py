@@ -489,3 +489,11 @@ def test_parse_shapes_reads_the_command_line_form() -> None:
     for bad in ("x", "x=m x=n", "y=m:label"):
         with pytest.raises(ValueError, match=r"name=dim|twice|kind"):
             parse_shapes(bad)
+
+
+def test_counterexample_is_the_input_as_given_not_as_the_candidate_left_it() -> None:
+    report = audit(zoo.mlp_in_place, reference.mlp_loss, zoo.mlp_problems(), seed=0)
+    assert report.kind == "mutated its input"
+    assert report.counterexample is not None
+    y = report.counterexample[2]
+    assert np.all(y.sum(axis=1) == 1)  # still one-hot: the candidate had turned it into P - Y

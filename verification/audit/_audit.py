@@ -190,8 +190,10 @@ class _Auditor:
         names = self.names(args)
         if len(names) != len(args):
             raise ValueError(f"arg_names has {len(names)} names for {len(args)} arguments")
-        outcome = _Outcome(args=args)
         inputs = _copy_leaves(args)
+        structure = tree_util.tree_structure(args)
+        # The report keeps a pristine copy: a candidate may modify the arrays it was given.
+        outcome = _Outcome(args=tree_util.tree_unflatten(structure, [x.copy() for x in inputs]))
         start = time.perf_counter()
         try:
             first = self._call(args, outcome)
@@ -212,7 +214,7 @@ class _Auditor:
             outcome.location = ", ".join(changed)
             outcome.diagnosis = f"the candidate changed its input {outcome.location} in place"
             return outcome
-        fresh = tree_util.tree_unflatten(tree_util.tree_structure(args), [x.copy() for x in inputs])
+        fresh = tree_util.tree_unflatten(structure, [x.copy() for x in inputs])
         try:
             second = _copy_leaves(self._call(fresh, outcome))
         except Exception:

@@ -136,7 +136,10 @@ def _diagnose(
         )
     scale = leaf_scale
     if scale == 0.0:
-        return "nonzero where the reference is exactly zero (a missing mask, ReLU's?, or condition)"
+        return (
+            "nonzero where the reference is exactly zero (a missing mask, e.g. ReLU's, or a "
+            "pre-activation used where the activation belongs?)"
+        )
     if not a.any():
         return "zero where the reference is not (a dropped term)"
     if _close(a, -e, scale):
@@ -152,6 +155,7 @@ def _diagnose(
     if differ.any() and np.all(zero_ref[differ]):
         return (
             f"nonzero where the reference is exactly zero ({int(differ.sum())} of {a.size} "
-            "elements): a missing mask (ReLU's?) or condition"
+            "elements): a missing mask, e.g. ReLU's, or a pre-activation used where the "
+            "activation belongs?"
         )
     return f"{int(differ.sum())} of {a.size} elements differ (largest error {rel:.2g} of the scale)"
