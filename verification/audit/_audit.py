@@ -568,8 +568,9 @@ def _fd_at(auditor: _Auditor, failure: _Outcome) -> float | None:
             index = tuple(int(i) for i in index_text.split(",") if i.strip())
             d = [np.zeros(np.shape(y)) for y in inputs]
             d[k][index] = 1.0
-            error = abs((failure.candidate or 0.0) - (failure.reference or 0.0))
-            return auditor.oracle.one_sided_slopes(args, d, error).central
+            scale = max(1.0, *(float(np.max(np.abs(y), initial=0.0)) for y in inputs))
+            step = float(np.finfo(np.float64).eps) ** (1 / 3) * scale
+            return auditor.oracle.one_sided_slopes(args, d, 1.0, step=step).central
     return None
 
 

@@ -351,7 +351,12 @@ class Oracle:
         )
 
     def one_sided_slopes(
-        self, args: tuple[Any, ...], d: Sequence[np.ndarray[Any, Any]], resolution: float
+        self,
+        args: tuple[Any, ...],
+        d: Sequence[np.ndarray[Any, Any]],
+        resolution: float,
+        *,
+        step: float | None = None,
     ) -> FiniteDifferences:
         """Forward and backward difference quotients of the loss along the unit direction ``d``.
 
@@ -361,7 +366,8 @@ class Oracle:
         at 0.1 max(1, |x|). Then forward (L(x + h d) - L(x)) / h and backward (L(x) - L(x - h d)) / h
         differ by about h |L''| where the loss is smooth, and by the jump in slope where a kink
         lies within h (a ReLU pre-activation at 0, or within rounding of it): the two quotients
-        side with the reference and the candidate respectively. ``truncation`` is the change of
+        side with the reference and the candidate respectively. ``step`` overrides h (e.g.
+        eps^(1/3) max(1, |x|), the usual step for an accurate central difference). ``truncation`` is the change of
         the central quotient from h to 2h, an estimate of its own error.
         """
         if not (math.isfinite(resolution) and resolution > 0):
@@ -372,7 +378,8 @@ class Oracle:
         )
         value = float(self._loss_value(args64))
         eps = float(np.finfo(np.float64).eps)
-        step = min(64 * eps * (abs(value) + 1) / resolution, 0.1 * scale)
+        if step is None:
+            step = min(64 * eps * (abs(value) + 1) / resolution, 0.1 * scale)
         value, _, _, _, plus, minus, steps, _ = self._along(args, d, step)
         h = steps[1]
         forward, backward = (plus[1] - value) / h, (value - minus[1]) / h

@@ -175,7 +175,7 @@ class AuditReport:
             where = f"  worst element {self.location}: candidate {self.candidate!r}, "
             where += f"reference {self.reference!r}"
             if self.finite_difference is not None and math.isfinite(self.finite_difference):
-                where += f", finite differences {self.finite_difference:.17g}"
+                where += f", finite differences {self.finite_difference:.12g}"
             lines.append(where)
         if self.rtol is not None and self.atol is not None and math.isfinite(self.max_abs_error):
             lines.append(
