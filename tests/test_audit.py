@@ -497,3 +497,46 @@ def test_counterexample_is_the_input_as_given_not_as_the_candidate_left_it() -> 
     assert report.counterexample is not None
     y = report.counterexample[2]
     assert np.all(y.sum(axis=1) == 1)  # still one-hot: the candidate had turned it into P - Y
+
+
+@jax.custom_jvp
+def _tanh_wrong_rule(u: Any) -> Any:
+    return jnp.tanh(u)
+
+
+@_tanh_wrong_rule.defjvp
+def _tanh_wrong_rule_jvp(primals: Any, tangents: Any) -> Any:
+    (u,), (du,) = primals, tangents
+    return jnp.tanh(u), 2 * (1 - jnp.tanh(u) ** 2) * du  # twice the true derivative
+
+
+def test_a_wrong_reference_is_not_blamed_on_a_correct_candidate() -> None:
+    # The loss's custom derivative rule is wrong, so jax.grad is: finite differences side
+    # with the candidate at every disagreement, and every one is counted as oracle-uncertain.
+    def loss(x: Any, w: Any) -> Any:
+        return jnp.sum(_tanh_wrong_rule(x @ w)) / x.shape[0]
+
+    report = audit(_tanh_grad, loss, _XW, argnums=1, max_examples=20, seed=0)
+    assert report.passed
+    assert report.uncertain > 0
+    assert "finite differences" in report.uncertain_notes[0]
+
+
+@jax.custom_vjp
+def _square(u: Any) -> Any:
+    return u * u
+
+
+_square.defvjp(lambda u: (u * u, u), lambda u, g: (2 * u * g,))
+
+
+def test_a_loss_without_forward_mode_is_still_audited() -> None:
+    # custom_vjp rules have no jvp: the audit goes on without the forward-mode opinion.
+    def loss(x: Any, w: Any) -> Any:
+        return jnp.sum(_square(x @ w)) / x.shape[0]
+
+    def wrong(x: Any, w: Any) -> Any:
+        return x.T @ (x @ w)  # 2 x^T (x w) / m would be right
+
+    report = audit(wrong, loss, _XW, argnums=1, max_examples=20, seed=0)
+    assert report.kind == "mismatch"

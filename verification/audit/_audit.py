@@ -93,6 +93,7 @@ class _State:
     max_rel: float = 0.0
     first_output: list[np.ndarray[Any, Any]] | None = None
     first_input: list[np.ndarray[Any, Any]] | None = None
+    uncertain_notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(("candidate", "compare"), 0.0)
     )
@@ -306,10 +307,6 @@ class _Auditor:
             )
             v = _unit_direction([np.shape(x) for x in inputs], rng)
             opinion = self.oracle.second_opinion(args, grad, v, rng)
-            if not _forward_mode_agrees(opinion, tols, v):
-                outcome.uncertain = True
-                outcome.diagnosis = "forward and reverse mode of the reference disagree here"
-                return outcome
             tols = leaf_tolerances(
                 dtypes,
                 grad,
@@ -320,6 +317,13 @@ class _Auditor:
                 rtol=self.rtol,
                 atol=self.atol,
             )
+            if not _forward_mode_agrees(opinion, tols, v):
+                outcome.uncertain = True
+                outcome.diagnosis = (
+                    f"forward and reverse mode of the reference disagree here: <grad, v> = "
+                    f"{opinion.grad_dot_v:.17g}, jvp = {opinion.jvp:.17g}"
+                )
+                return outcome
             comparisons = _compare_leaves(got, grad, tols, leaf_names)
         outcome.max_abs = max(c.max_abs_error for c in comparisons)
         outcome.max_rel = max(c.max_rel_error for c in comparisons)
@@ -378,7 +382,9 @@ def _compare_leaves(
 def _forward_mode_agrees(
     opinion: SecondOpinion, tols: Sequence[tuple[float, float]], v: Sequence[Any]
 ) -> bool:
-    """<grad, v> (reverse mode) against jax.jvp along v (forward mode)."""
+    """<grad, v> (reverse mode) against jax.jvp along v (forward mode; NaN if unavailable)."""
+    if math.isnan(opinion.jvp):
+        return True
     rtol = max(r for r, _ in tols)
     atol = max(a for _, a in tols)
     n = sum(int(np.size(x)) for x in v)
@@ -484,6 +490,8 @@ def audit(
         outcome = auditor.check(example)
         if outcome.uncertain:
             state.uncertain += 1
+            if len(state.uncertain_notes) < 3 and outcome.diagnosis:
+                state.uncertain_notes.append(outcome.diagnosis)
         state.max_abs = (
             max(state.max_abs, outcome.max_abs) if outcome.kind is None else state.max_abs
         )
@@ -528,6 +536,7 @@ def audit(
         loss_fn=function_name(loss_fn),
         argnums=argnums if isinstance(argnums, int) else argnums_t,
         uncertain=state.uncertain,
+        uncertain_notes=state.uncertain_notes,
         timings=timings,
         compilations=oracle.compilations - compilations_before,
     )

@@ -185,6 +185,7 @@ class Oracle:
         self._seconds: dict[Any, Any] = {}
         self.compile_seconds = 0.0
         self.run_seconds = 0.0
+        self.forward_mode = True
         self.compilations = 0
 
     # -- building blocks traced by JAX ---------------------------------------------------
@@ -208,7 +209,10 @@ class Oracle:
         def loss(d: tuple[Any, ...]) -> jax.Array:
             return self._loss_at(args, d)
 
-        value, jvp = jax.jvp(loss, (diff,), (v,))
+        if self.forward_mode:
+            value, jvp = jax.jvp(loss, (diff,), (v,))
+        else:  # a loss with custom_vjp rules has no forward mode: no opinion from it
+            value, jvp = loss(diff), jnp.asarray(jnp.nan)
         args32 = tree_util.tree_map(_to32, args)
         diff32 = tuple(args32[i] for i in self.argnums)
         grad32 = jax.grad(lambda d: self._loss_at(args32, d))(diff32)
@@ -310,9 +314,18 @@ class Oracle:
             ),
             args64,
         )
-        value, jvp, grad32, shaken, moved, toward_origin = self._run(
-            self._seconds, self._second_fn, args64, v_tree, steps, noise
-        )
+        try:
+            value, jvp, grad32, shaken, moved, toward_origin = self._run(
+                self._seconds, self._second_fn, args64, v_tree, steps, noise
+            )
+        except TypeError:
+            if not self.forward_mode:
+                raise
+            self.forward_mode = False
+            self._seconds.clear()
+            value, jvp, grad32, shaken, moved, toward_origin = self._run(
+                self._seconds, self._second_fn, args64, v_tree, steps, noise
+            )
         n = steps.size
         norm = math.sqrt(sum(float(np.vdot(x, x)) for x in diff_leaves))
         origin_slopes = [

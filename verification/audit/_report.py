@@ -94,6 +94,7 @@ class AuditReport:
     uncertain : examples where the reference could not be trusted: the candidate disagreed with
         it but finite differences did not confirm it (a kink within rounding, or curvature too
         large for finite differences), forward and reverse mode disagreed, or it was not finite.
+    uncertain_notes : why, for the first three such examples.
     """
 
     passed: bool
@@ -115,6 +116,7 @@ class AuditReport:
     rtol: float | None = None
     atol: float | None = None
     uncertain: int = 0
+    uncertain_notes: list[str] = field(default_factory=list)
     shrink_steps: int = 0
     traceback: str | None = None
     leaves: list[str] = field(default_factory=list)
@@ -207,6 +209,7 @@ class AuditReport:
             "examples": self.examples,
             "shrink_steps": self.shrink_steps,
             "uncertain": self.uncertain,
+            "uncertain_notes": self.uncertain_notes,
             "seed": self.seed,
             "grad_fn": self.grad_fn,
             "loss_fn": self.loss_fn,
