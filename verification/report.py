@@ -360,7 +360,7 @@ CHECKS: tuple[Check, ...] = (
           "linear_backward",
           lambda dtype: vs.linear_problems(dtype).map(lambda p: (p[3], p[0], p[1])),
           _manual("linear_backward"), _linear_backward_reference, _linear_backward,
-          lambda inputs: int(max(np.shape(inputs[0])))),
+          lambda inputs: int(max(np.shape(inputs[0]))), ("dx", "dw", "db")),
     Check("mlp_forward", "P = softmax(relu(X W1 + b1) W2 + b2)", "mlp_forward", _mlp_problems,
           _mlp_forward_manual, lambda params, x, y: ref.mlp_forward(params, x), _mlp_logits,
           lambda inputs: int(max(inputs[0].W1.shape) * max(inputs[0].W2.shape))),
@@ -368,10 +368,12 @@ CHECKS: tuple[Check, ...] = (
           "dJ/dW2 = A1^T (P - Y) / m, dJ/dW1 = X^T [((P - Y) / m) W2^T * 1(X W1 + b1 > 0)], "
           "db = column sums", "mlp_loss_and_grads", _mlp_problems,
           _manual("mlp_loss_and_grads"), ref.mlp_loss_and_grads, _mlp,
-          lambda inputs: int(np.size(inputs[1]) * max(inputs[0].W1.shape)), None),
+          lambda inputs: int(np.size(inputs[1]) * max(inputs[0].W1.shape)),
+          ("loss", "dW1", "db1", "dW2", "db2")),
     Check("logreg_loss_and_grads", "dJ/dw = X^T (y_hat - y) / m, dJ/db = (1/m) sum (y_hat - y)",
           "logreg_loss_and_grads", vs.logreg_problems, _manual("logreg_loss_and_grads"),
-          ref.logreg_loss_and_grads, _logreg, lambda inputs: int(np.size(inputs[1]))),
+          ref.logreg_loss_and_grads, _logreg, lambda inputs: int(np.size(inputs[1])),
+          ("loss", "dw", "db")),
 )  # fmt: skip
 """Every formula of the document (and the functions it implies), in the order of the table."""
 
