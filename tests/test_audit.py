@@ -54,7 +54,7 @@ def _load_zoo() -> ModuleType:
 
 
 zoo = _load_zoo()
-EXAMPLES = min(settings.default.max_examples, 100)  # 25 (dev) or 100 (ci: 150, capped for time)
+EXAMPLES = min(settings.default.max_examples, 60)  # 25 (dev) or 60 (ci: 150, capped for time)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +219,9 @@ def test_manual_bp_gradient_passes_the_audit(name: str) -> None:
 # Guards, oracle uncertainty, oracle refusal
 # ---------------------------------------------------------------------------------------------
 
-_XW = named_arrays({"x": ("m", "n"), "w": ("n", "h")}, bounds=(2.0,))
+_XW = named_arrays(
+    {"x": ("m", "n"), "w": ("n", "h")}, dims={"m": [1, 2], "n": [2], "h": [1, 2]}, bounds=(2.0,)
+)
 
 
 def _tanh_loss(x: Any, w: Any) -> Any:
