@@ -77,6 +77,7 @@ class _Outcome:
     reference: float | None = None
     max_abs: float = 0.0
     max_rel: float = 0.0
+    max_scaled: float = 0.0
     rtol: float | None = None
     atol: float | None = None
     traceback: str | None = None
@@ -91,6 +92,7 @@ class _State:
     uncertain: int = 0
     max_abs: float = 0.0
     max_rel: float = 0.0
+    max_scaled: float = 0.0
     first_output: list[np.ndarray[Any, Any]] | None = None
     first_input: list[np.ndarray[Any, Any]] | None = None
     uncertain_notes: list[str] = field(default_factory=list)
@@ -327,6 +329,8 @@ class _Auditor:
             comparisons = _compare_leaves(got, grad, tols, leaf_names)
         outcome.max_abs = max(c.max_abs_error for c in comparisons)
         outcome.max_rel = max(c.max_rel_error for c in comparisons)
+        size = magnitude(grad)
+        outcome.max_scaled = outcome.max_abs / size if size > 0 else 0.0
         if all(c.passed for c in comparisons):
             return outcome
         worst = max(range(len(comparisons)), key=lambda i: _badness(comparisons[i]))
@@ -498,6 +502,8 @@ def audit(
         state.max_rel = (
             max(state.max_rel, outcome.max_rel) if outcome.kind is None else state.max_rel
         )
+        if outcome.kind is None:
+            state.max_scaled = max(state.max_scaled, outcome.max_scaled)
         if outcome.kind is not None:
             if state.first_failure is None:
                 state.first_failure = state.examples
@@ -529,6 +535,7 @@ def audit(
         counterexample=None,
         max_abs_error=state.max_abs,
         max_rel_error=state.max_rel,
+        max_scaled_error=state.max_scaled,
         location=None,
         seed=seed,
         environment=oracle.env,

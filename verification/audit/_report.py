@@ -88,6 +88,9 @@ class AuditReport:
     counterexample : None, or the minimal failing ``args`` tuple after shrinking.
     kind : what failed: "mismatch", "raised", "mutated its input", "nondeterministic",
         "wrong dtype", "wrong structure", "wrong shape"; None when passed.
+    max_scaled_error : the largest |error| divided by the largest |reference| element of the
+        same example (elementwise relative errors are large wherever cancellation makes the
+        reference small; this one is not).
     location : the worst element, e.g. "W2[3, 1]".
     diagnosis : the bug signature in words.
     candidate, reference, finite_difference : the values at ``location``.
@@ -115,6 +118,7 @@ class AuditReport:
     finite_difference: float | None = None
     rtol: float | None = None
     atol: float | None = None
+    max_scaled_error: float = 0.0
     uncertain: int = 0
     uncertain_notes: list[str] = field(default_factory=list)
     shrink_steps: int = 0
@@ -152,17 +156,20 @@ class AuditReport:
             f"(argnums={self.argnums!r})"
         )
         oracle = f"oracle: {self.environment}"
-        uncertain = (
-            f"{self.uncertain} example(s) oracle-uncertain, not counted against the candidate "
-            "(it disagreed with the reference, but finite differences did not confirm the "
-            "reference: a kink within rounding, or too much curvature for them)"
-        )
+        uncertain = f"{self.uncertain} example(s) oracle-uncertain"
+        if self.uncertain:
+            uncertain += (
+                ", not counted against the candidate (the reference could not be confirmed "
+                "there: a kink within rounding, or too much curvature for finite differences); "
+                f"first: {self.uncertain_notes[0] if self.uncertain_notes else '?'}"
+            )
         if self.passed:
             return "\n".join(
                 [
                     f"PASSED: {head}",
                     f"  {self.examples} examples, seed {self.seed}; largest error "
-                    f"{self.max_abs_error:.3g} (relative {self.max_rel_error:.3g})",
+                    f"{self.max_abs_error:.3g}, {self.max_scaled_error:.3g} of the gradient's "
+                    f"scale (elementwise relative {self.max_rel_error:.3g})",
                     f"  {uncertain}",
                     f"  {oracle}",
                 ]
@@ -221,6 +228,7 @@ class AuditReport:
             "finite_difference": number(self.finite_difference),
             "max_abs_error": number(self.max_abs_error),
             "max_rel_error": number(self.max_rel_error),
+            "max_scaled_error": number(self.max_scaled_error),
             "rtol": self.rtol,
             "atol": self.atol,
             "counterexample": (
