@@ -10,6 +10,8 @@ feed the next call), all timed in turns in one run (``benchmarks._timing.interle
   all under one ``jax.jit``;
 * ``torch``: autograd on the same network (``F.cross_entropy`` with probability targets) and
   ``torch.optim.SGD``, ``torch.set_num_threads`` equal to numpy's BLAS threads;
+* ``manual_bp fused, 1 BLAS thread``: the same with numpy's BLAS limited to one thread
+  (``threadpoolctl``) for the call: on a shared machine two BLAS threads wait for each other;
 * ``5 matmuls``: the five matrix products of a step alone in numpy (X W1, A1 W2, A1^T dZ2,
   dZ2 W2^T, X^T dZ1), the floor an implementation could reach;
 * ``forward`` / ``backward``: ``mlp_forward`` and ``mlp_backward`` alone, for their ratio.
@@ -46,6 +48,7 @@ LR = 1e-3
 PEAK_N = 2048
 
 MANUAL, FUSED, JAX, TORCH, MATMULS = "manual_bp", "manual_bp fused", "jax.jit", "torch", "5 matmuls"
+FUSED_1T = "manual_bp fused, 1 BLAS thread"
 FORWARD, BACKWARD = "forward", "backward"
 NP_PEAK, JAX_PEAK = "numpy matmul 2048", "jax matmul 2048"
 
@@ -89,6 +92,15 @@ def _manual_steps(
     def fused() -> None:
         _, state[FUSED] = mlp_sgd_step_fused(state[FUSED], x, y, LR)
 
+    from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped, unused-ignore]
+
+    controller = ThreadpoolController()
+    state[FUSED_1T] = params
+
+    def fused_one_thread() -> None:
+        with controller.limit(limits=1, user_api="blas"):
+            _, state[FUSED_1T] = mlp_sgd_step_fused(state[FUSED_1T], x, y, LR)
+
     W1, _, W2, _ = params
 
     def matmuls() -> None:
@@ -102,6 +114,7 @@ def _manual_steps(
     return {
         MANUAL: plain,
         FUSED: fused,
+        FUSED_1T: fused_one_thread,
         MATMULS: matmuls,
         FORWARD: lambda: mb.mlp_forward(params, x),
         BACKWARD: lambda: mb.mlp_backward(params, cache, y),
@@ -174,7 +187,7 @@ def _gflops(flops: float, t: Timing) -> float:
 
 def run(*, quick: bool = False) -> Section:
     """Time every implementation at every size and dtype; return tables, verdicts, figure data."""
-    repeats, sample_s = (5, 0.03) if quick else (15, 0.1)
+    repeats, sample_s = (5, 0.03) if quick else (9, 0.05)
     results: list[dict[str, Any]] = []
     peaks: dict[str, dict[str, float]] = {}
     for dtype in DTYPES:
@@ -215,7 +228,7 @@ def run(*, quick: bool = False) -> Section:
         t = r.pop("_timings")
         r["ratios"] = {
             f"{impl} / {other}": paired_ratio(t[impl], t[other])
-            for impl in (MANUAL, FUSED)
+            for impl in (MANUAL, FUSED, FUSED_1T)
             for other in (JAX, TORCH)
             if other in t
         }
@@ -266,7 +279,7 @@ def _markdown(
     peaks: dict[str, dict[str, float]],
     verdicts: list[dict[str, Any]],
 ) -> str:
-    impls = [MANUAL, FUSED, JAX, TORCH, MATMULS]
+    impls = [MANUAL, FUSED, FUSED_1T, JAX, TORCH, MATMULS]
     rows = []
     for r in results:
         for impl in impls:
