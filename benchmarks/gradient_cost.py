@@ -245,16 +245,23 @@ def _run(quick: bool) -> Section:
 
 
 def _slopes(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    for key in ("forward_s", "backprop_s", "fd_s", "forward_mode_s"):
-        out[key.removesuffix("_s")] = {
+    series = {
+        "forward": "forward_s",
+        "backprop": "backprop_s",
+        "finite differences": "fd_s",
+        "forward-mode JAX": "forward_mode_s",
+        "backprop / forward": "backprop_over_forward",
+        "finite differences / forward": "fd_over_forward",
+        "forward-mode JAX / forward": "forward_mode_over_forward",
+    }
+    wide = [r for r in rows if r["h"] >= 64]
+    return {
+        name: {
             "all": fit_slope([r["params"] for r in rows], [r[key] for r in rows]),
-            "h>=64": fit_slope(
-                [r["params"] for r in rows if r["h"] >= 64],
-                [r[key] for r in rows if r["h"] >= 64],
-            ),
+            "h>=64": fit_slope([r["params"] for r in wide], [r[key] for r in wide]),
         }
-    return out
+        for name, key in series.items()
+    }
 
 
 def _extrapolated(timed: int, total: int) -> str:
@@ -303,7 +310,8 @@ def _markdown(rows: list[dict[str, Any]], slopes: dict[str, dict[str, float]]) -
             f"Full gradient at m = {M}, n = {N}, k = {K}, float64, numpy BLAS on 1 thread "
             "(medians; finite differences: median over ten chunks of the parameters swept)",
             table,
-            "Fitted slopes of log time on log P (1: linear in P, 2: quadratic)",
+            "Fitted slopes of log time (and of log cost in forward passes) on log P: 0 is "
+            "constant, 1 linear in P, 2 quadratic",
             slope_table,
         ]
     )
