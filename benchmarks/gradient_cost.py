@@ -138,14 +138,14 @@ def _forward_mode(
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
 
-    from verification import reference as ref
+    from benchmarks._jax import mlp_loss
 
     jparams = jax.tree.map(jnp.asarray, params)
     jx, jy = jnp.asarray(x), jnp.asarray(y)
     h = params.W1.shape[1]
     p = n_params(h)
     if p * M * h * 16 <= JACFWD_BYTES:
-        jac = jax.jit(jax.jacfwd(ref.mlp_loss))
+        jac = jax.jit(jax.jacfwd(mlp_loss))
 
         def full() -> Any:
             grads = jax.block_until_ready(jac(jparams, jx, jy))  # type: ignore[no-untyped-call]
@@ -158,7 +158,7 @@ def _forward_mode(
     batch = max(1, min(len(indices), int(CHUNK_BYTES // (M * h * 16 + p * 8))))
 
     def loss_flat(v: Any) -> Any:
-        return ref.mlp_loss(unravel(v), jx, jy)
+        return mlp_loss(unravel(v), jx, jy)
 
     @jax.jit
     def directional(v: Any, idx: Any) -> Any:

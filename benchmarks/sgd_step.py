@@ -6,7 +6,7 @@ feed the next call), all timed in turns in one run (``benchmarks._timing.interle
 
 * ``manual_bp``: the plain reference, ``sgd_step(params, mlp_loss_and_grads(params, x, y)[1], lr)``;
 * ``manual_bp fused``: ``manual_bp.fused.mlp_sgd_step_fused`` (same formulas, fewer temporaries);
-* ``jax.jit``: ``jax.value_and_grad`` of ``verification.reference.mlp_loss`` plus the update,
+* ``jax.jit``: ``jax.value_and_grad`` of ``benchmarks._jax.mlp_loss`` (jax.nn) plus the update,
   all under one ``jax.jit``;
 * ``torch``: autograd on the same network (``F.cross_entropy`` with probability targets) and
   ``torch.optim.SGD``, ``torch.set_num_threads`` equal to numpy's BLAS threads;
@@ -125,11 +125,11 @@ def _jax_step(params: mb.MLPParams, x: NDArray[Any], y: NDArray[Any]) -> Callabl
     import jax
     import jax.numpy as jnp
 
-    from verification import reference as ref
+    from benchmarks._jax import mlp_loss
 
     @jax.jit
     def step(p: Any, x: Any, y: Any) -> tuple[Any, Any]:
-        loss, grads = jax.value_and_grad(ref.mlp_loss)(p, x, y)
+        loss, grads = jax.value_and_grad(mlp_loss)(p, x, y)
         return jax.tree.map(lambda a, g: a - LR * g, p, grads), loss
 
     state = {"p": jax.tree.map(jnp.asarray, params)}
