@@ -55,15 +55,15 @@ def _pair(
     return a, y
 
 
-def _masked_log(x: FloatArray, where: NDArray[np.bool_]) -> FloatArray:
-    """log(x) where ``where`` is true, 0 elsewhere: the xlogy convention 0 * log 0 = 0.
+def _masked_log(x: FloatArray, where: NDArray[np.bool_], *, log1p: bool = False) -> FloatArray:
+    """log(x) (or log1p(x)) where ``where`` is true, 0 elsewhere: the convention 0 * log 0 = 0.
 
     log(0) = -inf is the exact value where the mask is true, so only that division-by-zero
     warning is silenced; masked-out elements are never evaluated.
     """
     out = np.zeros_like(x)
     with np.errstate(divide="ignore"):
-        np.log(x, out=out, where=where)
+        (np.log1p if log1p else np.log)(x, out=out, where=where)
     return out
 
 
@@ -206,8 +206,9 @@ def binary_cross_entropy(p: ArrayLike, y: ArrayLike) -> np.floating[Any]:
     p, y = _pair("p", p, y, (1, 2), "(m,) or (m, k)")
     check_in_range("p", p, 0.0, 1.0)
     check_in_range("y", y, 0.0, 1.0)
-    q, ny = 1.0 - p, 1.0 - y
-    total = np.sum(y * _masked_log(p, y != 0)) + np.sum(ny * _masked_log(q, ny != 0))
+    ny = 1.0 - y
+    # log(1 - p) as log1p(-p): exact for tiny p, where 1 - p would round to 1 and lose the term.
+    total = np.sum(y * _masked_log(p, y != 0)) + np.sum(ny * _masked_log(-p, ny != 0, log1p=True))
     return _scalar(-total / p.shape[0], p.dtype)
 
 
