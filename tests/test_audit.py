@@ -14,6 +14,7 @@ import importlib.util
 import io
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -54,7 +55,7 @@ def _load_zoo() -> ModuleType:
 
 
 zoo = _load_zoo()
-EXAMPLES = min(settings.default.max_examples, 60)  # 25 (dev) or 60 (ci: 150, capped for time)
+EXAMPLES = min(settings().max_examples, 60)  # 25 (dev) or 60 (ci: 150, capped for time)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,7 +158,7 @@ _ZG = named_arrays(
     {"z": ("m", "k"), "g": ("m", "k")}, dims={"m": [1, 3], "k": [1, 4]}, bounds=(3.0, 1000.0)
 )
 
-MANUAL_BP = {
+MANUAL_BP: dict[str, tuple[Callable[..., Any], Callable[..., Any], Any, int | tuple[int, ...]]] = {
     "mlp_loss_and_grads": (_mlp_grads, reference.mlp_loss, strategies.mlp_problems(), 0),
     "mlp_loss_and_grads, logits to 1e6": (_mlp_grads, reference.mlp_loss, zoo.mlp_problems(), 0),
     "logreg_loss_and_grads": (
