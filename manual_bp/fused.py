@@ -12,13 +12,13 @@ function. :func:`mlp_sgd_step_fused` computes the same formulas in the same orde
     W_2' = W_2 - \eta A_1^\top dZ_2,\quad b_2' = b_2 - \eta \mathbf{1}^\top dZ_2,
 
 but works in place on the arrays it creates itself (never on its arguments), which saves the
-(m, h) temporaries of the plain step:
+(m, h) temporaries of the plain step, and folds the step size into the backward pass:
 
 * Z1 becomes A1 in place, and A1 doubles as the ReLU mask: A1 > 0 exactly where Z1 > 0, so the
   mask 1[Z1 > 0] (relu'(0) = 0) needs no array of its own;
-* dZ2 W2^T is masked in place;
-* each weight gradient is scaled by -eta and W added to it in place, so the new W is written
-  into the gradient's own buffer.
+* the backward pass carries G = -eta dJ/dZ instead of dJ/dZ (the scalar -eta/m is applied once,
+  to the small (m, k) array G2), so W' = W + (layer input)^T G and b' = b + 1^T G;
+* G2 W2^T is masked in place, and W is added in place into the buffer of (layer input)^T G.
 
 Both steps are verified against each other and against ``jax.grad`` (``tests/test_fused.py``).
 """
@@ -93,18 +93,15 @@ def mlp_sgd_step_fused(
     log_p = _log_softmax(a1 @ W2 + b2)
     loss: np.floating[Any] = xa.dtype.type(-np.sum(ya * log_p) / m)
 
-    # Backward: dJ/dZ2 = (P * rowsum(Y) - Y)/m, then back through W2 and relu'(Z1) = 1[A1 > 0].
-    dz2 = (np.exp(log_p) * np.sum(ya, axis=1, keepdims=True) - ya) / m
-    dz1 = dz2 @ W2.T
-    np.multiply(dz1, a1 > 0, out=dz1)
+    # Backward with the step folded in: G = -eta dJ/dZ, so each update below is an addition.
+    # G2 = -eta (P * rowsum(Y) - Y)/m, then back through W2 and relu'(Z1) = 1[A1 > 0].
+    g2 = (np.exp(log_p) * np.sum(ya, axis=1, keepdims=True) - ya) * (-eta / m)
+    g1 = g2 @ W2.T
+    np.multiply(g1, a1 > 0, out=g1)
 
-    # Update: W' = W - eta * grad, written into the gradient's buffer.
-    new_W2 = a1.T @ dz2
-    new_W2 *= -eta
+    # Update: W' = W - eta dJ/dW = W + (layer input)^T G;  b' = b + column sums of G.
+    new_W2 = a1.T @ g2
     new_W2 += W2
-    new_W1 = xa.T @ dz1
-    new_W1 *= -eta
+    new_W1 = xa.T @ g1
     new_W1 += W1
-    new_b1 = b1 - eta * np.sum(dz1, axis=0)
-    new_b2 = b2 - eta * np.sum(dz2, axis=0)
-    return loss, MLPParams(new_W1, new_b1, new_W2, new_b2)
+    return loss, MLPParams(new_W1, b1 + np.sum(g1, axis=0), new_W2, b2 + np.sum(g2, axis=0))
