@@ -314,3 +314,42 @@ CORRECT: dict[str, tuple[Any, Any, Any]] = {
     "explicit softmax Jacobian": (mlp_grads_jacobian, reference.mlp_loss, moderate_mlp_problems),
     "softmax CE, shifted": (softmax_ce_grad, reference.softmax_cross_entropy, logit_problems),
 }
+
+
+def _zoo_table(seeds: int) -> str:
+    """Markdown: each bug over ``seeds`` seeds (caught, counterexample size, diagnosis), then
+    each correct implementation (false alarms over 200 examples per seed)."""
+    from verification.audit import audit
+
+    lines = [
+        "| bug | caught | counterexample elements (nonzero) | kind | diagnosis (seed 0) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, bug in BUGS.items():
+        reports = [
+            audit(bug.candidate, bug.loss, bug.problems(), max_examples=bug.max_examples, seed=s)
+            for s in range(seeds)
+        ]
+        caught = [r for r in reports if not r.passed]
+        sizes = sorted(r.counterexample_size for r in caught)
+        kinds = sorted({str(r.kind) for r in caught})
+        size = f"{sizes[0][0]}-{sizes[-1][0]} ({sizes[0][1]}-{sizes[-1][1]})" if sizes else "-"
+        lines.append(
+            f"| {name} | {len(caught)}/{seeds} | {size} | {', '.join(kinds)} | "
+            f"{reports[0].diagnosis} |"
+        )
+    lines += ["", "| correct implementation | runs | examples | false alarms | uncertain |"]
+    lines.append("|---|---|---|---|---|")
+    for name, (candidate, loss, problems) in CORRECT.items():
+        reports = [audit(candidate, loss, problems(), seed=100 + s) for s in range(seeds)]
+        lines.append(
+            f"| {name} | {seeds} | {sum(r.examples for r in reports)} | "
+            f"{sum(not r.passed for r in reports)} | {sum(r.uncertain for r in reports)} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(_zoo_table(int(sys.argv[1]) if len(sys.argv) > 1 else 10))
