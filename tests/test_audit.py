@@ -349,6 +349,13 @@ def test_a_concrete_tuple_audits_that_input_alone() -> None:
     assert report.examples == 1
 
 
+@settings(max_examples=5)
+@given(st.floats(-2.0, 2.0))
+def test_a_concrete_tuple_can_be_audited_inside_a_given_test(value: float) -> None:
+    x, w = np.array([[value, 1.0]]), np.array([[0.5], [value]])
+    assert audit(_tanh_grad, _tanh_loss, (x, w), argnums=1).passed
+
+
 def test_same_seed_gives_the_same_counterexample() -> None:
     first = audit(zoo.mlp_missing_one_over_m, reference.mlp_loss, zoo.mlp_problems(), seed=11)
     again = audit(zoo.mlp_missing_one_over_m, reference.mlp_loss, zoo.mlp_problems(), seed=11)

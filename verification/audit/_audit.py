@@ -427,7 +427,9 @@ def audit(
         tuple of them when ``argnums`` is a tuple. Any Python code (numpy, torch via .numpy()).
     loss_fn : the ground truth, a JAX-traceable scalar function ``loss_fn(*args)``.
     args : a hypothesis strategy of argument tuples (``named_arrays`` builds one from named
-        dimensions), or one concrete tuple to check that input alone.
+        dimensions), or one concrete tuple to check that input alone (without hypothesis, so
+        it works inside any ``@given`` test; a strategy there needs
+        ``HealthCheck.nested_given`` suppressed on that outer test).
     argnums : the position(s) of the differentiated arguments.
     max_examples : examples to generate (shrinking a failure adds more).
     rtol, atol : fixed tolerances; None (default) applies the rule in
@@ -469,6 +471,8 @@ def audit(
         if tol is not None and not (tol >= 0 and math.isfinite(tol)):
             raise ValueError(f"{name} must be finite and >= 0, got {tol}")
     strategy = args if isinstance(args, st.SearchStrategy) else st.just(tuple(args))
+    if not isinstance(args, st.SearchStrategy) and not isinstance(args, tuple):
+        raise TypeError(f"args must be a hypothesis strategy or a tuple, got {type(args).__name__}")
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
     oracle = _oracle_for(loss_fn, argnums_t)
     auditor = _Auditor(grad_fn, oracle, argnums_t, arg_names, rtol, atol, seed)
@@ -476,43 +480,44 @@ def audit(
     compile_before, compilations_before = oracle.compile_seconds, oracle.compilations
     run_before = oracle.run_seconds
 
-    @hypothesis.seed(seed)
-    @settings(
-        max_examples=max_examples,
-        database=None,
-        deadline=None,
-        derandomize=False,
-        phases=(Phase.explicit, Phase.generate, Phase.shrink),
-        suppress_health_check=_HEALTH,
-        report_multiple_bugs=False,
-        verbosity=Verbosity.quiet,
-        print_blob=False,
-    )
-    @given(strategy)
-    def search(example: tuple[Any, ...]) -> None:
+    def check_one(example: tuple[Any, ...]) -> None:
         state.examples += 1
         outcome = auditor.check(example)
         if outcome.uncertain:
             state.uncertain += 1
             if len(state.uncertain_notes) < 3 and outcome.diagnosis:
                 state.uncertain_notes.append(outcome.diagnosis)
-        state.max_abs = (
-            max(state.max_abs, outcome.max_abs) if outcome.kind is None else state.max_abs
-        )
-        state.max_rel = (
-            max(state.max_rel, outcome.max_rel) if outcome.kind is None else state.max_rel
-        )
         if outcome.kind is None:
+            state.max_abs = max(state.max_abs, outcome.max_abs)
+            state.max_rel = max(state.max_rel, outcome.max_rel)
             state.max_scaled = max(state.max_scaled, outcome.max_scaled)
-        if outcome.kind is not None:
-            if state.first_failure is None:
-                state.first_failure = state.examples
-            raise _CandidateFailedError(outcome)
+            return
+        if state.first_failure is None:
+            state.first_failure = state.examples
+        raise _CandidateFailedError(outcome)
+
+    def search() -> None:
+        hypothesis.seed(seed)(
+            settings(
+                max_examples=max_examples,
+                database=None,
+                deadline=None,
+                derandomize=False,
+                phases=(Phase.explicit, Phase.generate, Phase.shrink),
+                suppress_health_check=_HEALTH,
+                report_multiple_bugs=False,
+                verbosity=Verbosity.quiet,
+                print_blob=False,
+            )(given(strategy)(check_one))
+        )()
 
     start = time.perf_counter()
     failure: _Outcome | None = None
     try:
-        search()
+        if isinstance(args, st.SearchStrategy):
+            search()
+        else:  # one concrete input: no search, no hypothesis (so it works inside any @given)
+            check_one(tuple(args))
     except _CandidateFailedError as error:
         failure = error.outcome
     except hypothesis.errors.Flaky as error:  # the failure did not reproduce on replay
