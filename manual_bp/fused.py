@@ -91,17 +91,17 @@ def mlp_sgd_step_fused(
     a1 += b1
     np.maximum(a1, 0, out=a1)
     log_p = _log_softmax(a1 @ W2 + b2)
-    loss: np.floating[Any] = xa.dtype.type(-np.sum(ya * log_p) / m)
+    loss: np.floating[Any] = xa.dtype.type(-(ya * log_p).sum() / m)
 
     # Backward with the step folded in: G = -eta dJ/dZ, so each update below is an addition.
     # G2 = -eta (P * rowsum(Y) - Y)/m, then back through W2 and relu'(Z1) = 1[A1 > 0].
-    g2 = (np.exp(log_p) * np.sum(ya, axis=1, keepdims=True) - ya) * (-eta / m)
+    g2 = (np.exp(log_p) * ya.sum(axis=1, keepdims=True) - ya) * (-eta / m)
     g1 = g2 @ W2.T
-    np.multiply(g1, a1 > 0, out=g1)
+    g1 *= a1 > 0
 
     # Update: W' = W - eta dJ/dW = W + (layer input)^T G;  b' = b + column sums of G.
     new_W2 = a1.T @ g2
     new_W2 += W2
     new_W1 = xa.T @ g1
     new_W1 += W1
-    return loss, MLPParams(new_W1, b1 + np.sum(g1, axis=0), new_W2, b2 + np.sum(g2, axis=0))
+    return loss, MLPParams(new_W1, b1 + g1.sum(axis=0), new_W2, b2 + g2.sum(axis=0))
