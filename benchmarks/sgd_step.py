@@ -232,6 +232,7 @@ def run(*, quick: bool = False) -> Section:
             for other in (JAX, TORCH)
             if other in t
         }
+        r["vs_jax"] = {name: paired_ratio(t[name], t[JAX]) for name in t if name != JAX}
         r["bwd_over_fwd"] = paired_ratio(t[BACKWARD], t[FORWARD])
         r["elementwise_share"] = {
             impl: 1 - paired_ratio(t[MATMULS], t[impl]) for impl in (MANUAL, FUSED)
