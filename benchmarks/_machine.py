@@ -44,7 +44,7 @@ def _version(package: str) -> str | None:
 def _blas() -> list[dict[str, Any]]:
     """numpy's BLAS as threadpoolctl sees it: library, version, kernel ("architecture"), threads."""
     try:
-        from threadpoolctl import threadpool_info  # type: ignore[import-untyped]
+        from threadpoolctl import threadpool_info  # type: ignore[import-untyped, unused-ignore]
     except ImportError:
         return [{"note": "threadpoolctl not installed; see numpy.show_config()"}]
     keys = ("internal_api", "version", "architecture", "num_threads", "threading_layer")
