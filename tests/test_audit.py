@@ -72,7 +72,10 @@ def test_zoo_bug_is_caught_with_a_small_counterexample(name: str) -> None:
     words = f"{report.diagnosis} {report.traceback}"
     assert any(s in words for s in bug.signature.split("|")), str(report)
     elements, nonzero = report.counterexample_size
-    assert nonzero <= 4, str(report)
+    # A few nonzero elements: hypothesis's shrinker is not guaranteed to reach the global
+    # minimum, and its path depends on process state (the full suite once left the
+    # softmax-overflow bug at 5 nonzero of 6 elements, where running alone gives 4).
+    assert nonzero <= 5, str(report)
     assert elements <= 42, str(report)
     text = str(report)
     assert "seed 0" in text
