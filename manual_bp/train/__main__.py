@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--hidden applies to the digits network only (breast-cancer is logistic regression)"
         )
     try:
-        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+        from threadpoolctl import threadpool_limits
         from tqdm import tqdm
     except ImportError as err:
         return _missing_extra("training", "train", err)
