@@ -15,6 +15,7 @@ on plain arrays. The rules, stated once for the whole package:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ __all__ = [
     "as_float_array",
     "check_finite",
     "check_in_range",
+    "check_lr",
     "check_ndim",
     "check_nonempty",
     "check_same_shape",
@@ -86,6 +88,10 @@ def check_same_shape(name: str, arr: FloatArray, ref_name: str, ref: FloatArray)
 
 def check_finite(name: str, arr: FloatArray) -> None:
     """Raise ``ValueError`` if ``arr`` holds NaN or ±inf, naming the first offending index."""
+    # Fast exact path: NaN or ±inf anywhere makes the sum NaN or ±inf, so a finite sum proves
+    # every element finite. (A sum that overflows on finite data falls through to the full check.)
+    if math.isfinite(np.sum(arr)):
+        return
     finite = np.isfinite(arr)
     if not finite.all():
         idx = tuple(int(i) for i in np.argwhere(~finite)[0])
@@ -104,3 +110,12 @@ def check_in_range(name: str, arr: FloatArray, low: float, high: float | None) -
         raise ValueError(
             f"{name} must lie in [{low}, {upper}, but {name}{list(idx)} = {arr[idx]!r}"
         )
+
+
+def check_lr(lr: object) -> float:
+    """Return the learning rate as a float: a real, finite number > 0 (``TypeError``/``ValueError``)."""
+    if isinstance(lr, bool) or not isinstance(lr, int | float | np.floating | np.integer):
+        raise TypeError(f"lr must be a real number, got {type(lr).__name__}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
+    return float(lr)

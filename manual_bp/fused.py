@@ -25,25 +25,16 @@ Both steps are verified against each other and against ``jax.grad`` (``tests/tes
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from manual_bp._validation import check_lr
 from manual_bp.activations import _log_softmax
 from manual_bp.network import MLPParams, _check_mlp, _check_x, _check_y
 
 __all__ = ["mlp_sgd_step_fused"]
-
-
-def _check_lr(lr: object) -> float:
-    # The rule of sgd_step: a finite positive real number.
-    if isinstance(lr, bool) or not isinstance(lr, int | float | np.floating | np.integer):
-        raise TypeError(f"lr must be a real number, got {type(lr).__name__}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
-    return float(lr)
 
 
 def mlp_sgd_step_fused(
@@ -82,7 +73,7 @@ def mlp_sgd_step_fused(
     checked = _check_mlp(params)
     xa = _check_x(x, checked)
     ya = _check_y(y, xa.shape[0], checked)
-    eta = xa.dtype.type(_check_lr(lr))
+    eta = xa.dtype.type(check_lr(lr))
     W1, b1, W2, b2 = checked
     m = xa.shape[0]
 

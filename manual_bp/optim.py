@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, TypeVar
 
 import numpy as np
 
 from manual_bp._params import check_shape
-from manual_bp._validation import FloatArray, shape_str
+from manual_bp._validation import FloatArray, check_lr, shape_str
 
 P = TypeVar("P", bound=NamedTuple)
 
@@ -43,10 +42,7 @@ def sgd_step(params: P, grads: P, lr: float) -> P:
             f"params and grads must be the same NamedTuple type, got {type(params).__name__} "
             f"and {type(grads).__name__}"
         )
-    if isinstance(lr, bool) or not isinstance(lr, int | float | np.floating | np.integer):
-        raise TypeError(f"lr must be a real number, got {type(lr).__name__}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
+    lr = check_lr(lr)
     new: dict[str, FloatArray] = {}
     for field, p, g in zip(params._fields, params, grads, strict=True):
         pa, ga = np.asarray(p), np.asarray(g)
