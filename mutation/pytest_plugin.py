@@ -7,6 +7,8 @@ adjusting for that, on top of the profile ``tests/conftest.py`` chose (``HYPOTHE
 
 * ``derandomize``: the same examples for the clean run and every mutant, so a mutant is killed
   or not by the tests, not by the luck of the draw, and two runs give the same score;
+* no shrinking: a mutant is killed by the first failing example; shrinking it to a minimal one
+  only delays the verdict (often past mutmut's timeout, which would still count as a kill);
 * ``HealthCheck.differing_executors`` suppressed: a ``@given`` method of a test class runs on a
   new class instance in each repetition, which hypothesis reports as an error when it sees it
   twice in one process. Here the repetition is mutmut's, not the test's.
@@ -15,7 +17,7 @@ adjusting for that, on top of the profile ``tests/conftest.py`` chose (``HYPOTHE
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -26,6 +28,7 @@ def pytest_configure(config: pytest.Config) -> None:
         parent=base,
         derandomize=True,
         database=None,
+        phases=[Phase.explicit, Phase.generate],
         suppress_health_check=[*base.suppress_health_check, HealthCheck.differing_executors],
     )
     settings.load_profile("mutmut")
