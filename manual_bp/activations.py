@@ -15,7 +15,6 @@ from manual_bp._validation import (
     FloatArray,
     as_float_array,
     check_finite,
-    check_ndim,
     check_same_shape,
     shape_str,
 )
@@ -139,7 +138,10 @@ def _softmax(z: FloatArray) -> FloatArray:
 
 
 def _check_last_axis(name: str, z: FloatArray) -> None:
-    check_ndim(name, z, tuple(range(1, 33)), "(..., k) with k >= 1")
+    if z.ndim == 0:
+        raise ValueError(
+            f"{name} must have shape (..., k) with k >= 1, got a 0-d array of shape ()"
+        )
     if z.shape[-1] == 0:
         raise ValueError(f"{name} has shape {shape_str(z.shape)}: the class axis k must be >= 1")
 
@@ -156,6 +158,9 @@ def softmax(z: ArrayLike) -> FloatArray:
         Probabilities of shape (..., k), each row summing to 1, in ``z``'s floating dtype.
         Derivatives: :func:`softmax_jacobian`, :func:`softmax_vjp`.
 
+    Non-finite logits: a row with one +inf logit gives the one-hot limit, -inf logits get 0;
+    a row with NaN, two +inf logits or only -inf logits has no limit and gives NaN.
+
     Raises:
         ValueError: if ``z`` is 0-d or has k = 0.
 
@@ -164,7 +169,30 @@ def softmax(z: ArrayLike) -> FloatArray:
     """
     z = as_float_array("z", z)
     _check_last_axis("z", z)
-    return _softmax(z)
+    if np.isfinite(z).all():
+        return _softmax(z)
+    return _softmax_extended(z)
+
+
+def _softmax_extended(z: FloatArray) -> FloatArray:
+    """Softmax on the extended reals: the exact limit where one exists, NaN where none does.
+
+    A row with exactly one +inf logit tends to the one-hot vector at that logit; -inf logits
+    get probability 0 beside any larger logit. A row with NaN, with two or more +inf logits
+    (the limit depends on how they grow) or with every logit -inf has no limit: NaN.
+    Such rows are replaced by zeros before the stable formula, so nothing warns.
+    """
+    plus_inf = z == np.inf
+    n_plus_inf = np.sum(plus_inf, axis=-1, keepdims=True)
+    undefined = (
+        (n_plus_inf > 1)
+        | np.isnan(z).any(axis=-1, keepdims=True)
+        | (z == -np.inf).all(axis=-1, keepdims=True)
+    )
+    one_hot_rows = n_plus_inf == 1
+    p = _softmax(np.where(undefined | one_hot_rows, 0, z))
+    p = np.where(one_hot_rows, plus_inf.astype(z.dtype), p)
+    return np.where(undefined, np.nan, p).astype(z.dtype, copy=False)
 
 
 def softmax_jacobian(z: ArrayLike) -> FloatArray:

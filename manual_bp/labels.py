@@ -22,7 +22,7 @@ def one_hot(labels: ArrayLike, k: int, dtype: DTypeLike = np.float64) -> FloatAr
         Y of shape (m, k), each row one 1 and zeros elsewhere.
 
     Raises:
-        TypeError: non-integer labels. ValueError: wrong rank, k < 1, a label out of range.
+        TypeError: non-integer labels. ValueError: wrong rank, no labels, k < 1, a label out of range.
 
     >>> one_hot(np.array([2, 0]), 3)
     array([[0., 0., 1.],
@@ -33,6 +33,8 @@ def one_hot(labels: ArrayLike, k: int, dtype: DTypeLike = np.float64) -> FloatAr
         raise TypeError(f"labels must be integers, got dtype {arr.dtype}")
     if arr.ndim != 1:
         raise ValueError(f"labels must have shape (m,), got shape {shape_str(arr.shape)}")
+    if arr.shape[0] == 0:
+        raise ValueError("labels is empty (shape (0,)): need at least one sample")
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     bad = (arr < 0) | (arr >= k)

@@ -54,7 +54,8 @@ def linear(x: ArrayLike, w: ArrayLike, b: ArrayLike) -> FloatArray:
         Z of shape (m, h), in the common dtype of the arguments. Gradients: :func:`linear_backward`.
 
     Raises:
-        ValueError: on inconsistent shapes or an empty batch. TypeError: on mixed dtypes.
+        ValueError: on inconsistent shapes, an empty batch or non-finite input.
+        TypeError: on mixed dtypes.
 
     >>> linear(np.ones((2, 3)), np.ones((3, 1)), np.array([0.5]))
     array([[3.5],
@@ -69,6 +70,8 @@ def linear(x: ArrayLike, w: ArrayLike, b: ArrayLike) -> FloatArray:
             f"b needs one entry per column of w ({w.shape[1]})"
         )
     _check_dtypes(x=x, w=w, b=b)
+    for name, arr in (("x", x), ("w", w), ("b", b)):
+        check_finite(name, arr)
     return x @ w + b
 
 

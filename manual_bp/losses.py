@@ -124,7 +124,9 @@ def cross_entropy_grad(p: ArrayLike, y: ArrayLike) -> FloatArray:
     check_in_range("y", y, 0.0, None)
     m = p.shape[0]
     ratio = np.zeros_like(p)
-    with np.errstate(divide="ignore"):  # y > 0 at p = 0: the exact value is -inf
+    # y > 0 at p = 0 (or at a subnormal p, where y/p exceeds the largest float): the exact
+    # value is -inf, or rounds to it.
+    with np.errstate(divide="ignore", over="ignore"):
         np.divide(y, p, out=ratio, where=y != 0)
     return -ratio / m
 
@@ -237,7 +239,9 @@ def binary_cross_entropy_grad(p: ArrayLike, y: ArrayLike) -> FloatArray:
     check_in_range("y", y, 0.0, 1.0)
     q, ny = 1.0 - p, 1.0 - y
     pos, neg = np.zeros_like(p), np.zeros_like(p)
-    with np.errstate(divide="ignore"):  # a label mass on a probability of 0: exact value is inf
+    # A label mass on a probability of 0 (or a subnormal one): the exact value is inf, or
+    # rounds to it.
+    with np.errstate(divide="ignore", over="ignore"):
         np.divide(y, p, out=pos, where=y != 0)
         np.divide(ny, q, out=neg, where=ny != 0)
     return (neg - pos) / p.shape[0]
