@@ -55,7 +55,20 @@ def _check(params: object, x: ArrayLike) -> tuple[LogRegParams, FloatArray]:
 
 
 def logreg_predict_proba(params: LogRegParams, x: ArrayLike) -> FloatArray:
-    r"""Predicted probabilities :math:`\hat y = \sigma(X w + b)`, shape (m,), params' dtype.
+    r"""Predicted probabilities of logistic regression.
+
+    .. math:: \hat y = \sigma(X w + b)
+
+    Args:
+        params: :class:`LogRegParams` with w (n,) and b (), finite.
+        x: inputs of shape (m, n), of the params' dtype, finite.
+
+    Returns:
+        Probabilities of shape (m,) in the params' dtype.
+
+    Raises:
+        TypeError: wrong params type or mixed dtypes. ValueError: inconsistent shapes, empty
+        batch, non-finite input.
 
     >>> logreg_predict_proba(LogRegParams(np.array([1.0]), np.array(0.0)), np.array([[0.0]]))
     array([0.5])
