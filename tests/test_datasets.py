@@ -122,3 +122,63 @@ def test_missing_scikit_learn_names_the_train_extra(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     with pytest.raises(ImportError, match=r"pip install 'manual-bp\[train\]'"):
         load_digits()
+
+
+def test_standardise_scales_a_column_whose_std_is_below_one() -> None:
+    # column 0 has std 0.25 (values 0 and 0.5): it must be divided by 0.25, not left alone.
+    train = np.array([[0.0, 10.0], [0.5, 30.0]])
+    x_train, x_test = standardise(train, np.array([[0.25, 20.0]]))
+    np.testing.assert_allclose(x_train, [[-1.0, -1.0], [1.0, 1.0]])
+    np.testing.assert_allclose(x_test, [[0.0, 0.0]])
+
+
+def test_standardise_keeps_float32() -> None:
+    train = np.array([[0.0], [2.0]], dtype=np.float32)
+    x_train, x_test = standardise(train, train.copy())
+    assert x_train.dtype == np.float32
+    assert x_test.dtype == np.float32
+
+
+@pytest.mark.parametrize("bad", ["train", "test"])
+def test_standardise_rejects_a_one_dimensional_part(bad: str) -> None:
+    two_d, one_d = np.zeros((2, 3)), np.zeros(3)
+    args = (one_d, two_d) if bad == "train" else (two_d, one_d)
+    with pytest.raises(ValueError, match=r"2-D arrays"):
+        standardise(*args)
+
+
+@pytest.mark.parametrize("name", ["digits", "breast-cancer"])
+def test_load_forwards_seed_fraction_and_dtype(name: str) -> None:
+    direct = {"digits": load_digits, "breast-cancer": load_breast_cancer}[name]
+    via_load = load(name, seed=3, test_fraction=0.3, dtype=np.float32)
+    expected = direct(seed=3, test_fraction=0.3, dtype=np.float32)
+    assert via_load.x_train.dtype == np.float32
+    for got, want in zip(via_load, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert via_load.x_test.shape[0] != load(name).x_test.shape[0]  # 30% differs from 20%
+
+
+@pytest.mark.parametrize("loader", [load_digits, load_breast_cancer])
+def test_default_seed_is_zero_and_fixed(loader: Any) -> None:
+    default, seeded = loader(), loader(seed=0)
+    for got, want in zip(default, seeded, strict=True):
+        np.testing.assert_array_equal(got, want)
+    other = loader(seed=1)
+    assert not np.array_equal(default.labels_test, other.labels_test)
+
+
+def test_load_default_seed_is_zero() -> None:
+    np.testing.assert_array_equal(load("digits").labels_test, load_digits(seed=0).labels_test)
+
+
+def test_test_fraction_zero_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"test_fraction"):
+        load_digits(test_fraction=0.0)
+
+
+def test_breast_cancer_split_is_stratified() -> None:
+    split = load_breast_cancer()
+    full = np.bincount(sklearn.datasets.load_breast_cancer().target)
+    held_out = np.bincount(split.labels_test, minlength=2)
+    # stratified: each class's held-out count is within one of 20% of its total
+    assert np.all(np.abs(held_out - 0.2 * full) <= 1)

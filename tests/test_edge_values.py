@@ -70,3 +70,26 @@ def test_finite_values_whose_sum_overflows_are_accepted() -> None:
 def test_one_hot_rejects_an_empty_label_array() -> None:
     with pytest.raises(ValueError, match=r"labels is empty"):
         mb.one_hot(np.array([], dtype=np.int64), 3)
+
+
+@pytest.mark.parametrize("which", ["x", "w", "b"])
+def test_linear_names_the_non_finite_argument(which: str) -> None:
+    args = {"x": np.ones((2, 3)), "w": np.ones((3, 4)), "b": np.ones(4)}
+    args[which] = args[which].copy()
+    args[which].flat[1] = np.nan
+    with pytest.raises(ValueError, match=rf"^{which} must be finite, but {which}\["):
+        mb.linear(args["x"], args["w"], args["b"])
+
+
+def test_softmax_limits_are_taken_per_row_of_a_batch_of_matrices() -> None:
+    # shape (2, 3, 2): the class axis is the last one, every other axis is a batch axis
+    z = np.zeros((2, 3, 2))
+    z[0, 0] = [np.inf, 0.0]  # one +inf: one-hot limit
+    z[0, 1] = [np.inf, np.inf]  # no limit
+    z[1, 2] = [-np.inf, -np.inf]  # no limit
+    out = mb.softmax(z)
+    np.testing.assert_array_equal(out[0, 0], [1.0, 0.0])
+    assert np.isnan(out[0, 1]).all()
+    assert np.isnan(out[1, 2]).all()
+    rest = [out[0, 2], out[1, 0], out[1, 1]]
+    np.testing.assert_array_equal(rest, [[0.5, 0.5]] * 3)
