@@ -191,8 +191,9 @@ def _softmax_extended(z: FloatArray) -> FloatArray:
     )
     one_hot_rows = n_plus_inf == 1
     p = _softmax(np.where(undefined | one_hot_rows, 0, z))
-    p = np.where(one_hot_rows, plus_inf.astype(z.dtype), p)
-    return np.where(undefined, np.nan, p).astype(z.dtype, copy=False)
+    # np.where keeps z's floating dtype: bool and Python-float operands do not promote it.
+    p = np.where(one_hot_rows, plus_inf, p)
+    return np.where(undefined, np.nan, p)
 
 
 def softmax_jacobian(z: ArrayLike) -> FloatArray:

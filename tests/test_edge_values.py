@@ -68,7 +68,7 @@ def test_finite_values_whose_sum_overflows_are_accepted() -> None:
 
 
 def test_one_hot_rejects_an_empty_label_array() -> None:
-    with pytest.raises(ValueError, match=r"labels is empty"):
+    with pytest.raises(ValueError, match=r"^labels is empty \(shape \(0,\)\)"):
         mb.one_hot(np.array([], dtype=np.int64), 3)
 
 
@@ -87,9 +87,11 @@ def test_softmax_limits_are_taken_per_row_of_a_batch_of_matrices() -> None:
     z[0, 0] = [np.inf, 0.0]  # one +inf: one-hot limit
     z[0, 1] = [np.inf, np.inf]  # no limit
     z[1, 2] = [-np.inf, -np.inf]  # no limit
+    z[1, 0] = [np.nan, 0.0]  # no limit
     out = mb.softmax(z)
     np.testing.assert_array_equal(out[0, 0], [1.0, 0.0])
-    assert np.isnan(out[0, 1]).all()
-    assert np.isnan(out[1, 2]).all()
-    rest = [out[0, 2], out[1, 0], out[1, 1]]
-    np.testing.assert_array_equal(rest, [[0.5, 0.5]] * 3)
+    for row in [(0, 1), (1, 2), (1, 0)]:
+        assert np.isnan(out[row]).all(), row
+    rest = [out[0, 2], out[1, 1]]
+    np.testing.assert_array_equal(rest, [[0.5, 0.5]] * 2)
+    assert mb.softmax(z.astype(np.float32)).dtype == np.float32
