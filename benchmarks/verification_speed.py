@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis.strategies import SearchStrategy
 
 from benchmarks._report import Section, fmt, markdown_table
@@ -39,18 +39,6 @@ __all__ = ["generation_rate", "run"]
 
 TARGET = 0.5
 MLP_CHECK = "mlp_loss_and_grads"
-
-
-def _settings(max_examples: int) -> settings:
-    # The settings of verification.report.run_check, so both draw the same problems.
-    return settings(
-        max_examples=max_examples,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
 
 
 def generation_rate(
@@ -66,9 +54,13 @@ def generation_rate(
         nonlocal count
         count += 1
 
+    from verification.report import check_settings
+
     start = time.perf_counter()
     for dtype in dtypes:
-        test: Callable[[], None] = _settings(max_examples)(given(problems(np.dtype(dtype)))(one))
+        test: Callable[[], None] = check_settings(max_examples)(
+            given(problems(np.dtype(dtype)))(one)
+        )
         test()
     return count, time.perf_counter() - start
 

@@ -427,13 +427,9 @@ class Row:
                 self.first_failure = str(comparison)
 
 
-def run_check(check: Check, dtype: np.dtype[Any], max_examples: int) -> Row:
-    """Run ``check`` on ``max_examples`` derandomized problems of ``dtype``; never raises for
-    a failing formula (an exception from the manual code counts as a failure)."""
-    row = Row(check.name, check.formula, check.function, np.dtype(dtype).name)
-    start = time.perf_counter()
-
-    @settings(
+def check_settings(max_examples: int) -> settings:
+    """The hypothesis settings of every check: derandomized, no database, generation only."""
+    return settings(
         max_examples=max_examples,
         derandomize=True,
         database=None,
@@ -441,6 +437,15 @@ def run_check(check: Check, dtype: np.dtype[Any], max_examples: int) -> Row:
         phases=[Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
+
+
+def run_check(check: Check, dtype: np.dtype[Any], max_examples: int) -> Row:
+    """Run ``check`` on ``max_examples`` derandomized problems of ``dtype``; never raises for
+    a failing formula (an exception from the manual code counts as a failure)."""
+    row = Row(check.name, check.formula, check.function, np.dtype(dtype).name)
+    start = time.perf_counter()
+
+    @check_settings(max_examples)
     @given(check.problems(np.dtype(dtype)))
     def one(inputs: Inputs) -> None:
         try:

@@ -39,6 +39,7 @@ from manual_bp._validation import (
     FloatArray,
     as_float_array,
     check_finite,
+    check_lr,
     check_ndim,
     check_nonempty,
     shape_str,
@@ -201,11 +202,7 @@ def descend(
     check_finite("y", ya)
     batch = _positive_int("batch_size", batch_size, m, f" (the {m} rows of x)")
     n_epochs = _positive_int("epochs", epochs)
-    if isinstance(lr, bool) or not isinstance(lr, int | float | np.floating | np.integer):
-        raise TypeError(f"lr must be a real number, got {type(lr).__name__}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
-    return _descend(params, xa, ya, grad_fn, float(lr), n_epochs, batch, rng)
+    return _descend(params, xa, ya, grad_fn, check_lr(lr), n_epochs, batch, rng)
 
 
 def _descend(
