@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 import manual_bp as mb
 from verification import reference, strategies
-from verification.audit import audit
+from verification.auditing import audit
 
 __all__ = ["run"]
 

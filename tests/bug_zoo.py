@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from manual_bp import MLPParams
 from verification import reference
-from verification.audit import named_arrays
+from verification.auditing import named_arrays
 
 Array = NDArray[Any]
 
@@ -319,7 +319,7 @@ CORRECT: dict[str, tuple[Any, Any, Any]] = {
 def _zoo_table(seeds: int) -> str:
     """Markdown: each bug over ``seeds`` seeds (caught, counterexample size, diagnosis), then
     each correct implementation (false alarms over 200 examples per seed)."""
-    from verification.audit import audit
+    from verification.auditing import audit
 
     lines = [
         "| bug | caught | counterexample elements (nonzero) | kind | diagnosis (seed 0) |",

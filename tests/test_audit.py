@@ -27,7 +27,7 @@ from hypothesis import given, settings, strategies as st
 
 import manual_bp as mb
 from verification import reference, strategies
-from verification.audit import (
+from verification.auditing import (
     AuditReport,
     OracleRefusedError,
     assert_gradient_correct,
@@ -36,8 +36,8 @@ from verification.audit import (
     parse_shapes,
     size_profiles,
 )
-from verification.audit._diagnose import diagnose
-from verification.audit._tolerance import leaf_tolerances
+from verification.auditing._diagnose import diagnose
+from verification.auditing._tolerance import leaf_tolerances
 
 
 def _load_zoo() -> ModuleType:

@@ -24,8 +24,8 @@ __all__ = [
     "tolerance",
 ]
 
-# The audit of anyone's gradient (verification/audit/): ``verification.audit`` is the function.
-from verification.audit import (
+# The audit of anyone's gradient (verification/auditing/): ``verification.audit`` is the function.
+from verification.auditing import (
     AuditReport as AuditReport,
     assert_gradient_correct as assert_gradient_correct,
     audit as audit,

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from verification.audit import audit, named_arrays, parse_shapes
+from verification.auditing import audit, named_arrays, parse_shapes
 
 __all__ = ["main", "resolve"]
 

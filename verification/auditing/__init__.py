@@ -6,21 +6,21 @@
 ``named_arrays`` builds the input strategy from named dimensions.
 """
 
-from verification.audit._audit import (
+from verification.auditing._audit import (
     assert_gradient_correct as assert_gradient_correct,
     audit as audit,
 )
-from verification.audit._oracle import (
+from verification.auditing._oracle import (
     Environment as Environment,
     OracleRefusedError as OracleRefusedError,
 )
-from verification.audit._report import AuditReport as AuditReport
-from verification.audit._shapes import (
+from verification.auditing._report import AuditReport as AuditReport
+from verification.auditing._shapes import (
     named_arrays as named_arrays,
     parse_shapes as parse_shapes,
     size_profiles as size_profiles,
 )
-from verification.audit._tolerance import KAPPA_SAFETY as KAPPA_SAFETY
+from verification.auditing._tolerance import KAPPA_SAFETY as KAPPA_SAFETY
 
 __all__ = [
     "KAPPA_SAFETY",

@@ -29,10 +29,10 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings, strategies as st
 from jax import tree_util
 
-from verification.audit._diagnose import Dimension, diagnose
-from verification.audit._oracle import Oracle, SecondOpinion
-from verification.audit._report import AuditReport, function_name, leaf_lines
-from verification.audit._tolerance import leaf_tolerances
+from verification.auditing._diagnose import Dimension, diagnose
+from verification.auditing._oracle import Oracle, SecondOpinion
+from verification.auditing._report import AuditReport, function_name, leaf_lines
+from verification.auditing._tolerance import leaf_tolerances
 from verification.compare import Comparison, compare_trees, magnitude
 
 __all__ = ["assert_gradient_correct", "audit"]
@@ -433,7 +433,7 @@ def audit(
     argnums : the position(s) of the differentiated arguments.
     max_examples : examples to generate (shrinking a failure adds more).
     rtol, atol : fixed tolerances; None (default) applies the rule in
-        ``verification.audit._tolerance`` (derived from the dtype and the problem's scale).
+        ``verification.auditing._tolerance`` (derived from the dtype and the problem's scale).
     seed : the search's random seed (None: a fresh one, printed in the report).
     arg_names : names of the arguments for the report (default ``args[i]``).
 
@@ -451,7 +451,7 @@ def audit(
     Examples
     --------
     >>> import jax.numpy as jnp
-    >>> from verification.audit import named_arrays
+    >>> from verification.auditing import named_arrays
     >>> loss = lambda x, w: jnp.sum(jnp.tanh(x @ w)) / x.shape[0]
     >>> good = lambda x, w: x.T @ (1 - np.tanh(x @ w) ** 2) / x.shape[0]
     >>> shapes = named_arrays({"x": ("m", "n"), "w": ("n", "h")}, bounds=(2.0,))

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from verification.audit._oracle import Environment
+from verification.auditing._oracle import Environment
 
 __all__ = ["AuditReport", "function_name", "python_literal"]
 
@@ -137,7 +137,7 @@ class AuditReport:
         """Python code that re-runs the candidate and the audit on the counterexample."""
         if self.counterexample is None:
             return ""
-        imports = {"import numpy as np", "from verification.audit import audit"}
+        imports = {"import numpy as np", "from verification import audit"}
         _namedtuple_imports(self.counterexample, imports)
         lines = sorted(imports)
         lines += [

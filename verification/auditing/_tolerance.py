@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from verification.audit._oracle import PERTURBATION
+from verification.auditing._oracle import PERTURBATION
 from verification.compare import magnitude, tolerance
 
 __all__ = ["KAPPA_SAFETY", "leaf_tolerances"]
