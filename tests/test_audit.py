@@ -494,7 +494,8 @@ def test_named_arrays_takes_literal_sizes_dims_and_dtype(args: tuple[Any, ...]) 
         ({"spec": {"x": ("m",)}, "kinds": {"y": "onehot"}}, "not in spec"),
         ({"spec": {"x": ("m",)}, "dims": {"n": [1]}}, "no sizes"),
         ({"spec": {"x": ("m",)}, "dims": {"m": [0]}}, ">= 1"),
-        ({"spec": {"x": ("m-1",)}}, "neither a name"),
+        ({"spec": {"x": ("m-",)}}, "neither a name"),
+        ({"spec": {"x": ("m-5",)}}, "no size profile"),
         ({"spec": {"x": ("m",)}, "dtype": np.int32}, "float32 or float64"),
         ({"spec": {"x": ("m",)}, "bounds": ()}, "bounds"),
     ],
@@ -505,9 +506,15 @@ def test_named_arrays_rejects_bad_specs(kwargs: dict[str, Any], match: str) -> N
 
 
 def test_parse_shapes_reads_the_command_line_form() -> None:
-    spec, kinds = parse_shapes("x=m,n w=n,h s= y=m,k:onehot")
-    assert spec == {"x": ("m", "n"), "w": ("n", "h"), "s": (), "y": ("m", "k")}
-    assert kinds == {"y": "onehot"}
+    spec = parse_shapes("x=m,n w=n,h s= y=m,k:onehot")
+    assert {name: a.dims for name, a in spec.items()} == {
+        "x": ("m", "n"),
+        "w": ("n", "h"),
+        "s": (),
+        "y": ("m", "k"),
+    }
+    assert spec["y"].value.kind == "onehot"
+    assert spec["x"].value.kind == "real"
     for bad in ("x", "x=m x=n", "y=m:label"):
         with pytest.raises(ValueError, match=r"name=dim|twice|kind"):
             parse_shapes(bad)

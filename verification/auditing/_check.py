@@ -34,7 +34,13 @@ from verification.auditing._oracle import Oracle, OracleRefusedError, SecondOpin
 from verification.auditing._outcome import Outcome, Tally
 from verification.auditing._report import leaf_lines
 from verification.auditing._tolerance import leaf_tolerances
-from verification.auditing._trees import copy_leaves, dimensions, leaf_names, unit_direction
+from verification.auditing._trees import (
+    copy_leaves,
+    dimensions,
+    leaf_names,
+    pristine,
+    unit_direction,
+)
 from verification.compare import Comparison, compare_trees, magnitude
 
 __all__ = [
@@ -177,9 +183,8 @@ class Checker:
                 f"({shapes_text(args, names)}): count from 0"
             )
         inputs = copy_leaves(args)
-        structure = tree_util.tree_structure(args)
         # The report keeps a pristine copy: a candidate may modify the arrays it was given.
-        outcome = Outcome(args=tree_util.tree_unflatten(structure, [x.copy() for x in inputs]))
+        outcome = Outcome(args=pristine(args))
         value, grad = self.reference(args, names)
         if not (math.isfinite(value) and all(np.all(np.isfinite(e)) for e in grad)):
             outcome.out_of_domain = True

@@ -80,9 +80,9 @@ def _perturbed(
     args: tuple[Any, ...], argnums: Sequence[int], rng: np.random.Generator
 ) -> tuple[Any, ...]:
     def shake(leaf: Any) -> Any:
-        a = np.asarray(leaf)
-        if not np.issubdtype(a.dtype, np.floating):
+        if not isinstance(leaf, np.ndarray) or not np.issubdtype(leaf.dtype, np.floating):
             return leaf
+        a = leaf
         u = rng.uniform(-1.0, 1.0, a.shape)
         top = max(float(np.max(np.abs(a), initial=0.0)), 1.0)
         moved = np.where(a != 0, a * (1 + 0.25 * u), 0.25 * top * u)

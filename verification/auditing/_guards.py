@@ -24,7 +24,7 @@ from jax import tree_util
 from verification.auditing._diagnose import shape_words
 from verification.auditing._outcome import Outcome, Tally
 from verification.auditing._repeat import Spread, spread
-from verification.auditing._trees import copy_leaves, none_leaf, same
+from verification.auditing._trees import copy_leaves, none_leaf, pristine, same
 
 __all__ = [
     "call_recording_warnings",
@@ -68,7 +68,6 @@ def run_candidate(
     """The candidate's result on ``args`` after the raise, mutation and repeat guards; None
     (with ``outcome.kind`` set) when one of them fails."""
     inputs = copy_leaves(args)
-    structure = tree_util.tree_structure(args)
     start = time.perf_counter()
     try:
         first = call_recording_warnings(grad_fn, args, outcome)
@@ -89,7 +88,7 @@ def run_candidate(
         outcome.location = ", ".join(changed)
         outcome.diagnosis = f"the candidate changed its input {outcome.location} in place"
         return None
-    fresh = tree_util.tree_unflatten(structure, [x.copy() for x in inputs])
+    fresh = pristine(args)
     try:
         second = copy_leaves(call_recording_warnings(grad_fn, fresh, outcome))
     except Exception:

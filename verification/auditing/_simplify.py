@@ -29,17 +29,19 @@ def simplify(
     """``failure`` with as many elements of the differentiated arguments zeroed as keep it
     failing with the same ``kind`` (the re-checked ``Outcome``)."""
     flat, treedef = tree_util.tree_flatten_with_path(failure.args)
-    leaves = [np.array(leaf, copy=True) for _, leaf in flat]
+    leaves = [leaf if isinstance(leaf, (int, float)) else np.array(leaf) for _, leaf in flat]
     trials = 0
     for k, (path, _) in enumerate(flat):
         leaf = leaves[k]
-        if path[0].idx not in argnums or not np.issubdtype(leaf.dtype, np.floating):
+        if path[0].idx not in argnums or not isinstance(leaf, np.ndarray):
+            continue
+        if not np.issubdtype(leaf.dtype, np.floating):
             continue
         for index in map(tuple, np.argwhere(leaf != 0)):
             if trials >= MAX_TRIALS:
                 return failure
             trials += 1
-            trial = [x.copy() for x in leaves]
+            trial: list[Any] = [x.copy() if isinstance(x, np.ndarray) else x for x in leaves]
             trial[k][index] = 0
             try:
                 outcome = check(tree_util.tree_unflatten(treedef, trial))
