@@ -228,7 +228,9 @@ def _values_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ..
     worst = failure.worst or 0
     rng = np.random.default_rng(checker.seed)
     with np.errstate(all="ignore"):
-        right = values_right_elsewhere(_probe(checker, worst), failure.args, checker.argnums, rng)
+        right = values_right_elsewhere(
+            _probe(checker, worst), failure.args, checker.argnums, rng, others
+        )
     if not right:
         return text
     return (
