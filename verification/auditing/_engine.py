@@ -123,8 +123,9 @@ def _fill_failure(
     others = [first.args] if first is not None and first.args is not failure.args else []
     if failure.kind == "flaky":
         failure = _flaky(failure, checker)
-    elif failure.kind == "mismatch" and failure.factor is not None:
-        failure.diagnosis = _factor_words(failure, checker, others)
+    elif failure.kind == "mismatch" and failure.factor is not None and failure.worst is not None:
+        informative = _informative_example(checker, failure.worst, drawn)
+        failure.diagnosis = _factor_words(failure, checker, [*others, *informative])
     elif failure.kind in ("wrong shape", "wrong dtype") and failure.worst is not None:
         informative = _informative_example(checker, failure.worst, drawn)
         failure.diagnosis = _values_words(failure, checker, [*others, *informative])
