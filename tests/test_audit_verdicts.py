@@ -96,9 +96,7 @@ def test_spread_is_none_for_bitwise_equal_results_and_measured_in_ulp() -> None:
     assert (s.within, s.ulp, s.location) == (True, 1.0, "[1]")
 
 
-def test_a_failure_that_does_not_reproduce_gets_the_same_report_without_search_internals() -> (
-    None
-):
+def test_a_failure_that_does_not_reproduce_gets_the_same_report_without_search_internals() -> None:
     wrong_calls_left = [2]
 
     def stateful(x: Any, w: Any) -> Any:
