@@ -203,23 +203,30 @@ def name_factor(
     """The words for a factor ``c`` seen on ``args``, after the re-checks of the module
     docstring (``probe`` evaluates candidate and reference at new arguments)."""
     agree = 0
-    for k, other in enumerate([*variants(args, argnums, rng, bigger=True), *others]):
+    same_size = variants(args, argnums, rng, bigger=False)
+    # Near inputs at the same size must show the same factor; inputs drawn by the search
+    # (``others``: other sizes, in the user's domain) must show a factor (it may follow a
+    # dimension). Doubled variants are not used: tiling breaks labels (a one-hot row twice).
+    for k, other in enumerate([*same_size, *others]):
         pair = probe(other)
         if pair is None or np.shape(pair[0]) != np.shape(pair[1]):
             continue  # outside the loss's domain, or the candidate failed otherwise: no evidence
         got, ref = np.asarray(pair[0], np.float64), pair[1]
         scale = float(np.max(np.abs(ref), initial=0.0))
-        if scale > 0 and np.allclose(got, ref, rtol=1e-9, atol=1e-9 * scale):
-            continue  # right there: no evidence either way
+        if scale == 0:
+            continue  # a reference of zeros: no evidence either way
+        drawn = k >= len(same_size)
+        if drawn and np.allclose(got, ref, rtol=1e-9, atol=1e-9 * scale):
+            continue  # another size, where the factor may be 1 (m = 1): no evidence
         with np.errstate(all="ignore"):
             there = informative_factor(got, ref, scale, at_least=1)
-        # With every axis doubled a factor may follow a dimension; it must still be a factor.
-        if there is None or (k < 3 and not _same_factor(there, c)):
+        # Right where the reference is not 0 contradicts a constant factor c != 1, too.
+        if there is None or (not drawn and not _same_factor(there, c)):
             return (
                 f"every element is {c:.6g} times the reference on this input, but not at "
                 "another input near it: no constant factor, no cause named"
             )
-        agree += k < 3
+        agree += not drawn
     if agree == 0:
         return f"every element is {c:.6g} times the reference on this input (not re-checked)"
     sizes = sorted({s for leaf in tree_util.tree_leaves(args) for s in np.shape(leaf) if s > 1})
