@@ -64,15 +64,18 @@ def mask_words(
     others: Sequence[tuple[Any, ...]] = (),
 ) -> str | None:
     """The words ", the pattern of a missing mask ..." when a mask's pattern (wrong only where the
-    reference is exactly 0, right at one informative element at least) is seen at two inputs
-    at least: the counterexample (``here``) and the ``variants``; else None."""
-    seen = int(here)
+    reference is exactly 0, right at one informative element at least) is seen at two inputs:
+    the counterexample (``here``) and the other inputs (``variants``, ``others``); or at one
+    of the others when the counterexample's reference is 0 at every element (wrong only
+    there, consistent with a mask but too small to show one); else None."""
+    seen = 0
     inputs = [*variants(args, argnums, rng, bigger=True), *others]
     for other in inputs:
         pair = probe(other)
         if pair is not None and np.shape(pair[0]) == np.shape(pair[1]):
             seen += bool(mask_pattern(pair[0], pair[1]))
-    if seen < 2:
+    seen += here
+    if seen < 2 - (not here):
         return None
     return (
         f": the pattern of a missing mask (e.g. ReLU's), seen at {seen} of {len(inputs) + 1} "
@@ -106,7 +109,7 @@ def _perturbed(
 def variants(
     args: tuple[Any, ...], argnums: Sequence[int], rng: np.random.Generator, *, bigger: bool
 ) -> list[tuple[Any, ...]]:
-    """Other inputs to re-check a signature at: one mild and two strong perturbations of the
+    """Other inputs to re-check a signature at: one mild and five strong perturbations of the
     counterexample first, then (``bigger``) two strong perturbations of it with every axis doubled
     four strong perturbations of it with every axis doubled (more elements, so that a
     pattern has room to show)."""
@@ -117,8 +120,7 @@ def variants(
     doubled: tuple[Any, ...] = tree_util.tree_unflatten(treedef, tiled)
     same_size = [
         _perturbed(args, argnums, rng, strong=False),
-        _perturbed(args, argnums, rng, strong=True),
-        _perturbed(args, argnums, rng, strong=True),
+        *(_perturbed(args, argnums, rng, strong=True) for _ in range(5)),
     ]
     if not bigger:
         return same_size
