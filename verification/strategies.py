@@ -184,7 +184,9 @@ def saturating_scale(dtype: DTypeLike) -> float:
     two logits of a row becomes one where the smaller class's probability underflows to 0. A
     power of two, so the scaled values are exact in either dtype.
 
-    >>> saturating_scale(np.float64) * 1.39 > np.log(np.finfo(np.float64).max)
+    >>> saturating_scale(np.float64), saturating_scale(np.float32)
+    (512.0, 64.0)
+    >>> bool(512.0 * 1.39 > np.log(np.finfo(np.float64).max))  # naive exp overflows
     True
     """
     return 2.0**9 if _dtype(dtype) == np.float64 else 2.0**6
