@@ -50,13 +50,22 @@ Array = Any
 # ---------------------------------------------------------------------------------------------
 
 
+def _dense_forward(x: Array, w: Array, b: Array) -> tuple[Array, tuple[Array, Array]]:
+    """z = x w + b, and the cache its backward pass needs."""
+    return x @ w + b, (x, w)
+
+
 def _dense_backward(
     dout: Array, cache: tuple[Array, Array], *, transposed: bool = False, bias_axis: int = 0
 ) -> tuple[Array, Array, Array]:
-    """z = x w + b: (dx, dw, db) from dout = dJ/dz (m, out)."""
+    """(dx, dw, db) from dout = dJ/dz (m, out)."""
     x, w = cache
     dw = dout.T @ x if transposed else x.T @ dout
     return dout @ w.T, dw, dout.sum(axis=bias_axis)
+
+
+def _relu_forward(z: Array) -> tuple[Array, Array]:
+    return np.maximum(z, 0.0), z > 0
 
 
 def _softmax_ce_backward(z: Array, y: Array, *, axis: int = 1) -> Array:
@@ -74,15 +83,13 @@ def _layered(
     db1_axis: int = 0,
     softmax_axis: int = 1,
 ) -> MLPParams:
-    z1 = x @ params.W1 + params.b1
-    a1 = np.maximum(z1, 0.0)
-    dz2 = _softmax_ce_backward(a1 @ params.W2 + params.b2, y, axis=softmax_axis)
-    da1, dW2, db2 = _dense_backward(dz2, (a1, params.W2))
-    dz1 = da1 * (z1 > 0)
-    _, dW1, db1 = _dense_backward(
-        dz1, (x, params.W1), transposed=dw1_transposed, bias_axis=db1_axis
-    )
-    return MLPParams(dW1, db1, dW2, db2)
+    """Forward through dense, relu, dense, keeping each layer's cache; backward in reverse."""
+    h, dense1 = _dense_forward(x, params.W1, params.b1)
+    h, mask = _relu_forward(h)
+    z2, dense2 = _dense_forward(h, params.W2, params.b2)
+    dh, dW2, db2 = _dense_backward(_softmax_ce_backward(z2, y, axis=softmax_axis), dense2)
+    grads1 = _dense_backward(dh * mask, dense1, transposed=dw1_transposed, bias_axis=db1_axis)
+    return MLPParams(grads1[1], grads1[2], dW2, db2)
 
 
 def layered_grads(params: MLPParams, x: Array, y: Array) -> MLPParams:

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, seed, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import manual_bp
 from verification import reference, strategies as vs
-from verification.report import to_float64
+from verification.report import check_settings, to_float64
 
 # These checks only generate (no JAX): a strategy's contract shows within a few dozen draws,
 # so the ci profile's example count is capped here to keep the suite fast.
@@ -181,31 +181,26 @@ def test_float_dtypes_gives_both_precisions(dtype: np.dtype[Any]) -> None:
 OVERFLOW_FLOOR = 0.25
 """Least share of ``mlp_problems`` / ``logreg_problems`` examples at overflow magnitudes.
 
-Half of the examples have a saturating output layer and about nine in ten of those reach the
-overflow, so about 45% is expected; hypothesis's examples are correlated (it mutates earlier
-ones), and over seeds 0-4, 200 examples each, the share measured 0.30-0.57 (network) and
-0.35-0.65 (logistic regression) in either dtype. The strategies before saturating layers drew
-none at all (|Z2| <= 384 < 709.8 in float64)."""
+Two thirds of the output layers drawn saturate, but hypothesis's examples lean to the first
+(simplest) choice and are correlated (it mutates earlier ones): drawing 200 examples with
+``hypothesis.seed`` 0 to 5, the share measured 0.33-0.57 (network) and 0.47-0.76 (logistic
+regression) over both dtypes, and 0.38-0.74 with the derandomized settings used here.
+0.25 is below every one of those. The strategies before saturating layers drew none at all
+(|Z2| <= 384 < 709.8 in float64)."""
 
-ORDINARY_FLOOR = 0.2
+ORDINARY_FLOOR = 0.15
+"""Least share of examples with ordinary logits (|z| <= 20), where the float32 checks are
+tightest: 0.23-0.61 alongside the shares above (least for float32 logistic regression)."""
 
 EXAMPLES_MEASURED = 200
 
 
 def _examples(strategy: st.SearchStrategy[Any], count: int) -> list[Any]:
-    """The first ``count`` examples hypothesis generates from ``strategy`` with seed 0
-    (generation only): the same examples on every run."""
+    """The first ``count`` examples hypothesis generates from ``strategy`` with the settings
+    of ``python -m verification`` (derandomized, generation only): the same on every run."""
     found: list[Any] = []
 
-    @seed(0)
-    @settings(
-        max_examples=count,
-        database=None,
-        derandomize=False,
-        deadline=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
+    @check_settings(count)
     @given(strategy)
     def collect(example: Any) -> None:
         found.append(example)
