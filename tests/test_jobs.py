@@ -5,6 +5,9 @@ the shards' JSON into the table of the whole run, refusing anything that is not 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from verification import __main__ as entry, _jobs
 from verification._report_cli import main, merge_main
 from verification.report import CHECKS
 
+ROOT = Path(__file__).resolve().parent.parent
 _SMALL = ["--max-examples", "3", "--only", "relu", "--only", "softmax", "--only", "linear"]
 
 
@@ -39,19 +43,32 @@ def test_a_shard_outside_one_to_n_or_not_i_slash_n_is_refused(text: str) -> None
         _jobs.parse_shard(text)
 
 
-def test_parallel_jobs_print_the_same_table_as_one_process(
+def test_parallel_jobs_print_the_same_table_as_one_process_and_as_the_command(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = subprocess.run(
+        [sys.executable, "-m", "verification", *_SMALL, "--json", str(tmp_path / "cmd.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     assert main([*_SMALL, "--json", str(tmp_path / "one.json")]) == 0
     one = capsys.readouterr().out
     assert main([*_SMALL, "--jobs", "2", "--json", str(tmp_path / "two.json")]) == 0
     two, progress = capsys.readouterr()
-    assert _table(two) == _table(one)
+    assert _table(two) == _table(one) == _table(command.stdout)
     assert progress.count("PASS") == 6  # every row reported as it finished
-    rows = [json.loads((tmp_path / f).read_text())["rows"] for f in ("one.json", "two.json")]
-    for a, b in zip(*rows, strict=True):
-        a.pop("seconds"), b.pop("seconds")
-        assert a == b
+    rows = [
+        json.loads((tmp_path / f).read_text())["rows"] for f in ("cmd.json", "one.json", "two.json")
+    ]
+    for row in (r for run in rows for r in run):
+        row.pop("seconds")
+    assert rows[0] == rows[1] == rows[2]
 
 
 def test_merged_shards_give_the_table_and_json_of_one_run(
