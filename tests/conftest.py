@@ -4,6 +4,11 @@
 derandomized (the same examples on every run, so CI is reproducible), failing examples printed
 as a reproduction blob. Neither has a deadline: a JAX reference compiles once per new input
 shape (about 160 ms), which the default 200 ms deadline would report as flaky.
+
+Every module of ``manual_bp`` and ``verification`` is imported before any test runs: hypothesis
+draws constants from the source of the local modules loaded so far, so without this a
+derandomized test would draw other examples depending on which tests ran before it in the
+same process (under ``pytest -n auto``, on which worker it lands).
 """
 
 from __future__ import annotations
@@ -12,8 +17,12 @@ import os
 
 from hypothesis import settings
 
+from verification._jobs import import_every_module
+
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.register_profile(
     "ci", max_examples=150, derandomize=True, deadline=None, print_blob=True, database=None
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+import_every_module()
