@@ -34,7 +34,10 @@ def test_shards_cover_every_row_exactly_once(n: int, dtypes: list[str]) -> None:
     covered = [task for part in parts for task in part]
     assert sorted(covered) == sorted(everything)
     assert len(covered) == len(set(covered)) == len(CHECKS) * len(dtypes)
-    assert max(map(len, parts)) - min(map(len, parts)) <= 1  # balanced
+    checks = [{name for name, _ in part} for part in parts]
+    assert max(map(len, checks)) - min(map(len, checks)) <= 1  # balanced
+    for part, names in zip(parts, checks, strict=True):  # a check's dtypes stay together
+        assert len(part) == len(names) * len(dtypes)
 
 
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1/0", "2", "a/b", "1/2/3", "-1/2", ""])
