@@ -250,3 +250,23 @@ def _seconds_table(runs: dict[str, dict[str, Any]], max_examples: int) -> str:
         ],
     )
     return f"Seconds per run of the main job (--max-examples {max_examples})\n\n" + table
+
+
+def _markdown(rows: list[dict[str, Any]]) -> str:
+    table = markdown_table(
+        ["measurement", "examples/s", "fraction of generation rate", f">= {TARGET}"],
+        [
+            [
+                r["what"],
+                fmt(r["examples_per_s"], 1),
+                fmt(r["fraction"]),
+                "-" if r["fraction"] == 1.0 else ("yes" if r["fraction"] >= TARGET else "**no**"),
+            ]
+            for r in rows
+        ],
+    )
+    return (
+        "Examples per second; cold: empty compilation cache, cached: a second process on the "
+        "same cache, warm: the same work again in one process (generation rate measured in "
+        "the same run)\n\n" + table
+    )
