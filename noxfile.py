@@ -42,7 +42,12 @@ def _pytest(session: nox.Session, *args: str) -> None:
         "--cov=verification",
         "--cov-report=term",
         *args,
-        env={"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "dev")},
+        env={
+            "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "dev"),
+            # Subprocesses that tests start in other folders find the coverage settings
+            # (branch = true) too: pytest-cov before 7 measures them and combines the data.
+            "COVERAGE_RCFILE": str(ROOT / "pyproject.toml"),
+        },
     )
 
 
@@ -165,4 +170,4 @@ def bench(session: nox.Session) -> None:
 def readme(session: nox.Session) -> None:
     """Regenerate every command output quoted in README.md (``-- --check`` only compares)."""
     session.install("-e", ".[test]")
-    session.run("python", "-m", "tools.readme_outputs", *session.posargs)
+    session.run("python", "tools/readme_outputs.py", *session.posargs)

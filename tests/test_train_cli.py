@@ -321,3 +321,18 @@ def test_plot_goes_where_asked_from_any_directory(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "curves.png").exists()
+
+
+def test_check_against_jax_runs_python_m_verification_twin_with_the_same_options(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[list[str]] = []
+
+    def fake_run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 3)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    assert main(["--epochs", "2", "--check-against-jax", "--seed", "4"]) == 3
+    assert calls == [[sys.executable, "-m", "verification", "twin", "--epochs", "2", "--seed", "4"]]
+    assert capsys.readouterr().out == ""  # the twin process does the training
