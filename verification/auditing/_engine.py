@@ -1,0 +1,231 @@
+"""The one audit engine: ``run_audit`` checks a candidate under a ``Policy`` and reports.
+
+``audit`` is a thin wrapper over ``run_audit``; other kinds of audit call it with their own
+candidate and loss (e.g. a layer's vector-Jacobian product turned into a gradient of a
+scalar), their own ``Policy`` (tolerance rule, comparison) and their own argument names.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+from jax import tree_util
+
+from verification.auditing._check import DEFAULT_POLICY, Checker, Policy
+from verification.auditing._diagnose import mask_pattern
+from verification.auditing._evidence import Probe, mask_words, name_factor
+from verification.auditing._guards import nondeterministic_words
+from verification.auditing._oracle import Oracle
+from verification.auditing._outcome import Outcome, Tally
+from verification.auditing._repeat import spread
+from verification.auditing._report import AuditReport, function_name
+from verification.auditing._search import search
+from verification.auditing._simplify import simplify
+from verification.auditing._trees import copy_leaves, leaf_names, none_leaf
+
+__all__ = ["oracle_for", "run_audit"]
+
+_ORACLES: dict[tuple[Any, tuple[int, ...]], Oracle] = {}
+"""One oracle (with its compiled shapes) per (loss_fn, argnums), kept for the process."""
+
+
+def oracle_for(loss_fn: Callable[..., Any], argnums: tuple[int, ...]) -> Oracle:
+    """The process's oracle for ``loss_fn`` and ``argnums`` (compiled shapes are reused)."""
+    key = (loss_fn, argnums)
+    oracle = _ORACLES.get(key)
+    if oracle is None:
+        oracle = _ORACLES[key] = Oracle(loss_fn, argnums)
+    return oracle
+
+
+def run_audit(
+    grad_fn: Callable[..., Any],
+    loss_fn: Callable[..., Any],
+    args: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...],
+    *,
+    argnums: tuple[int, ...],
+    max_examples: int,
+    seed: int | None,
+    arg_names: Sequence[str] | None = None,
+    policy: Policy = DEFAULT_POLICY,
+    argnums_shown: int | tuple[int, ...] | None = None,
+) -> AuditReport:
+    """Search for an input where ``grad_fn`` is not the gradient of ``loss_fn`` (validated
+    arguments; see ``audit``) and return the report. ``policy`` holds the tolerance rule and
+    the comparison; ``argnums_shown`` is how the report spells ``argnums``."""
+    seed = random.SystemRandom().randrange(2**32) if seed is None else seed
+    oracle = oracle_for(loss_fn, argnums)
+    checker = Checker(grad_fn, oracle, argnums, arg_names, seed, policy)
+    tally = checker.tally
+    compile_before, compilations_before = oracle.compile_seconds, oracle.compilations
+    run_before = oracle.run_seconds
+    start = time.perf_counter()
+    failure = search(checker.check, tally, args, max_examples=max_examples, seed=seed)
+    total = time.perf_counter() - start
+    timings = dict(tally.timings)
+    timings["compile"] = oracle.compile_seconds - compile_before
+    timings["oracle"] = oracle.run_seconds - run_before
+    timings["total"] = total
+    timings["generation and hypothesis"] = total - sum(
+        timings[k] for k in ("candidate", "oracle", "compare", "compile")
+    )
+    checked = tally.examples - tally.uncertain - tally.out_of_domain
+    report = AuditReport(
+        passed=failure is None and checked > 0,
+        inconclusive=failure is None and checked == 0,
+        examples=tally.examples,
+        counterexample=None,
+        max_abs_error=tally.max_abs,
+        max_rel_error=tally.max_rel,
+        max_scaled_error=tally.max_scaled,
+        location=None,
+        seed=seed,
+        environment=oracle.env,
+        grad_fn=function_name(grad_fn),
+        loss_fn=function_name(loss_fn),
+        argnums=argnums if argnums_shown is None else argnums_shown,
+        uncertain=tally.uncertain,
+        uncertain_notes=tally.uncertain_notes,
+        out_of_domain=tally.out_of_domain,
+        spread_ulp=tally.spread_ulp,
+        timings=timings,
+        compilations=oracle.compilations - compilations_before,
+    )
+    if failure is not None:
+        _fill_failure(report, failure, checker, tally)
+    return report
+
+
+def _fill_failure(report: AuditReport, failure: Outcome, checker: Checker, tally: Tally) -> None:
+    if failure.kind in ("mismatch", "wrong shape", "wrong dtype", "wrong structure"):
+        failure = simplify(checker.check, failure, checker.argnums)
+    if failure.kind == "flaky":
+        failure = _flaky(failure, checker)
+    elif failure.kind == "mismatch" and failure.factor is not None:
+        failure.diagnosis = _factor_words(failure, checker)
+    elif failure.kind == "mismatch" and failure.zero_pattern:
+        failure.diagnosis = (failure.diagnosis or "") + (_mask_words(failure, checker) or "")
+    report.kind = failure.kind
+    report.counterexample = failure.args or None
+    report.shrink_steps = tally.examples - (tally.first_failure or tally.examples)
+    report.location = failure.location
+    report.diagnosis = failure.diagnosis
+    report.candidate, report.reference = failure.candidate, failure.reference
+    report.rtol, report.atol = failure.rtol, failure.atol
+    report.traceback = failure.traceback
+    report.leaves = failure.leaves
+    report.warnings = failure.warnings
+    report.max_abs_error, report.max_rel_error = (
+        (failure.max_abs, failure.max_rel) if failure.kind == "mismatch" else (math.inf, math.inf)
+    )
+    report.max_scaled_error = failure.max_scaled if failure.kind == "mismatch" else math.inf
+    if failure.kind == "mismatch" and failure.location is not None:
+        fd = _fd_at(checker, failure)
+        if fd is not None:
+            report.finite_difference, report.finite_difference_note = fd
+
+
+def _probe(checker: Checker, leaf: int) -> Probe:
+    """Candidate and reference leaf ``leaf`` at new arguments (see ``_evidence.Probe``)."""
+
+    def probe(args: tuple[Any, ...]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
+        try:
+            value, grad = checker.oracle.gradient(args)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got = tree_util.tree_leaves(checker.grad_fn(*args), is_leaf=none_leaf)
+        except Exception:
+            return None
+        if len(got) != len(grad) or not (math.isfinite(value) and np.all(np.isfinite(grad[leaf]))):
+            return None
+        return np.asarray(got[leaf]), grad[leaf]
+
+    return probe
+
+
+def _factor_words(failure: Outcome, checker: Checker) -> str:
+    """The failure's diagnosis with its constant factor re-checked (``_evidence``)."""
+    factor, worst = failure.factor or 1.0, failure.worst or 0
+    args = failure.args
+    leaf = leaf_names(args, checker.argnums, checker.names(args))[worst]
+    rng = np.random.default_rng(checker.seed)
+    with np.errstate(all="ignore"):
+        words = name_factor(
+            factor,
+            _probe(checker, worst),
+            args,
+            checker.argnums,
+            checker.names(args),
+            rng,
+        )
+    return f"{leaf}: {words}"
+
+
+def _mask_words(failure: Outcome, checker: Checker) -> str | None:
+    """ ", a missing mask ..." where the evidence carries it (``_evidence.mask_words``)."""
+    worst = failure.worst or 0
+    here = failure.got is not None and failure.grad is not None
+    if failure.got is not None and failure.grad is not None:
+        here = bool(mask_pattern(failure.got[worst], failure.grad[worst]))
+    rng = np.random.default_rng(checker.seed)
+    with np.errstate(all="ignore"):
+        return mask_words(here, _probe(checker, worst), failure.args, checker.argnums, rng)
+
+
+def _flaky(failure: Outcome, checker: Checker) -> Outcome:
+    """A failure that did not reproduce on the same input: the candidate's result depends on
+    something besides its arguments. Measured: the failing result against a new call."""
+    before = failure.diagnosis or failure.kind
+    words = (
+        f"the candidate failed on this input ({failure.kind}: {before}) and passed on the same "
+        "input when it was checked again: its result depends on something besides its "
+        "arguments (state kept between calls, randomness)"
+    )
+    if failure.got is not None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                again = copy_leaves(checker.grad_fn(*failure.args))
+            terms = max([int(np.size(x)) for x in tree_util.tree_leaves(failure.args)], default=1)
+            s = spread(copy_leaves(failure.got), again, terms=terms)
+        except Exception:
+            s = None
+        if s is not None:
+            words = nondeterministic_words(s, "the failing call and a later call") + "; " + words
+    return replace(failure, kind="nondeterministic", diagnosis=words, location=None)
+
+
+def _fd_at(checker: Checker, failure: Outcome) -> tuple[float, str] | None:
+    """Central finite difference of the loss with respect to the element ``location``, and
+    its label: step, two-sided, and whether the one-sided quotients disagree (a kink or clip
+    within the step)."""
+    args = failure.args
+    names = leaf_names(args, checker.argnums, checker.names(args))
+    inputs = checker.differentiated(args)
+    location = failure.location or ""
+    for k, name in enumerate(names):
+        if location == name or location.startswith(name + "["):
+            index_text = location[len(name) :].strip("[]")
+            index = tuple(int(i) for i in index_text.split(",") if i.strip())
+            d = [np.zeros(np.shape(y)) for y in inputs]
+            d[k][index] = 1.0
+            scale = max(1.0, *(float(np.max(np.abs(y), initial=0.0)) for y in inputs))
+            step = float(np.finfo(np.float64).eps) ** (1 / 3) * scale
+            fd = checker.oracle.one_sided_slopes(args, d, 1.0, step=step)
+            label = f"central (two-sided), step {fd.step:.2g}"
+            gap = abs(fd.forward - fd.backward)
+            if gap > 1e-3 * max(abs(fd.forward), abs(fd.backward), 1e-300) + 4 * fd.truncation:
+                label += (
+                    f"; it straddles a kink or clip: one-sided quotients forward "
+                    f"{fd.forward:.6g}, backward {fd.backward:.6g}"
+                )
+            return fd.central, label
+    return None
