@@ -181,8 +181,8 @@ def reference_errors(
     float64 oracle at x and at x', at least u max |g|; inf where the reference is not finite.
 
     >>> g = [np.array([1.0, -2.0])]
-    >>> reference_errors(np.dtype(np.float16), g, [g[0] + 0.01], g, g)
-    [0.01]
+    >>> reference_errors(np.dtype(np.float16), g, [g[0] + 0.25], g, g)
+    [0.25]
     """
     u = _unit_roundoff(dtype)
     out = []
