@@ -1,7 +1,7 @@
 """``python -m verification audit``: audit a gradient function from the command line.
 
     python -m verification audit MODULE:GRAD_FN --loss MODULE:LOSS_FN --shapes "x=m,n w=n,h"
-        [--argnums 0,1] [--dtype float64] [--max-examples 200] [--seed S] [--json PATH]
+        [--argnums 0,1] [--dtype float64|float32|float16|bfloat16] [--max-examples 200] [--seed S] [--json PATH]
         [--dims "m=1,2,3 n=2"] [--bounds 3,1000]
 
 MODULE is an importable module name (the current directory is on the path) or a path to a
@@ -22,6 +22,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import ml_dtypes
 
 from verification.auditing import audit, named_arrays, parse_shapes
 
@@ -84,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
         "--shapes", required=True, help='argument shapes by named dimensions, "x=m,n w=n,h"'
     )
     parser.add_argument("--argnums", default="0", help="differentiated argument(s): 0 or 0,1")
-    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    parser.add_argument(
+        "--dtype", default="float64", choices=["float64", "float32", "float16", "bfloat16"]
+    )
     parser.add_argument("--max-examples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--dims", default=None, help='sizes per dimension, "m=1,2,3 n=2"')
@@ -106,7 +110,7 @@ def main(argv: list[str]) -> int:
         strategy = named_arrays(
             spec,
             dims=_dims(options.dims) if options.dims else None,
-            dtype=options.dtype,
+            dtype=ml_dtypes.bfloat16 if options.dtype == "bfloat16" else options.dtype,
             kinds=kinds,
             **({"bounds": bounds} if bounds else {}),
         )

@@ -24,9 +24,16 @@ from jax import tree_util
 
 from verification.auditing._diagnose import diagnose
 from verification.auditing._guards import check_structure, note_memoised, run_candidate
+from verification.auditing._lowprec import (
+    check_low_precision,
+    low_precision_dtype,
+    reference_for,
+    tolerances as low_tolerances,
+)
 from verification.auditing._oracle import Oracle, SecondOpinion
 from verification.auditing._outcome import Outcome, Tally
 from verification.auditing._report import leaf_lines
+from verification.auditing._reproducer import offending_elements
 from verification.auditing._tolerance import leaf_tolerances
 from verification.auditing._trees import copy_leaves, dimensions, leaf_names, unit_direction
 from verification.compare import Comparison, compare_trees, magnitude
@@ -184,11 +191,36 @@ class Checker:
             outcome.diagnosis = "the reference gradient is not finite here"
             return outcome
         policy = self.policy
+        low = low_precision_dtype(dtypes) if policy.rtol is None and policy.atol is None else None
         start = time.perf_counter()
-        tols = policy.tolerance(dtypes, grad, terms=terms, rtol=policy.rtol, atol=policy.atol)
+        if low is not None:  # float16/bfloat16: against a reference in that precision
+            rng = np.random.default_rng(
+                [self.seed, *(zlib.crc32(np.asarray(x).tobytes()) for x in inputs)]
+            )
+            lowcheck = check_low_precision(
+                reference_for(self.oracle.loss_fn, self.argnums),
+                lambda a: self.oracle.gradient(a)[1],
+                args,
+                grad,
+                got,
+                low,
+                names_of_leaves,
+                rng,
+            )
+            outcome.low_precision, outcome.low_ratio = lowcheck.lines(), lowcheck.worst_ratio
+            if not all(math.isfinite(e) for e in lowcheck.reference_errors):
+                outcome.uncertain = True
+                outcome.diagnosis = (
+                    f"the {low.name} reference is not finite here (the problem overflows "
+                    f"{low.name}): outside what the dtype can represent"
+                )
+                return outcome
+            tols = low_tolerances(low, lowcheck.reference_errors)
+        else:
+            tols = policy.tolerance(dtypes, grad, terms=terms, rtol=policy.rtol, atol=policy.atol)
         comparisons = policy.compare(got, grad, tols, names_of_leaves)
         self.tally.timings["compare"] += time.perf_counter() - start
-        if not all(c.passed for c in comparisons):
+        if low is None and not all(c.passed for c in comparisons):
             # Randomness from the example itself: the same example always gets the same
             # verdict, which hypothesis needs when it replays and shrinks.
             rng = np.random.default_rng(
@@ -225,8 +257,9 @@ class Checker:
         outcome.location, outcome.candidate, outcome.reference = c.location, c.actual, c.expected
         outcome.rtol, outcome.atol = c.rtol, c.atol
         outcome.leaves = leaf_lines(names_of_leaves, comparisons)
+        outcome.offending = offending_elements(got, grad, tols, names_of_leaves)
         outcome.diagnosis = f"{names_of_leaves[worst]}: " + diagnose(
-            got[worst],
+            np.asarray(got[worst], np.float64) if low is not None else got[worst],
             grad[worst],
             dims=dimensions(args, self.argnums, names),
             float64_result=dtypes[worst] == np.float64,

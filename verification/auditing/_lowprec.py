@@ -59,6 +59,7 @@ __all__ = [
     "low_precision_dtype",
     "nudged",
     "reference_errors",
+    "reference_for",
     "tolerances",
 ]
 
@@ -168,6 +169,19 @@ class LowPrecisionReference:
         tree = tree_util.tree_map(jnp.asarray, tuple(args))
         out = self._grad(tree)
         return [np.asarray(g).astype(np.float64) for g in tree_util.tree_leaves(out)]
+
+
+_REFERENCES: dict[tuple[Any, tuple[int, ...]], LowPrecisionReference] = {}
+"""One low-precision reference (with its compiled shapes) per (loss_fn, argnums)."""
+
+
+def reference_for(loss_fn: Callable[..., Any], argnums: tuple[int, ...]) -> LowPrecisionReference:
+    """The process's low-precision reference for ``loss_fn`` and ``argnums`` (compiled shapes
+    are reused across audits, like the oracle's)."""
+    key = (loss_fn, argnums)
+    if key not in _REFERENCES:
+        _REFERENCES[key] = LowPrecisionReference(loss_fn, argnums)
+    return _REFERENCES[key]
 
 
 def reference_errors(

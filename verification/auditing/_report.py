@@ -21,6 +21,11 @@ def function_name(fn: Callable[..., Any]) -> str:
     return f"{module}:{qualname}"
 
 
+def _dtype_source(dtype: np.dtype[Any]) -> str:
+    """``np.float64``, or ``ml_dtypes.bfloat16`` (numpy has no bfloat16 of its own)."""
+    return "ml_dtypes.bfloat16" if dtype.name == "bfloat16" else f"np.{dtype.name}"
+
+
 def python_literal(value: Any) -> str:
     """Python source that rebuilds ``value`` exactly (numpy arrays, NamedTuples, tuples).
 
@@ -30,10 +35,10 @@ def python_literal(value: Any) -> str:
     '(np.array([[0.5, -1.0]], dtype=np.float64), np.float64(2.0))'
     """
     if isinstance(value, np.ndarray):
-        text = f"np.array({value.tolist()!r}, dtype=np.{value.dtype.name})"
+        text = f"np.array({value.tolist()!r}, dtype={_dtype_source(value.dtype)})"
         return f"{text}.reshape({value.shape})" if value.size == 0 else text
     if isinstance(value, np.generic):
-        return f"np.{value.dtype.name}({value.item()!r})"
+        return f"{_dtype_source(value.dtype)}({value.item()!r})"
     if isinstance(value, tuple) and hasattr(value, "_fields"):
         inner = ", ".join(
             f"{f}={python_literal(v)}" for f, v in zip(value._fields, value, strict=True)
@@ -127,6 +132,9 @@ class AuditReport:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     compilations: int = 0
+    low_precision: list[str] = field(default_factory=list)
+    offending: list[str] = field(default_factory=list)
+    arg_names: list[str] = field(default_factory=list)
 
     @property
     def counterexample_size(self) -> tuple[int, int]:
@@ -139,15 +147,41 @@ class AuditReport:
             return ""
         imports = {"import numpy as np", "from verification import audit"}
         _namedtuple_imports(self.counterexample, imports)
+        source = "\n".join(self._args_source())
+        if "ml_dtypes." in source:
+            imports.add("import ml_dtypes")
         lines = sorted(imports)
         lines += [
             _import_line(self.grad_fn, "grad_fn"),
             _import_line(self.loss_fn, "loss_fn"),
-            f"args = {python_literal(self.counterexample)}",
+            *source.splitlines(),
             "print(grad_fn(*args))",
             f"print(audit(grad_fn, loss_fn, args, argnums={self.argnums!r}))",
         ]
         return "\n".join(lines)
+
+    def _args_source(self) -> list[str]:
+        """``args = ...`` as literals, or (above ``LITERAL_LIMIT`` elements) loaded from a
+        saved ``.npz``."""
+        from verification.auditing._reproducer import (
+            LITERAL_LIMIT,
+            rebuild_source,
+            save_counterexample,
+        )
+
+        if self.counterexample_size[0] <= LITERAL_LIMIT:
+            return [f"args = {python_literal(self.counterexample)}"]
+        return rebuild_source(self.counterexample, save_counterexample(self.counterexample))
+
+    def _large_input_lines(self) -> list[str]:
+        """Shapes of a counterexample too large to print, and the offending elements."""
+        from verification.auditing._reproducer import LITERAL_LIMIT, shape_lines
+
+        if self.counterexample is None or self.counterexample_size[0] <= LITERAL_LIMIT:
+            return []
+        lines = ["  input (too large to print; saved, see the reproducer):"]
+        lines += ["    " + t for t in shape_lines(self.counterexample, self.arg_names)]
+        return lines
 
     def __str__(self) -> str:
         """A readable verdict, with a copy-paste reproducer when it failed."""
@@ -170,6 +204,7 @@ class AuditReport:
                     f"  {self.examples} examples, seed {self.seed}; largest error "
                     f"{self.max_abs_error:.3g}, {self.max_scaled_error:.3g} of the gradient's "
                     f"scale (elementwise relative {self.max_rel_error:.3g})",
+                    *(f"  {t}" for t in self.low_precision),
                     f"  {uncertain}",
                     f"  {oracle}",
                 ]
@@ -194,6 +229,11 @@ class AuditReport:
         if self.diagnosis:
             lines.append(f"  diagnosis: {self.diagnosis}")
         lines += [f"    {leaf}" for leaf in self.leaves]
+        if self.offending:
+            lines.append("  offending elements (worst first):")
+            lines += [f"    {t}" for t in self.offending]
+        lines += [f"  {t}" for t in self.low_precision]
+        lines += self._large_input_lines()
         if self.warnings:
             lines.append("  the candidate warned: " + "; ".join(self.warnings[:3]))
         if self.traceback:
@@ -232,7 +272,7 @@ class AuditReport:
             "rtol": self.rtol,
             "atol": self.atol,
             "counterexample": (
-                None if self.counterexample is None else python_literal(self.counterexample)
+                None if self.counterexample is None else "\n".join(self._args_source())
             ),
             "counterexample_elements": self.counterexample_size[0],
             "traceback": self.traceback,
@@ -245,6 +285,8 @@ class AuditReport:
             },
             "timings": self.timings,
             "compilations": self.compilations,
+            "low_precision": self.low_precision,
+            "offending": self.offending,
         }
 
 

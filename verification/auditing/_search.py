@@ -40,6 +40,12 @@ def _check_one(
             tally.max_abs = max(tally.max_abs, outcome.max_abs)
             tally.max_rel = max(tally.max_rel, outcome.max_rel)
             tally.max_scaled = max(tally.max_scaled, outcome.max_scaled)
+            if (
+                outcome.low_precision
+                and not outcome.uncertain
+                and outcome.low_ratio > tally.low_ratio
+            ):
+                tally.low_ratio, tally.low_precision = outcome.low_ratio, outcome.low_precision
             return
         if tally.first_failure is None:
             tally.first_failure = tally.examples

@@ -30,6 +30,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.typing import DTypeLike, NDArray
 
+from verification.auditing._lowprec import BFLOAT16, default_bounds
+
 __all__ = ["ArgKind", "ShapeSpec", "named_arrays", "parse_shapes", "size_profiles"]
 
 ArgKind = Literal["real", "onehot", "prob"]
@@ -95,7 +97,9 @@ def _check_spec(spec: ShapeSpec, kinds: Mapping[str, ArgKind]) -> None:
 
 
 def _elements(dtype: np.dtype[Any], low: float, high: float) -> st.SearchStrategy[float]:
-    if dtype == np.float32:
+    if dtype == np.float16:
+        return st.floats(low, high, width=16, allow_subnormal=False)
+    if dtype in (np.float32, BFLOAT16):  # bfloat16: float32 values, rounded when cast
         return st.floats(low, high, width=32, allow_subnormal=False)
     return st.floats(low, high, width=64, allow_subnormal=False)
 
@@ -108,9 +112,11 @@ def _one_array(
         rows = int(np.prod(shape[:-1], dtype=np.int64))
         classes = draw(st.lists(st.integers(0, k - 1), min_size=rows, max_size=rows))
         return np.eye(k, dtype=dtype)[classes].reshape(shape)
-    if kind == "prob":
-        return draw(hnp.arrays(dtype, shape, elements=_elements(dtype, 0.0, 1.0)))
-    return draw(hnp.arrays(dtype, shape, elements=_elements(dtype, -bound, bound)))
+    drawn = np.float32 if dtype == BFLOAT16 else dtype  # hypothesis cannot draw bfloat16
+    low = 0.0 if kind == "prob" else -bound
+    high = 1.0 if kind == "prob" else bound
+    out: NDArray[Any] = draw(hnp.arrays(drawn, shape, elements=_elements(dtype, low, high)))
+    return out.astype(dtype)
 
 
 def named_arrays(
@@ -119,7 +125,7 @@ def named_arrays(
     dims: Mapping[str, Sequence[int]] | None = None,
     dtype: DTypeLike = np.float64,
     kinds: Mapping[str, ArgKind] | None = None,
-    bounds: Sequence[float] = DEFAULT_BOUNDS,
+    bounds: Sequence[float] | None = None,
 ) -> st.SearchStrategy[tuple[NDArray[Any], ...]]:
     """A strategy for a tuple of arrays, one per entry of ``spec``, with consistent shapes.
 
@@ -130,11 +136,12 @@ def named_arrays(
         An empty tuple is a scalar (shape ``()``).
     dims : dimension name -> sizes to draw from, independently per dimension. Default: the
         joint profiles of ``size_profiles`` (few shapes, so few JAX compilations).
-    dtype : float64 (default) or float32.
+    dtype : float64 (default), float32, float16 or bfloat16 (``ml_dtypes.bfloat16``; the
+        audit then judges by ``_lowprec``'s rule).
     kinds : argument name -> "real" (default), "onehot" (label rows over the last axis) or
         "prob" (values in [0, 1]).
     bounds : each real array draws its bound on |element| from these (shrinking towards the
-        first).
+        first). Default (3, 1000); (3, 8) for float16, whose range ends at 65504.
 
     Returns
     -------
@@ -143,7 +150,7 @@ def named_arrays(
     Raises
     ------
     ValueError : a malformed spec, a kind for an unknown argument, sizes missing from ``dims``
-        or a size < 1, a dtype other than float32/float64, or no bounds.
+        or a size < 1, a dtype other than float64/float32/float16/bfloat16, or no bounds.
 
     Examples
     --------
@@ -154,8 +161,10 @@ def named_arrays(
     ((2, 3), (3, 1), dtype('float64'))
     """
     dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16), BFLOAT16):
+        raise ValueError(f"dtype must be float64, float32, float16 or bfloat16, got {dt}")
+    if bounds is None:
+        bounds = default_bounds(dt) or DEFAULT_BOUNDS
     kinds = dict(kinds or {})
     _check_spec(spec, kinds)
     if not bounds or any(not (b > 0 and np.isfinite(b)) for b in bounds):

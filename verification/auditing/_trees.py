@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from jax import tree_util
 
+from verification.auditing._lowprec import is_low_precision
+
 from verification.auditing._diagnose import Dimension
 
 __all__ = [
@@ -39,7 +41,8 @@ def copy_leaves(tree: Any) -> list[np.ndarray[Any, Any]]:
 
 def is_float(x: Any) -> bool:
     """Whether ``x`` holds floating-point (or complex) values."""
-    return bool(np.issubdtype(np.asarray(x).dtype, np.inexact))
+    dtype = np.asarray(x).dtype
+    return bool(np.issubdtype(dtype, np.inexact)) or is_low_precision(dtype)
 
 
 def same(a: Sequence[Any], b: Sequence[Any]) -> bool:
