@@ -62,7 +62,7 @@ def save_counterexample(args: Any, directory: Path | None = None) -> Path:
     folder = directory or Path(tempfile.gettempdir()) / "manual-bp-audit"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"counterexample-{crc:08x}.npz"
-    np.savez(path, **stored)
+    np.savez(path, **stored)  # type: ignore[arg-type]
     return path
 
 

@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 from jax import tree_util
 
-from verification.auditing._lowprec import is_low_precision
-
 from verification.auditing._diagnose import Dimension
+from verification.auditing._lowprec import is_low_precision
 
 __all__ = [
     "copy_leaves",
