@@ -202,3 +202,17 @@ def mlp_grads_tf32(params: MLPParams, x: Array, y: Array) -> MLPParams:
     dz2 = (p - y) / np.float32(x.shape[0])
     dz1 = mm(dz2, W2.T) * (z1 > 0)
     return MLPParams(mm(x.T, dz1), dz1.sum(axis=0), mm(a1.T, dz2), dz2.sum(axis=0))
+
+
+def mlp_grads_lowp_flat(
+    W1: Array, b1: Array, W2: Array, b2: Array, x: Array, y: Array
+) -> tuple[Array, ...]:
+    """``mlp_grads_lowp`` with the parameters as four arguments (for the command line)."""
+    return tuple(mlp_grads_lowp(MLPParams(W1, b1, W2, b2), x, y))
+
+
+def mlp_loss_flat(W1: Any, b1: Any, W2: Any, b2: Any, x: Any, y: Any) -> Any:
+    """The reference loss with the parameters as four arguments."""
+    from verification import reference
+
+    return reference.mlp_loss(MLPParams(W1, b1, W2, b2), x, y)

@@ -272,7 +272,9 @@ class AuditReport:
             "rtol": self.rtol,
             "atol": self.atol,
             "counterexample": (
-                None if self.counterexample is None else "\n".join(self._args_source())
+                None
+                if self.counterexample is None
+                else "\n".join(self._args_source()).removeprefix("args = ")
             ),
             "counterexample_elements": self.counterexample_size[0],
             "traceback": self.traceback,

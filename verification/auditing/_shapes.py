@@ -162,7 +162,7 @@ def named_arrays(
     """
     dt = np.dtype(dtype)
     if dt not in (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16), BFLOAT16):
-        raise ValueError(f"dtype must be float64, float32, float16 or bfloat16, got {dt}")
+        raise ValueError(f"dtype must be float32 or float64 (or float16, bfloat16), got {dt}")
     if bounds is None:
         bounds = default_bounds(dt) or DEFAULT_BOUNDS
     kinds = dict(kinds or {})
