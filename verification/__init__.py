@@ -27,9 +27,10 @@ __all__ = [
 # The audit of anyone's gradient (verification/auditing/): ``verification.audit`` is the function.
 from verification.auditing import (
     AuditReport as AuditReport,
+    AuditSpecError as AuditSpecError,
     assert_gradient_correct as assert_gradient_correct,
     audit as audit,
     named_arrays as named_arrays,
 )
 
-__all__ += ["AuditReport", "assert_gradient_correct", "audit", "named_arrays"]
+__all__ += ["AuditReport", "AuditSpecError", "assert_gradient_correct", "audit", "named_arrays"]

@@ -1,4 +1,5 @@
-"""``python -m verification [report|audit] ...``: the main job (default) or the audit CLI."""
+"""``python -m verification [report|audit|merge] ...``: the main job (default), the audit CLI,
+or the merge of sharded outputs."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Dispatch: ``audit ...`` to ``verification._audit_cli.main``; ``report ...`` or anything
-    else to ``verification.report.main``. Returns the exit status."""
+    """Dispatch: ``audit ...`` to ``verification._audit_cli.main``; ``merge ...`` to
+    ``verification._report_cli.merge_main``; ``report ...`` or anything else to
+    ``verification.report.main``. Returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "audit":
         try:
@@ -26,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         return int(module.main(args[1:]) or 0)
+    if args and args[0] == "merge":
+        from verification._report_cli import merge_main
+
+        return merge_main(args[1:])
     if args and args[0] == "report":
         args = args[1:]
     from verification.report import main as report_main
