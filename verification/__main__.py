@@ -1,4 +1,5 @@
-"""``python -m verification [report|audit] ...``: the main job (default) or the audit CLI."""
+"""``python -m verification [report|audit|merge|twin] ...``: the main job (default), the audit
+CLI, the merge of sharded outputs, or the JAX twin of a training run."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Dispatch: ``audit ...`` to ``verification._audit_cli.main``; ``report ...`` or anything
-    else to ``verification.report.main``. Returns the exit status."""
+    """Dispatch: ``audit ...`` to ``verification._audit_cli.main``; ``merge ...`` to
+    ``verification._report_cli.merge_main``; ``twin ...`` to ``verification.twin.main``;
+    ``report ...`` or anything else to ``verification.report.main``. Returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "twin":
+        from verification.twin import main as twin_main
+
+        return twin_main(args[1:])
     if args and args[0] == "audit":
         try:
             module = importlib.import_module("verification._audit_cli")
@@ -26,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         return int(module.main(args[1:]) or 0)
+    if args and args[0] == "merge":
+        from verification._report_cli import merge_main
+
+        return merge_main(args[1:])
     if args and args[0] == "report":
         args = args[1:]
     from verification.report import main as report_main

@@ -104,6 +104,8 @@ def run_audit(
         spread_ulp=tally.spread_ulp,
         timings=timings,
         compilations=oracle.compilations - compilations_before,
+        low_precision=tally.low_precision,
+        arg_names=list(arg_names) if arg_names else [],
     )
     if failure is not None:
         _fill_failure(report, failure, checker, tally, args)
@@ -143,6 +145,8 @@ def _fill_failure(
     report.traceback = failure.traceback
     report.leaves = failure.leaves
     report.warnings = failure.warnings
+    report.low_precision = failure.low_precision
+    report.offending = failure.offending
     report.max_abs_error, report.max_rel_error = (
         (failure.max_abs, failure.max_rel) if failure.kind == "mismatch" else (math.inf, math.inf)
     )
