@@ -127,13 +127,15 @@ def shape_words(actual: np.ndarray[Any, Any], expected: np.ndarray[Any, Any]) ->
                 f"transposed: values right in shape {a.shape} where {e.shape} is expected "
                 "(return the transpose)"
             )
-        return f"transposed shape {a.shape} where {e.shape} is expected (values differ too)"
+        values = "values differ too" if numeric else "the reference is 0 here: values not compared"
+        return f"transposed shape {a.shape} where {e.shape} is expected ({values})"
     if a.size == e.size and numeric and _close(a.reshape(e.shape).astype(np.float64), e, scale):
         return f"values right, shape {a.shape} where {e.shape} is expected"
     if tuple(s for s in a.shape if s != 1) == tuple(s for s in e.shape if s != 1):
+        values = "values differ too" if numeric else "the reference is 0 here: values not compared"
         return (
             f"wrong shape {a.shape}, expected {e.shape}: an axis of length 1 added or lost "
-            "(values differ too)"
+            f"({values})"
         )
     return f"wrong shape {a.shape}, expected {e.shape}"
 
