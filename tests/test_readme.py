@@ -35,6 +35,7 @@ FILES = [b for b in ro.parse(README_LINES) if b.kind == "file"]
 
 
 @pytest.mark.slow
+@pytest.mark.readme
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.label for b in BLOCKS])
 def test_readme_output_is_what_the_command_prints(block: Any) -> None:
     same, new = ro.compare(block, ro.run(block, FILES))
