@@ -5,16 +5,14 @@ order; ``shard(tasks, i, n)`` keeps the rows of every n-th check, starting at th
 n machines with i = 1..n cover every row exactly once; ``run_tasks`` runs them in this process or in
 ``jobs`` worker processes. Each row draws its own derandomized problems (hypothesis seeds a
 derandomized test from the test's code, the same for every row), so a row's result does not
-depend on the process that ran it, the order or the shard, once every process has imported
-the same modules (``import_every_module``).
+depend on the process that ran it, the order or the shard (``run_check`` pins generation to
+the seed: ``verification.pinned``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import importlib
 import multiprocessing
-import pkgutil
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,7 +24,6 @@ from verification.report import CHECKS, CHECKS_BY_NAME, Row, run_check
 
 __all__ = [
     "Task",
-    "import_every_module",
     "parse_shard",
     "run_task",
     "run_tasks",
@@ -84,22 +81,6 @@ def shard(all_tasks: Sequence[Task], i: int, n: int) -> list[Task]:
     return [task for task in all_tasks if task[0] in kept]
 
 
-def import_every_module(packages: Sequence[str] = ("manual_bp", "verification")) -> None:
-    """Import every module of ``packages`` (their ``__main__`` too, whose code is guarded), so
-    that hypothesis draws the same problems in every process.
-
-    Hypothesis (6.131 on) mixes constants it finds in the source of the *local* modules a
-    process has loaded (test files excepted) into what it draws, derandomized or not, so a
-    row's problems would depend on which of our modules happen to be imported: the main job
-    differs from its ``--jobs`` workers, and one pytest-xdist worker from another. With every
-    module of both packages imported first, the pool of constants is the same everywhere.
-    """
-    for package_name in packages:
-        package = importlib.import_module(package_name)
-        for info in pkgutil.walk_packages(package.__path__, prefix=f"{package_name}."):
-            importlib.import_module(info.name)
-
-
 def run_task(task: Task, max_examples: int) -> Row:
     """Run one row (the check ``task[0]`` in dtype ``task[1]``)."""
     name, dtype = task
@@ -112,10 +93,8 @@ def _run_group(group: Sequence[Task], max_examples: int) -> list[Row]:
 
 
 def _start_worker(cache_dir: str | None) -> None:
-    """In each worker: the parent's compilation cache choice (its --cache-dir / --no-cache),
-    and the parent's modules (the same problems, see ``import_every_module``)."""
+    """In each worker: the parent's compilation cache choice (its --cache-dir / --no-cache)."""
     _cache.configure(cache_dir)
-    import_every_module()
 
 
 def run_tasks(
@@ -133,7 +112,6 @@ def run_tasks(
     reported when the check is done.
     """
     notify = on_row if on_row is not None else (lambda row: None)
-    import_every_module()
     if jobs <= 1 or len(selected) <= 1:
         rows = []
         for task in selected:

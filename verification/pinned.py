@@ -20,9 +20,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from hypothesis.internal.conjecture import providers
-from hypothesis.internal.constants_ast import Constants
 
 __all__ = ["pinned_generation"]
+
+try:  # hypothesis >= 6.131 collects local constants; older versions have nothing to pin
+    from hypothesis.internal.constants_ast import Constants
+except ImportError:  # pragma: no cover - depends on the installed hypothesis
+    Constants = None  # type: ignore[assignment,misc]
 
 
 def _no_local_constants() -> Any:
@@ -39,6 +43,9 @@ def pinned_generation() -> Iterator[None]:
     ...     len(providers._get_local_constants())
     0
     """
+    if Constants is None or not hasattr(providers, "_get_local_constants"):  # pragma: no cover
+        yield
+        return
     original = providers._get_local_constants
     providers.CONSTANTS_CACHE.cache.clear()
     providers._get_local_constants = _no_local_constants
