@@ -125,7 +125,7 @@ def test_help_gives_the_subcommands_and_every_default(capsys: pytest.CaptureFixt
     assert stopped.value.code == 0
     text = capsys.readouterr().out
     usage = text.split("\n\n")[0]
-    for subcommand in ("[report]", "verification audit", "verification merge"):
+    for subcommand in ("[report]", "verification audit", "verification merge", "verification twin"):
         assert subcommand in usage
     for option in ("--max-examples", "--dtype", "--only", "--jobs", "--shard", "--json"):
         assert option in usage

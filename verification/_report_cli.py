@@ -30,7 +30,8 @@ USAGE = (
     "[--jobs N] [--shard I/N] [--json PATH] [--cache-dir DIR | --no-cache]\n"
     f"       {PROG} audit MODULE:GRAD_FN --loss MODULE:LOSS_FN --shapes SPEC ... "
     f"(see {PROG} audit --help)\n"
-    f"       {PROG} merge FILE.json FILE.json ... [--json PATH]"
+    f"       {PROG} merge FILE.json FILE.json ... [--json PATH]\n"
+    f"       {PROG} twin [--dataset NAME] ... (see {PROG} twin --help)"
 )
 
 
@@ -76,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Check every formula of manual_bp against JAX on generated problems and "
         "print one table row per formula and dtype (exit status 1 if any row fails, 2 for a "
         "usage error). Subcommands: report (the default), audit (check a gradient function "
-        "of your own), merge (join the --json outputs of --shard runs).",
+        "of your own), merge (join the --json outputs of --shard runs), twin (a training run "
+        "of manual_bp replayed with JAX's gradients).",
         epilog=f"The compiled JAX references are cached in {_cache.default_directory()} "
         f"($XDG_CACHE_HOME/manual-bp/jax); the environment variable {_cache.ENV_VAR} sets "
         "another directory, or 'off'.",
