@@ -197,13 +197,18 @@ def _factor_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ..
 def _informative_example(
     checker: Checker, leaf: int, drawn: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]
 ) -> list[tuple[Any, ...]]:
-    """One input drawn from the audit's own strategy (so in the user's domain) where the
-    reference's leaf ``leaf`` is not all 0, or none: shrunk counterexamples are zeros, where
-    a wrong shape or dtype leaves the values unjudged."""
+    """One input drawn from the audit's own strategy (so in the user's domain) where no float
+    array is all 0 and the reference's leaf ``leaf`` is not all 0, or none: shrunk
+    counterexamples are zeros, where a wrong shape or dtype leaves the values unjudged and a
+    term that vanishes can make a wrong gradient look like a constant multiple."""
     if not isinstance(drawn, st.SearchStrategy):
         return []
 
     def informative(args: tuple[Any, ...]) -> bool:
+        arrays = [a for a in tree_util.tree_leaves(args) if isinstance(a, np.ndarray)]
+        floats = [a for a in arrays if np.issubdtype(a.dtype, np.floating)]
+        if not all(np.max(np.abs(a), initial=0.0) >= 1e-3 for a in floats if a.size):
+            return False  # an array of (near) zeros hides terms (x = 0 leaves only a penalty)
         try:
             value, grad = checker.oracle.gradient(args)
         except Exception:
