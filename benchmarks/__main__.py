@@ -25,6 +25,8 @@ from benchmarks._figures import (
 )
 from benchmarks._machine import machine_info, machine_line
 from benchmarks._report import Section, write_json
+from benchmarks.gradcheck_compare import gradcheck_compare_figure
+from benchmarks.lowprec_factor import lowprec_factor_figure
 
 __all__ = ["main"]
 
@@ -32,6 +34,8 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], Path], Path]]] = {
     "sgd_step": ("benchmarks.sgd_step", sgd_step_figure),
     "gradient_cost": ("benchmarks.gradient_cost", gradient_cost_figure),
     "verification_speed": ("benchmarks.verification_speed", verification_speed_figure),
+    "gradcheck_compare": ("benchmarks.gradcheck_compare", gradcheck_compare_figure),
+    "lowprec_factor": ("benchmarks.lowprec_factor", lowprec_factor_figure),
 }
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "bench"
 
