@@ -263,6 +263,12 @@ class LowPrecisionCheck:
         """The largest ratio over the leaves."""
         return max(self.ratios, default=0.0)
 
+    @property
+    def rank(self) -> tuple[float, float]:
+        """(worst ratio, largest E): which passing example the report shows (among equal
+        ratios, e.g. 1 where candidate and reference both round to 0, the largest errors)."""
+        return self.worst_ratio, max(self.reference_errors, default=0.0)
+
     def lines(self) -> list[str]:
         """The report's lines: the rule, then each leaf's errors and their ratio."""
         u = unit_roundoff(self.dtype)
