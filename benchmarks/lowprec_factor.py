@@ -27,9 +27,15 @@ import ml_dtypes
 import numpy as np
 
 from benchmarks._report import Section, markdown_table
-from manual_bp import MLPParams, init_mlp
+from manual_bp import MLPParams, init_mlp, mlp_loss_and_grads
 from verification import reference
-from verification.auditing._lowprec import FACTOR, nudged, reference_errors, unit_roundoff
+from verification.auditing._lowprec import (
+    FACTOR,
+    nudged,
+    reference_errors,
+    tolerances,
+    unit_roundoff,
+)
 
 __all__ = ["kernels", "lowprec_factor_figure", "ratios", "run"]
 
@@ -52,7 +58,10 @@ _grad_low = jax.jit(jax.grad(reference.mlp_loss))
 
 def kernels() -> Any:
     """tests/lowprec_kernels.py as a module (the benchmark runs from a checkout)."""
-    name = "lowprec_kernels"
+    return _test_module("lowprec_kernels")
+
+
+def _test_module(name: str) -> Any:
     if name not in sys.modules:
         path = Path(__file__).resolve().parent.parent / "tests" / f"{name}.py"
         spec = importlib.util.spec_from_file_location(name, path)
@@ -119,6 +128,87 @@ def _production(dtype: np.dtype[Any], m: int, fns: dict[str, Any]) -> dict[str, 
     return ratios((params, x, y), dtype, fns, 0)
 
 
+def _float32_rule(args: Any, candidate: Any, seed: int) -> bool:
+    """Whether ``candidate`` passes the low-precision rule applied to float32 inputs (a float32
+    reference; x' moves half of the parameters by one float32 ulp)."""
+    f32 = np.dtype(np.float32)
+    rng = np.random.default_rng(seed)
+    moved = MLPParams(
+        *(
+            (p * (1 + 2.0**-23 * rng.choice([-1, 0, 1], p.shape))).astype(np.float32)
+            for p in args[0]
+        )
+    )
+    other = (moved, args[1], args[2])
+    grad = _g64(args)
+    errors = reference_errors(f32, grad, _glow(args), _g64(other), _glow(other))
+    if not all(np.isfinite(errors)):
+        return True  # outside float32's range: not counted
+    got = [np.asarray(g, np.float64) for g in candidate(*args)]
+    return all(
+        bool(np.all(np.abs(c - g) <= a + r * np.abs(g)))
+        for c, g, (r, a) in zip(got, grad, tolerances(f32, errors), strict=True)
+    )
+
+
+def _one_element(relative: float) -> Any:
+    def candidate(params: MLPParams, x: Any, y: Any) -> MLPParams:
+        g = mb_grads(params, x, y)
+        dW1 = g.W1.copy()
+        dW1[7, 3] += relative * np.max(np.abs(dW1))
+        return g._replace(W1=dW1)
+
+    return candidate
+
+
+def mb_grads(params: MLPParams, x: Any, y: Any) -> MLPParams:
+    """manual_bp's gradient (float32 in, float32 out for float32 inputs)."""
+    return mlp_loss_and_grads(params, x, y)[1]
+
+
+def float32_comparison(quick: bool) -> tuple[list[list[str]], list[list[str]]]:
+    """Today's float rule (``audit``) against the low-precision rule on float32 inputs: one
+    dW1 element off by a fraction of dW1's scale; and false alarms of correct float32 code."""
+    from verification import audit
+
+    rows = []
+    for size in [(64, 32, 16, 10), (256, 784, 128, 10)]:
+        rng = np.random.default_rng(0)
+        params = init_mlp(rng, *size[1:], dtype=np.float32)
+        x = rng.standard_normal((size[0], size[1])).astype(np.float32)
+        y = np.eye(size[3], dtype=np.float32)[rng.integers(0, size[3], size[0])]
+        args = (params, x, y)
+        for relative in (0.0, 1e-2, 1e-3, 1e-4, 1e-5):
+            candidate = _one_element(relative) if relative else mb_grads
+            today = audit(candidate, reference.mlp_loss, args, argnums=0, seed=0).passed
+            new = _float32_rule(args, candidate, 0)
+            what = "correct" if not relative else f"dW1[7, 3] off by {relative:g} of dW1's scale"
+            verdicts = ["pass" if ok else "FAIL" for ok in (today, new)]
+            rows.append(["x".join(map(str, size)), what, *verdicts])
+    zoo = kernels_zoo()
+    correct = {
+        "bug_zoo matrix form": zoo.mlp_grads,
+        "bug_zoo per-sample loop": zoo.mlp_grads_per_sample,
+        "bug_zoo log-softmax einsum": zoo.mlp_grads_log_softmax,
+        "manual_bp": mb_grads,
+    }
+    count = 60 if quick else 300
+    alarms = dict.fromkeys(correct, 0)
+    rng = np.random.default_rng(7)
+    for i in range(count):
+        args = _draw(rng, np.dtype(np.float32), SHAPES[i % len(SHAPES)])
+        for name, fn in correct.items():
+            with np.errstate(all="ignore"):
+                alarms[name] += not _float32_rule(args, fn, i)
+    alarm_rows = [[name, str(count), str(n)] for name, n in alarms.items()]
+    return rows, alarm_rows
+
+
+def kernels_zoo() -> Any:
+    """tests/bug_zoo.py as a module."""
+    return _test_module("bug_zoo")
+
+
 def run(*, quick: bool = False) -> Section:
     """Ratio quantiles per dtype and candidate, and the production-size ratios."""
     module = kernels()
@@ -148,9 +238,9 @@ def run(*, quick: bool = False) -> Section:
     careful = {k: fns[k] for k in ("numpy (float32 sums)", "sums in the low dtype")}
     for dname, dtype in DTYPES.items():
         for m in (256,) if quick else (256, 2048):
-            r = _production(dtype, m, careful)
-            payload["production"][f"{dname} m={m}"] = r
-            prod_rows.append([dname, str(m), *(f"{r[k]:.3g}" for k in careful)])
+            at_m = _production(dtype, m, careful)
+            payload["production"][f"{dname} m={m}"] = at_m
+            prod_rows.append([dname, str(m), *(f"{at_m[k]:.3g}" for k in careful)])
     headers = ["dtype", "candidate", "median", "99th pct", "max", f"> {FACTOR:g}", "factor"]
     text = (
         f"Ratio (|candidate - g| - u|g|) / E over {count} random inputs per dtype "
@@ -158,6 +248,15 @@ def run(*, quick: bool = False) -> Section:
         + markdown_table(headers, rows)
         + "\n\nAt production sizes (n = 784, h = 128, k = 10; He/Glorot weights, normal x):\n\n"
         + markdown_table(["dtype", "m", *careful], prod_rows)
+    )
+    f32_rows, alarm_rows = float32_comparison(quick)
+    payload["float32"] = {"one_element": f32_rows, "false_alarms": alarm_rows}
+    text += (
+        "\n\nfloat32 inputs: today's float rule (the audit) against this rule with a float32 "
+        "reference:\n\n"
+        + markdown_table(["m x n x h x k", "candidate", "float rule", "this rule"], f32_rows)
+        + "\n\n"
+        + markdown_table(["correct float32 code", "random inputs", "false alarms"], alarm_rows)
     )
     return Section("lowprec_factor", "Low precision: the factor of the rule", payload, text)
 
