@@ -169,7 +169,7 @@ class AuditReport:
         imports = {"import numpy as np", "from verification import audit"}
         _namedtuple_imports(self.counterexample, imports)
         source = self._args_source()
-        if any("ml_dtypes." in line for line in source):
+        if any("ml_dtypes." in line for line in source) and "import ml_dtypes" not in source:
             imports.add("import ml_dtypes")
         lines = sorted(imports)
         lines += [
