@@ -4,6 +4,22 @@
 ``jax.grad`` of a JAX loss in float64 on inputs hypothesis generates, and returns an
 ``AuditReport``; ``assert_gradient_correct`` raises ``AssertionError`` with the report instead;
 ``named_arrays`` builds the input strategy from named dimensions.
+
+Layout (one concept per module; every kind of audit runs through the one engine):
+
+* ``_audit``: the public ``audit`` / ``assert_gradient_correct``: validate, then ``run_audit``.
+* ``_engine``: ``run_audit``, the engine other audit kinds call with their own candidate,
+  loss and ``Policy``; builds the ``AuditReport``.
+* ``_search``: the hypothesis search (or one concrete input) and shrinking.
+* ``_check``: the per-example check (``Checker``) and its replaceable pieces (``Policy``:
+  the tolerance rule and the comparison).
+* ``_guards``: raised, mutated its input, nondeterministic, wrong structure/shape/dtype,
+  memoised.
+* ``_oracle``: the float64 ``jax.grad`` reference, second opinions, finite differences.
+* ``_tolerance``: the tolerance rule; ``_diagnose``: bug signatures in words.
+* ``_report``: ``AuditReport``, its text, reproducer and JSON.
+* ``_shapes``: ``named_arrays`` and the ``--shapes`` grammar; ``_outcome``, ``_trees``:
+  per-example outcome and tally, pytree helpers.
 """
 
 from verification.auditing._audit import (

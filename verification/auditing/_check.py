@@ -1,0 +1,269 @@
+"""The per-example check: guards, then the candidate against the float64 reference.
+
+``Checker.check(args)`` runs the guards of ``_guards`` and compares the candidate's leaves with
+``jax.grad``'s under a ``Policy``: its ``tolerance`` rule (default ``_tolerance.leaf_tolerances``)
+and its ``compare`` function (default ``compare.compare_trees`` per leaf) are replaceable, so
+other kinds of audit (another precision, a layer's vector-Jacobian product) reuse this check.
+Where the strict comparison fails, the oracle's second opinion widens the tolerance by what
+rounding can do at this input; where it still fails, float64 finite differences along the
+direction of the disagreement decide between blaming the candidate (they side with the
+reference) and "oracle uncertain" (they do not: a kink within rounding).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from jax import tree_util
+
+from verification.auditing._diagnose import diagnose
+from verification.auditing._guards import check_structure, note_memoised, run_candidate
+from verification.auditing._oracle import Oracle, SecondOpinion
+from verification.auditing._outcome import Outcome, Tally
+from verification.auditing._report import leaf_lines
+from verification.auditing._tolerance import leaf_tolerances
+from verification.auditing._trees import copy_leaves, dimensions, leaf_names, unit_direction
+from verification.compare import Comparison, compare_trees, magnitude
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "Checker",
+    "LeafComparison",
+    "Policy",
+    "ToleranceRule",
+    "compare_leaves",
+]
+
+
+class ToleranceRule(Protocol):
+    """(rtol, atol) per leaf; the signature of ``_tolerance.leaf_tolerances``."""
+
+    def __call__(
+        self,
+        dtypes: Sequence[np.dtype[Any]],
+        grad: Sequence[np.ndarray[Any, Any]],
+        grad32: Sequence[np.ndarray[Any, Any]] | None = None,
+        grad_perturbed: Sequence[np.ndarray[Any, Any]] | None = None,
+        *,
+        secant: float = 0.0,
+        terms: int,
+        rtol: float | None = None,
+        atol: float | None = None,
+    ) -> list[tuple[float, float]]: ...
+
+
+LeafComparison = Callable[
+    [Sequence[Any], Sequence[np.ndarray[Any, Any]], Sequence[tuple[float, float]], Sequence[str]],
+    list[Comparison],
+]
+"""(candidate leaves, reference leaves, (rtol, atol) per leaf, leaf names) -> one Comparison each."""
+
+
+def compare_leaves(
+    got: Sequence[Any],
+    grad: Sequence[np.ndarray[Any, Any]],
+    tols: Sequence[tuple[float, float]],
+    names: Sequence[str],
+) -> list[Comparison]:
+    """The default comparison: ``compare_trees`` leaf by leaf."""
+    return [
+        compare_trees(g, e, rtol=r, atol=a, names=name)
+        for g, e, (r, a), name in zip(got, grad, tols, names, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How an example is judged: the replaceable pieces of the check.
+
+    tolerance : the tolerance rule (``leaf_tolerances``'s signature).
+    compare : the comparison of candidate and reference leaves under those tolerances.
+    rtol, atol : fixed tolerances passed to the rule (None: the rule decides).
+    """
+
+    tolerance: ToleranceRule = leaf_tolerances
+    compare: LeafComparison = compare_leaves
+    rtol: float | None = None
+    atol: float | None = None
+
+
+DEFAULT_POLICY = Policy()
+"""The ``audit``'s policy: ``leaf_tolerances`` and ``compare_leaves``, no fixed tolerances."""
+
+
+def _forward_mode_agrees(
+    opinion: SecondOpinion, tols: Sequence[tuple[float, float]], v: Sequence[Any]
+) -> bool:
+    """<grad, v> (reverse mode) against jax.jvp along v (forward mode; NaN if unavailable)."""
+    if math.isnan(opinion.jvp):
+        return True
+    rtol = max(r for r, _ in tols)
+    atol = max(a for _, a in tols)
+    n = sum(int(np.size(x)) for x in v)
+    allowed = 4 * (atol * math.sqrt(n) + rtol * abs(opinion.grad_dot_v))
+    return abs(opinion.grad_dot_v - opinion.jvp) <= allowed
+
+
+def _badness(c: Comparison) -> float:
+    if c.passed:
+        return -1.0
+    if c.actual is None or c.expected is None:
+        return math.inf
+    error = abs(c.actual - c.expected)
+    allowed = c.atol + c.rtol * abs(c.expected)
+    return math.inf if not math.isfinite(error) else error / allowed if allowed > 0 else math.inf
+
+
+class Checker:
+    """Checks one example at a time; holds the tally the search needs between examples."""
+
+    def __init__(
+        self,
+        grad_fn: Callable[..., Any],
+        oracle: Oracle,
+        argnums: tuple[int, ...],
+        arg_names: Sequence[str] | None,
+        seed: int,
+        policy: Policy = DEFAULT_POLICY,
+    ) -> None:
+        self.grad_fn = grad_fn
+        self.oracle = oracle
+        self.argnums = argnums
+        self.arg_names = arg_names
+        self.seed = seed
+        self.policy = policy
+        self.tally = Tally()
+
+    def names(self, args: tuple[Any, ...]) -> list[str]:
+        """The arguments' names for the report (``arg_names`` or ``args[i]``)."""
+        return list(self.arg_names) if self.arg_names else [f"args[{i}]" for i in range(len(args))]
+
+    def differentiated(self, args: tuple[Any, ...]) -> list[Any]:
+        """The leaves of the differentiated arguments, in the order of the gradient's leaves."""
+        diff = [args[i] for i in self.argnums]
+        return tree_util.tree_leaves(diff[0] if len(diff) == 1 else tuple(diff))
+
+    def check(self, args: tuple[Any, ...]) -> Outcome:
+        """Run every guard and the comparison on one example."""
+        if not isinstance(args, tuple):
+            raise TypeError(f"the args strategy must produce tuples, got {type(args).__name__}")
+        names = self.names(args)
+        if len(names) != len(args):
+            raise ValueError(f"arg_names has {len(names)} names for {len(args)} arguments")
+        inputs = copy_leaves(args)
+        structure = tree_util.tree_structure(args)
+        # The report keeps a pristine copy: a candidate may modify the arrays it was given.
+        outcome = Outcome(args=tree_util.tree_unflatten(structure, [x.copy() for x in inputs]))
+        result = run_candidate(self.grad_fn, args, names, outcome, self.tally)
+        if outcome.kind is not None:
+            return outcome
+        with np.errstate(all="ignore"):  # the candidate's overflows are its own business
+            outcome = self._compare(args, names, result, outcome)
+        note_memoised(outcome, copy_leaves(result), inputs, self.tally)
+        return outcome
+
+    def _compare(
+        self, args: tuple[Any, ...], names: list[str], result: Any, outcome: Outcome
+    ) -> Outcome:
+        inputs = self.differentiated(args)
+        names_of_leaves = leaf_names(args, self.argnums, names)
+        got = check_structure(result, inputs, names_of_leaves, outcome)
+        if got is None:
+            return outcome
+        dtypes = [np.asarray(x).dtype for x in inputs]
+        terms = max(int(np.size(leaf)) for leaf in tree_util.tree_leaves(args))
+        _, grad = self.oracle.gradient(args)
+        if not all(np.all(np.isfinite(e)) for e in grad):
+            outcome.uncertain = True
+            outcome.diagnosis = "the reference gradient is not finite here"
+            return outcome
+        policy = self.policy
+        start = time.perf_counter()
+        tols = policy.tolerance(dtypes, grad, terms=terms, rtol=policy.rtol, atol=policy.atol)
+        comparisons = policy.compare(got, grad, tols, names_of_leaves)
+        self.tally.timings["compare"] += time.perf_counter() - start
+        if not all(c.passed for c in comparisons):
+            # Randomness from the example itself: the same example always gets the same
+            # verdict, which hypothesis needs when it replays and shrinks.
+            rng = np.random.default_rng(
+                [self.seed, *(zlib.crc32(np.asarray(x).tobytes()) for x in inputs)]
+            )
+            v = unit_direction([np.shape(x) for x in inputs], rng)
+            opinion = self.oracle.second_opinion(args, grad, v, rng)
+            tols = policy.tolerance(
+                dtypes,
+                grad,
+                opinion.grad32,
+                opinion.grad_perturbed,
+                secant=opinion.secant,
+                terms=terms,
+                rtol=policy.rtol,
+                atol=policy.atol,
+            )
+            if not _forward_mode_agrees(opinion, tols, v):
+                outcome.uncertain = True
+                outcome.diagnosis = (
+                    f"forward and reverse mode of the reference disagree here: <grad, v> = "
+                    f"{opinion.grad_dot_v:.17g}, jvp = {opinion.jvp:.17g}"
+                )
+                return outcome
+            comparisons = policy.compare(got, grad, tols, names_of_leaves)
+        outcome.max_abs = max(c.max_abs_error for c in comparisons)
+        outcome.max_rel = max(c.max_rel_error for c in comparisons)
+        size = magnitude(grad)
+        outcome.max_scaled = outcome.max_abs / size if size > 0 else 0.0
+        if all(c.passed for c in comparisons):
+            return outcome
+        worst = max(range(len(comparisons)), key=lambda i: _badness(comparisons[i]))
+        c = comparisons[worst]
+        outcome.location, outcome.candidate, outcome.reference = c.location, c.actual, c.expected
+        outcome.rtol, outcome.atol = c.rtol, c.atol
+        outcome.leaves = leaf_lines(names_of_leaves, comparisons)
+        outcome.diagnosis = f"{names_of_leaves[worst]}: " + diagnose(
+            got[worst],
+            grad[worst],
+            dims=dimensions(args, self.argnums, names),
+            float64_result=dtypes[worst] == np.float64,
+            scale=magnitude(grad),
+        )
+        outcome.kind = "mismatch"
+        return self._confirm(args, got, grad, outcome)
+
+    def _confirm(
+        self,
+        args: tuple[Any, ...],
+        got: Sequence[Any],
+        grad: Sequence[np.ndarray[Any, Any]],
+        outcome: Outcome,
+    ) -> Outcome:
+        """Keep the blame only where finite differences along the disagreement side with the
+        reference; otherwise the example is oracle-uncertain."""
+        cand = [np.asarray(g, np.float64) for g in got]
+        if not all(np.all(np.isfinite(g)) for g in cand):
+            return outcome  # NaN/inf where the reference is finite: no kink excuses that
+        delta = [g - e for g, e in zip(cand, grad, strict=True)]
+        norm = math.sqrt(sum(float(np.vdot(d, d)) for d in delta))
+        d = [x / norm for x in delta]
+        fd = self.oracle.one_sided_slopes(args, d, norm)
+        ref_d = float(sum(np.vdot(e, x) for e, x in zip(grad, d, strict=True)))
+        confirmed = (
+            abs(fd.forward - ref_d) <= norm / 4
+            and abs(fd.backward - ref_d) <= norm / 4
+            and fd.truncation <= norm / 8
+            and fd.rounding <= norm / 8
+        )
+        if not confirmed:
+            outcome.kind, outcome.uncertain = None, True
+            outcome.diagnosis = (
+                f"candidate and reference differ by {norm:.3g} along their difference, but "
+                f"finite differences (forward {fd.forward:.6g}, backward {fd.backward:.6g}, "
+                f"step {fd.step:.2g}) do not confirm the reference ({ref_d:.6g}); the candidate "
+                f"gives {ref_d + norm:.6g}"
+            )
+        return outcome

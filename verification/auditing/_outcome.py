@@ -1,0 +1,57 @@
+"""What one example gave (``Outcome``) and what the search gathers over examples (``Tally``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CandidateFailedError", "Outcome", "Tally"]
+
+
+@dataclass
+class Outcome:
+    """What one example gave: ``kind`` None when it passed (or was uncertain)."""
+
+    args: tuple[Any, ...]
+    kind: str | None = None
+    uncertain: bool = False
+    location: str | None = None
+    diagnosis: str | None = None
+    candidate: float | None = None
+    reference: float | None = None
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    max_scaled: float = 0.0
+    rtol: float | None = None
+    atol: float | None = None
+    traceback: str | None = None
+    leaves: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Tally:
+    """Counts and extremes over the examples of one audit."""
+
+    examples: int = 0
+    first_failure: int | None = None
+    uncertain: int = 0
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    max_scaled: float = 0.0
+    first_output: list[np.ndarray[Any, Any]] | None = None
+    first_input: list[np.ndarray[Any, Any]] | None = None
+    uncertain_notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(("candidate", "compare"), 0.0)
+    )
+
+
+class CandidateFailedError(Exception):
+    """Raised inside the hypothesis test so that it shrinks the example."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.kind)
+        self.outcome = outcome
