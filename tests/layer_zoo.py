@@ -207,7 +207,7 @@ BUGS: dict[str, Bug] = {
     ),
     "linear: db averaged": Bug("linear", linear_backward_db_mean, "mismatch", "1/m"),
     "linear: dx without transpose": Bug(
-        "linear", linear_backward_dx_without_transpose, "wrong shape|mismatch", "x"
+        "linear", linear_backward_dx_without_transpose, "raised|wrong shape|mismatch", "x"
     ),
     "relu: mask only": Bug("relu", relu_backward_mask_only, "mismatch", "z"),
     "relu: in place": Bug("relu", relu_backward_in_place, "mutated its input", "cotangent"),

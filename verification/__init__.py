@@ -29,7 +29,8 @@ from verification.auditing import (
     AuditReport as AuditReport,
     assert_gradient_correct as assert_gradient_correct,
     audit as audit,
+    audit_vjp as audit_vjp,
     named_arrays as named_arrays,
 )
 
-__all__ += ["AuditReport", "assert_gradient_correct", "audit", "named_arrays"]
+__all__ += ["AuditReport", "assert_gradient_correct", "audit", "audit_vjp", "named_arrays"]

@@ -7,21 +7,24 @@ scalar), their own ``Policy`` (tolerance rule, comparison) and their own argumen
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 
 from verification.auditing._check import DEFAULT_POLICY, Checker, Policy
+from verification.auditing._kinks import Kinks, aimed
 from verification.auditing._oracle import Oracle
 from verification.auditing._outcome import Outcome, Tally
 from verification.auditing._report import AuditReport, function_name
 from verification.auditing._search import search
-from verification.auditing._trees import leaf_names
+from verification.auditing._stages import Stage, locate_stage, resolve_stages
+from verification.auditing._trees import dimensions, leaf_names
 
 __all__ = ["oracle_for", "run_audit"]
 
@@ -49,11 +52,23 @@ def run_audit(
     arg_names: Sequence[str] | None = None,
     policy: Policy = DEFAULT_POLICY,
     argnums_shown: int | tuple[int, ...] | None = None,
+    kinks: Kinks | None = None,
+    stages: Mapping[str, Stage | str] | None = None,
+    intermediates: Callable[..., Any] | None = None,
 ) -> AuditReport:
     """Search for an input where ``grad_fn`` is not the gradient of ``loss_fn`` (validated
     arguments; see ``audit``) and return the report. ``policy`` holds the tolerance rule and
-    the comparison; ``argnums_shown`` is how the report spells ``argnums``."""
+    the comparison; ``argnums_shown`` is how the report spells ``argnums``; ``kinks`` aims the
+    strategy at declared kinks (``_kinks``); ``stages`` and ``intermediates`` locate the stage
+    of a failure (``_stages``)."""
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
+    chain = None if stages is None else resolve_stages(stages)
+    if (chain is None) != (intermediates is None):
+        raise ValueError("stages and intermediates go together: give both or neither")
+    if kinks is not None:
+        policy = dataclasses.replace(policy, kinks=kinks.convention)
+        if isinstance(args, st.SearchStrategy):
+            args = aimed(args, kinks, argnums)
     oracle = oracle_for(loss_fn, argnums)
     checker = Checker(grad_fn, oracle, argnums, arg_names, seed, policy)
     tally = checker.tally
@@ -89,6 +104,19 @@ def run_audit(
     )
     if failure is not None:
         _fill_failure(report, failure, checker, tally)
+        located = failure.kind in ("mismatch", "wrong shape") and report.counterexample
+        if chain is not None and intermediates is not None and located:
+            report.stage = str(
+                locate_stage(
+                    intermediates,
+                    chain,
+                    failure.args,
+                    oracle_for=oracle_for,
+                    failing_location=failure.location,
+                    dims=dimensions(failure.args, argnums, checker.names(failure.args)),
+                    seed=seed,
+                )
+            )
     return report
 
 

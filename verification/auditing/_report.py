@@ -98,6 +98,10 @@ class AuditReport:
         it but finite differences did not confirm it (a kink within rounding, or curvature too
         large for finite differences), forward and reverse mode disagreed, or it was not finite.
     uncertain_notes : why, for the first three such examples.
+    stage : where the chain of intermediate gradients broke (``_stages.StageVerdict``), when
+        the candidate exposes its intermediates.
+    title, reproducer_calls : set by other kinds of audit (``audit_vjp``): the report's first
+        line after the verdict, and the reproducer's lines after ``args = ...``.
     """
 
     passed: bool
@@ -127,6 +131,9 @@ class AuditReport:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     compilations: int = 0
+    stage: str | None = None
+    title: str | None = None
+    reproducer_calls: list[str] = field(default_factory=list)
 
     @property
     def counterexample_size(self) -> tuple[int, int]:
@@ -144,6 +151,8 @@ class AuditReport:
             _import_line(self.grad_fn, "grad_fn"),
             _import_line(self.loss_fn, "loss_fn"),
             f"args = {python_literal(self.counterexample)}",
+        ]
+        lines += self.reproducer_calls or [
             "print(grad_fn(*args))",
             f"print(audit(grad_fn, loss_fn, args, argnums={self.argnums!r}))",
         ]
@@ -151,7 +160,7 @@ class AuditReport:
 
     def __str__(self) -> str:
         """A readable verdict, with a copy-paste reproducer when it failed."""
-        head = (
+        head = self.title or (
             f"gradient audit of {self.grad_fn} against jax.grad of {self.loss_fn} "
             f"(argnums={self.argnums!r})"
         )
@@ -193,6 +202,8 @@ class AuditReport:
             )
         if self.diagnosis:
             lines.append(f"  diagnosis: {self.diagnosis}")
+        if self.stage:
+            lines.append(f"  stage: {self.stage}")
         lines += [f"    {leaf}" for leaf in self.leaves]
         if self.warnings:
             lines.append("  the candidate warned: " + "; ".join(self.warnings[:3]))
@@ -223,6 +234,7 @@ class AuditReport:
             "argnums": list(self.argnums) if isinstance(self.argnums, tuple) else self.argnums,
             "location": self.location,
             "diagnosis": self.diagnosis,
+            "stage": self.stage,
             "candidate": number(self.candidate),
             "reference": number(self.reference),
             "finite_difference": number(self.finite_difference),

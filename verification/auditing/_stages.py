@@ -32,7 +32,7 @@ import numpy as np
 from jax import tree_util
 
 from verification import reference
-from verification.auditing._diagnose import diagnose
+from verification.auditing._diagnose import Dimension, diagnose
 from verification.auditing._tolerance import leaf_tolerances
 from verification.compare import compare_trees, magnitude
 
@@ -192,6 +192,7 @@ def _checks(
     got: Any,
     args: tuple[Any, ...],
     oracle_for: Callable[[Callable[..., Any], tuple[int, ...]], Any],
+    dims: Sequence[Dimension],
     seed: int,
 ) -> str | None:
     """None if ``got`` is dJ/dV of ``stage`` at ``args`` under the engine's tolerance, else how
@@ -229,7 +230,11 @@ def _checks(
         if compare_trees(got_a, ref, rtol=tols[0][0], atol=tols[0][1]).passed:
             return None
         return diagnose(
-            got_a, ref, float64_result=got_a.dtype == np.float64, scale=magnitude([ref])
+            got_a,
+            ref,
+            dims=dims,
+            float64_result=got_a.dtype == np.float64,
+            scale=magnitude([ref]),
         )
 
 
@@ -240,6 +245,7 @@ def locate_stage(
     *,
     oracle_for: Callable[[Callable[..., Any], tuple[int, ...]], Any],
     failing_location: str | None = None,
+    dims: Sequence[Dimension] = (),
     seed: int = 0,
 ) -> StageVerdict:
     """Check each intermediate of ``intermediates(*args)`` against its stage's reference.
@@ -252,6 +258,7 @@ def locate_stage(
     args : the input (the audit's shrunk counterexample).
     oracle_for : the engine's cache of oracles, ``oracle_for(loss_fn, argnums)``.
     failing_location : the element the audit found wrong, e.g. ``"W2[0, 1]"``.
+    dims : the problem's sizes, to name a constant factor (``_diagnose``).
     seed : randomness of the tolerance's second look (derived per input, as in the audit).
 
     Returns
@@ -266,7 +273,7 @@ def locate_stage(
         return StageVerdict((), next(iter(stages)), None, f"the intermediates raised {last}")
     agree: list[str] = []
     for name, stage in stages.items():
-        problem = _checks(stage, found.get(name), args, oracle_for, seed)
+        problem = _checks(stage, found.get(name), args, oracle_for, dims, seed)
         if problem is not None:
             return StageVerdict(tuple(agree), name, stage.step, f"{name}: {problem}", leaf)
         agree.append(name)
