@@ -104,7 +104,10 @@ def run_audit(
     )
     if failure is not None:
         _fill_failure(report, failure, checker, tally)
+        # Values that are wrong, not a guard's failure; and not a stale result (the memo note
+        # of ``_guards.note_memoised``), which is no stage's fault.
         located = failure.kind in ("mismatch", "wrong shape") and report.counterexample
+        located = located and "memoised" not in (failure.diagnosis or "")
         if chain is not None and intermediates is not None and located:
             report.stage = str(
                 locate_stage(
