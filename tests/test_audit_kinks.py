@@ -8,7 +8,9 @@ declared convention". A correct candidate passes both ways.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -206,3 +208,26 @@ def test_at_kink_needs_reliable_one_sided_slopes_that_leave_the_reference() -> N
     assert not at_kink(smooth, reference=0.0, resolution=1.0)
     noisy = FiniteDifferences(1.0, 0.0, 0.5, 0.5, 1e-12, 1e-6)  # truncation too large to tell
     assert not at_kink(noisy, reference=0.0, resolution=1.0)
+
+
+def test_the_reproducer_declares_the_same_convention() -> None:
+    problem = (
+        mb.MLPParams(np.zeros((1, 1)), np.zeros(1), np.array([[1.0, -1.0]]), np.zeros(2)),
+        np.array([[1.5]]),
+        np.array([[1.0, 0.0]]),
+    )
+    report = audit(mlp_grads_one_at_zero, reference.mlp_loss, problem, kinks=MLP_RELU)
+    code = report.reproducer()
+    assert "from verification.auditing import MLP_RELU" in code
+    assert "kinks=MLP_RELU))" in code
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(code, {})  # the code printed in str(report)
+    assert "FAILED (mismatch)" in out.getvalue()
+    assert "at a kink, under the declared convention" in out.getvalue()
+    vjp = _relu_audit(relu_backward_one_at_zero, RELU)
+    assert "kinks=RELU))" in vjp.reproducer()
+    own = Kinks("my convention", RELU.aim)
+    mine = audit_vjp(relu_backward_one_at_zero, reference.relu, Z, kinks=own, seed=0)
+    assert "kinks = ...  # your Kinks declaration: paste it here" in mine.reproducer()
+    assert "under the declared convention my convention" in (mine.diagnosis or "")

@@ -1,4 +1,4 @@
-"""``python -m verification [report|audit] ...``: the main job (default) or the audit CLI."""
+"""``python -m verification [report|audit|audit-vjp] ...``: the main job (default) or the audit CLI."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Dispatch: ``audit ...`` to ``verification._audit_cli.main``; ``report ...`` or anything
+    """Dispatch: ``audit ...`` to ``verification._audit_cli.main``; ``audit-vjp ...`` to
+    ``verification._vjp_cli.main``; ``report ...`` or anything
     else to ``verification.report.main``. Returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "audit":
@@ -26,6 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         return int(module.main(args[1:]) or 0)
+    if args and args[0] == "audit-vjp":
+        from verification._vjp_cli import main as vjp_main
+
+        return vjp_main(args[1:])
     if args and args[0] == "report":
         args = args[1:]
     from verification.report import main as report_main

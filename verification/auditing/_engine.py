@@ -18,7 +18,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from verification.auditing._check import DEFAULT_POLICY, Checker, Policy
-from verification.auditing._kinks import Kinks, aimed
+from verification.auditing._kinks import Kinks, aimed, source as kinks_source
 from verification.auditing._oracle import Oracle
 from verification.auditing._outcome import Outcome, Tally
 from verification.auditing._report import AuditReport, function_name
@@ -104,9 +104,17 @@ def run_audit(
     )
     if failure is not None:
         _fill_failure(report, failure, checker, tally)
+        if kinks is not None:  # the reproducer declares the same convention
+            line, name = kinks_source(kinks)
+            report.reproducer_calls = [
+                "from verification import audit",
+                line,
+                "print(grad_fn(*args))",
+                f"print(audit(grad_fn, loss_fn, args, argnums={report.argnums!r}, kinks={name}))",
+            ]
         # Values that are wrong, not a guard's failure; and not a stale result (the memo note
         # of ``_guards.note_memoised``), which is no stage's fault.
-        located = failure.kind in ("mismatch", "wrong shape") and report.counterexample
+        located = bool(report.counterexample) and failure.kind in ("mismatch", "wrong shape")
         located = located and "memoised" not in (failure.diagnosis or "")
         if chain is not None and intermediates is not None and located:
             report.stage = str(

@@ -31,7 +31,7 @@ from jax import tree_util
 
 from verification.auditing._oracle import FiniteDifferences
 
-__all__ = ["MAX_TIES", "MLP_RELU", "RELU", "Kinks", "aimed", "at_kink"]
+__all__ = ["MAX_TIES", "MLP_RELU", "RELU", "Kinks", "aimed", "at_kink", "source"]
 
 Aim = Callable[[st.DrawFn, tuple[Any, ...], tuple[int, ...]], tuple[Any, ...]]
 """``aim(draw, args, argnums) -> args`` with some elements moved exactly onto kinks."""
@@ -135,3 +135,12 @@ def at_kink(fd: FiniteDifferences, reference: float, resolution: float) -> bool:
     reliable = fd.truncation <= resolution / 8 and fd.rounding <= resolution / 8
     off = max(abs(fd.forward - reference), abs(fd.backward - reference))
     return reliable and off > resolution / 4
+
+
+def source(kinks: Kinks) -> tuple[str, str]:
+    """(a line of Python that defines it, its name) for a reproducer: the import of a built-in
+    declaration, or a placeholder for the user's own."""
+    for name, builtin in (("RELU", RELU), ("MLP_RELU", MLP_RELU), ("MAX_TIES", MAX_TIES)):
+        if kinks is builtin:
+            return f"from verification.auditing import {name}", name
+    return "kinks = ...  # your Kinks declaration: paste it here", "kinks"

@@ -144,7 +144,9 @@ class AuditReport:
         """Python code that re-runs the candidate and the audit on the counterexample."""
         if self.counterexample is None:
             return ""
-        imports = {"import numpy as np", "from verification import audit"}
+        imports = {"import numpy as np"}
+        if not self.reproducer_calls:
+            imports.add("from verification import audit")
         _namedtuple_imports(self.counterexample, imports)
         lines = sorted(imports)
         lines += [

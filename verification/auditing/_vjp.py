@@ -31,7 +31,7 @@ from jax import tree_util
 
 from verification.auditing._check import Policy
 from verification.auditing._engine import run_audit
-from verification.auditing._kinks import Kinks
+from verification.auditing._kinks import Kinks, source
 from verification.auditing._report import AuditReport, _import_line, function_name
 from verification.auditing._stages import Stage
 
@@ -240,6 +240,11 @@ def audit_vjp(
         f"(argnums={report.argnums!r}, random cotangent)"
     )
     calls = ["from verification import audit_vjp"]
+    options = f", argnums={report.argnums!r}"
+    if kinks is not None:
+        line, name = source(kinks)
+        calls.append(line)
+        options += f", kinks={name}"
     forward_arg = ""
     if forward is not None:
         calls.append(_import_line(function_name(forward), "forward"))
@@ -248,8 +253,7 @@ def audit_vjp(
     if not _is_torch_function(backward):
         calls.append(f"print(grad_fn({call_args}))")
     calls.append(
-        f"print(audit_vjp(grad_fn, loss_fn, args[:-1], cotangent=args[-1]{forward_arg}, "
-        f"argnums={report.argnums!r}))"
+        f"print(audit_vjp(grad_fn, loss_fn, args[:-1], cotangent=args[-1]{forward_arg}{options}))"
     )
     report.reproducer_calls = calls
     return report
