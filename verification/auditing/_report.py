@@ -204,9 +204,9 @@ class AuditReport:
             )
         if self.diagnosis:
             lines.append(f"  diagnosis: {self.diagnosis}")
+        lines += [f"    {leaf}" for leaf in self.leaves]
         if self.stage:
             lines.append(f"  stage: {self.stage}")
-        lines += [f"    {leaf}" for leaf in self.leaves]
         if self.warnings:
             lines.append("  the candidate warned: " + "; ".join(self.warnings[:3]))
         if self.traceback:
