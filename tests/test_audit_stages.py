@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 import manual_bp as mb
-from verification import audit, reference
-from verification.auditing import MLP_STAGES, Stage, StageVerdict
+from verification import audit, audit_vjp, reference
+from verification.auditing import MLP_STAGES, Stage, StageVerdict, named_arrays
 from verification.auditing._engine import oracle_for
 from verification.auditing._stages import locate_stage, resolve_stages
 
@@ -346,3 +346,35 @@ def stage_table(seeds: int = 1) -> str:
 
 if __name__ == "__main__":
     print(stage_table(int(sys.argv[1]) if len(sys.argv) > 1 else 1))
+
+
+def test_a_layer_audit_locates_its_stage_too() -> None:
+    # a ReLU layer relu(x W), audited as a vjp; its intermediate dZ = dout * 1[x W > 0] is
+    # right, and dx = dZ W (instead of dZ W^T) is wrong after it: with W square, no shape error
+    def forward_ref(x: Any, w: Any) -> Any:
+        return reference.relu(x @ w)
+
+    def chain(x: Array, w: Array, dout: Array) -> dict[str, Array]:
+        return {"dZ": dout * (x @ w > 0)}
+
+    def backward(dout: Array, x: Array, w: Array) -> Array:
+        return chain(x, w, dout)["dZ"] @ w
+
+    z = Stage(
+        lambda x, w, dout: x @ w,
+        lambda z, x, w, dout: (reference.relu(z) * dout).sum(),
+        "the ReLU mask",
+        {"x": "dx = dZ W^T"},
+    )
+    shapes = named_arrays({"x": ("m", "n"), "w": ("n", "n")}, bounds=(3.0,))
+    report = audit_vjp(
+        backward,
+        forward_ref,
+        shapes,
+        seed=0,
+        arg_names=["x", "w"],
+        stages={"dZ": z},
+        intermediates=chain,
+    )
+    assert not report.passed, str(report)
+    assert report.stage == "dZ agrees; x differs, so the error is in a step after them: dx = dZ W^T"

@@ -28,12 +28,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import jax
 import numpy as np
 from jax import tree_util
 
 from verification import reference
 from verification.auditing._diagnose import Dimension, diagnose
+from verification.auditing._oracle import PRECISION
 from verification.auditing._tolerance import leaf_tolerances
+from verification.auditing._trees import is_float
 from verification.compare import compare_trees, magnitude
 
 __all__ = ["MLP_STAGES", "Stage", "StageVerdict", "locate_stage", "resolve_stages"]
@@ -203,7 +206,11 @@ def _checks(
     if not np.issubdtype(got_a.dtype, np.floating):
         return f"came back as {got_a.dtype}, not a float array"
     oracle = oracle_for(stage.rest, (0,))
-    value = np.asarray(stage.value(*oracle.prepare(args)[0]), np.float64)
+    args64 = tree_util.tree_map(
+        lambda a: np.asarray(a, np.float64) if is_float(a) else np.asarray(a), args
+    )
+    with jax.default_matmul_precision(PRECISION):
+        value = np.asarray(stage.value(*args64), np.float64)
     stage_args = (value, *args)
     _, (ref,) = oracle.gradient(stage_args)
     if got_a.shape != ref.shape:
