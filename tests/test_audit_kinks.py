@@ -9,11 +9,7 @@ declared convention". A correct candidate passes both ways.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import jax.numpy as jnp
@@ -21,29 +17,13 @@ import numpy as np
 from hypothesis import find, settings
 
 import manual_bp as mb
-from verification import audit, audit_vjp, reference
+from verification import audit, audit_vjp, reference, strategies
 from verification.auditing import MAX_TIES, MLP_RELU, RELU, Kinks, named_arrays
 from verification.auditing._kinks import aimed, at_kink
 from verification.auditing._oracle import FiniteDifferences
 
 Array = np.ndarray[Any, Any]
 EXAMPLES = min(settings().max_examples, 60)
-
-
-def _zoo() -> ModuleType:
-    """tests/bug_zoo.py (the tests directory is not a package), loaded once per process."""
-    if "bug_zoo" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "bug_zoo", Path(__file__).with_name("bug_zoo.py")
-        )
-        assert spec is not None
-        assert spec.loader is not None
-        sys.modules["bug_zoo"] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules["bug_zoo"]
-
-
-zoo = _zoo()
 
 
 def relu_backward(da: Array, z: Array) -> Array:
@@ -117,7 +97,7 @@ def test_network_with_relu_one_at_zero_fails_at_hidden_units_aimed_at_the_kink()
     report = audit(
         mlp_grads_one_at_zero,
         reference.mlp_loss,
-        zoo.moderate_mlp_problems(),
+        strategies.mlp_problems(),
         kinks=MLP_RELU,
         seed=0,
         max_examples=EXAMPLES,
@@ -143,7 +123,7 @@ def test_manual_bp_network_passes_with_the_declaration() -> None:
     report = audit(
         mlp_grads_manual,
         reference.mlp_loss,
-        zoo.moderate_mlp_problems(),
+        strategies.mlp_problems(),
         kinks=MLP_RELU,
         seed=0,
         max_examples=EXAMPLES,
@@ -193,7 +173,7 @@ def test_aiming_puts_exact_kinks_into_the_examples() -> None:
     )
     assert ties[0][0, 0] == ties[0][0, 1]
     units = find(
-        aimed(zoo.moderate_mlp_problems(), MLP_RELU, (0,)), lambda a: bool(np.any(a[0].b1 == 0))
+        aimed(strategies.mlp_problems(), MLP_RELU, (0,)), lambda a: bool(np.any(a[0].b1 == 0))
     )
     z1 = units[1] @ units[0].W1 + units[0].b1
     assert np.any(np.all(z1 == 0.0, axis=0))
