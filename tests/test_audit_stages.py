@@ -315,6 +315,11 @@ def test_intermediates_that_raise_or_are_missing_are_reported_as_such() -> None:
         lambda *a: {"dZ2": np.zeros((1, 2), int)}, chain, problem, oracle_for=oracle_for
     )
     assert "not a float array" in str(integers)
+    transposed = locate_stage(
+        lambda *a: {"dZ2": _chain(*a)[1]["dZ2"].T}, chain, problem, oracle_for=oracle_for
+    )
+    assert transposed.differs == "dZ2"
+    assert "shape (2, 1) where (1, 2) is expected" in str(transposed)
 
 
 def test_stage_declarations_are_checked() -> None:
