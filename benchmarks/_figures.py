@@ -123,10 +123,11 @@ def verification_speed_figure(payload: dict[str, Any], path: Path) -> Path:
     rows = [
         r for r in payload["rows"] if r["examples_per_s"] is not None and r["fraction"] is not None
     ]
+    target = float(payload.get("target", 0.5))
     fig, ax = plt.subplots(figsize=(11, 0.5 * len(rows) + 1.5))
     y = np.arange(len(rows))[::-1]
     colors = [
-        "#bbbbbb" if r["fraction"] == 1.0 else ("#2ca02c" if r["fraction"] >= 0.5 else "#d62728")
+        "#bbbbbb" if r["fraction"] == 1.0 else ("#2ca02c" if r["fraction"] >= target else "#d62728")
         for r in rows
     ]
     ax.barh(y, [r["examples_per_s"] for r in rows], color=colors)
@@ -135,7 +136,7 @@ def verification_speed_figure(payload: dict[str, Any], path: Path) -> Path:
         ax.text(r["examples_per_s"], yi, f" {r['examples_per_s']:.0f}/s{note}", va="center")
     ax.set_yticks(y, [_wrap(r["what"]) for r in rows], fontsize=8)
     ax.set_xlabel("examples per second; grey: generating the problems alone")
-    ax.set_title("Verification throughput (green: at least 0.5 of the generation rate)")
+    ax.set_title(f"Verification throughput (green: at least {target} of the generation rate)")
     ax.set_xlim(0, max(r["examples_per_s"] for r in rows) * 1.5)
     ax.grid(axis="x", which="both", alpha=0.3)
     return _save(fig, path)

@@ -12,11 +12,15 @@ candidate's calls (twice per example: the determinism guard), the comparison, an
 (hypothesis: generation, bookkeeping). The target is an audit rate of at least half the
 generation rate.
 
-    python benchmarks/audit_throughput.py [max_examples]
+    python -m benchmarks.audit_throughput [max_examples] [--json]
+
+(``--json``: the rows as JSON on stdout, as ``benchmarks.verification_speed`` reads them from
+a fresh process, so as to measure the audit cold, from the compilation cache, and warm.)
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import Any
@@ -129,4 +133,6 @@ def _table(rows: list[dict[str, object]]) -> str:
 
 
 if __name__ == "__main__":
-    print(_table(run(int(sys.argv[1]) if len(sys.argv) > 1 else 200)))
+    numbers = [a for a in sys.argv[1:] if a != "--json"]
+    measured = run(int(numbers[0]) if numbers else 200)
+    print(json.dumps(measured) if "--json" in sys.argv[1:] else _table(measured))

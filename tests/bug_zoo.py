@@ -284,7 +284,11 @@ BUGS: dict[str, Bug] = {
         mlp_dw2_transposed, reference.mlp_loss, mlp_problems, "wrong shape", "transposed"
     ),
     "squeeze at m = 1": Bug(
-        mlp_squeeze, reference.mlp_loss, mlp_problems, "wrong shape|raised", "length 1|axis"
+        mlp_squeeze,
+        reference.mlp_loss,
+        mlp_problems,
+        "wrong shape|raised",
+        "length 1|axis|values right, shape",
     ),
     "softmax without max shift": Bug(
         mlp_softmax_without_max_shift, reference.mlp_loss, mlp_problems, "mismatch", "NaN/inf"

@@ -71,12 +71,19 @@ def test_zoo_bug_is_caught_with_a_small_counterexample(name: str) -> None:
     assert report.kind in bug.kind.split("|"), str(report)
     words = f"{report.diagnosis} {report.traceback}"
     assert any(s in words for s in bug.signature.split("|")), str(report)
-    elements, nonzero = report.counterexample_size
-    # A few nonzero elements: hypothesis's shrinker is not guaranteed to reach the global
-    # minimum, and its path depends on process state (the full suite once left the
-    # softmax-overflow bug at 5 nonzero of 6 elements, where running alone gives 4).
-    assert nonzero <= 5, str(report)
-    assert elements <= 42, str(report)
+    # A few nonzero elements: hypothesis's shrinker can stop in a local minimum (a seed of 10
+    # may end at 6 nonzero elements where 3 suffice, see tests/bug_zoo.py's table),
+    # so the property is "in at least two of three seeds"; seeds beyond 0 only run if needed.
+    sizes = [report.counterexample_size]
+    for seed in (1, 2):
+        if sum(nonzero <= 6 for _, nonzero in sizes) >= 2:
+            break
+        again = audit(
+            bug.candidate, bug.loss, bug.problems(), max_examples=bug.max_examples, seed=seed
+        )
+        sizes.append(again.counterexample_size)
+    assert sum(nonzero <= 6 for _, nonzero in sizes) >= 2, (sizes, str(report))
+    assert all(elements <= 42 for elements, _ in sizes), (sizes, str(report))
     text = str(report)
     assert "seed 0" in text
     assert "args = (" in text
@@ -416,10 +423,10 @@ _REF = np.array([[1.0, -2.0], [0.5, 3.0]])
 @pytest.mark.parametrize(
     ("actual", "words"),
     [
-        (-_REF, "sign flipped"),
-        (3 * _REF, "the 1/m is missing"),
-        (_REF / 3, "divided by m twice"),
-        (2 * _REF, "x 2"),
+        (-_REF, "every element is -1 times the reference"),
+        (3 * _REF, "3 times the reference (4 of 4 elements agree; 3 is also m, the batch size"),
+        (_REF / 3, "every element is 0.333333 times the reference"),
+        (2 * _REF, "every element is 2 times"),
         (_REF.T, "transposed"),
         (np.zeros((2, 2)), "zero where the reference is not"),
         (np.where(_REF > 0, np.nan, _REF), "NaN/inf"),
@@ -430,13 +437,15 @@ _REF = np.array([[1.0, -2.0], [0.5, 3.0]])
         (_REF + np.array([[0.0, 0.0], [0.0, 1.0]]), "1 of 4 elements differ"),
     ],
 )
-def test_diagnosis_names_the_signature(actual: Any, words: str) -> None:
+def test_diagnosis_on_one_input_says_what_differs(actual: Any, words: str) -> None:
     assert words in diagnose(actual, _REF, dims=[(3, "m, the batch size")])
 
 
-def test_diagnosis_names_a_missing_mask() -> None:
+def test_diagnosis_sees_a_mask_pattern_without_naming_it_on_one_input() -> None:
     ref = np.array([[0.0, 1.0], [2.0, 0.0]])
-    assert "missing mask" in diagnose(ref + np.array([[1.0, 0.0], [0.0, 0.0]]), ref)
+    words = diagnose(ref + np.array([[1.0, 0.0], [0.0, 0.0]]), ref)
+    assert "nonzero only where the reference is exactly 0" in words
+    assert "mask" not in words
 
 
 # ---------------------------------------------------------------------------------------------
@@ -485,7 +494,8 @@ def test_named_arrays_takes_literal_sizes_dims_and_dtype(args: tuple[Any, ...]) 
         ({"spec": {"x": ("m",)}, "kinds": {"y": "onehot"}}, "not in spec"),
         ({"spec": {"x": ("m",)}, "dims": {"n": [1]}}, "no sizes"),
         ({"spec": {"x": ("m",)}, "dims": {"m": [0]}}, ">= 1"),
-        ({"spec": {"x": ("m-1",)}}, "neither a name"),
+        ({"spec": {"x": ("m-",)}}, "neither a name"),
+        ({"spec": {"x": ("m-5",)}}, "no size profile"),
         ({"spec": {"x": ("m",)}, "dtype": np.int32}, "float32 or float64"),
         ({"spec": {"x": ("m",)}, "bounds": ()}, "bounds"),
     ],
@@ -496,9 +506,15 @@ def test_named_arrays_rejects_bad_specs(kwargs: dict[str, Any], match: str) -> N
 
 
 def test_parse_shapes_reads_the_command_line_form() -> None:
-    spec, kinds = parse_shapes("x=m,n w=n,h s= y=m,k:onehot")
-    assert spec == {"x": ("m", "n"), "w": ("n", "h"), "s": (), "y": ("m", "k")}
-    assert kinds == {"y": "onehot"}
+    spec = parse_shapes("x=m,n w=n,h s= y=m,k:onehot")
+    assert {name: a.dims for name, a in spec.items()} == {
+        "x": ("m", "n"),
+        "w": ("n", "h"),
+        "s": (),
+        "y": ("m", "k"),
+    }
+    assert spec["y"].value.kind == "onehot"
+    assert spec["x"].value.kind == "real"
     for bad in ("x", "x=m x=n", "y=m:label"):
         with pytest.raises(ValueError, match=r"name=dim|twice|kind"):
             parse_shapes(bad)

@@ -44,7 +44,8 @@ SHAPES = ["--shapes", "x=m,n w=n,k y=m,k:onehot", "--argnums", "1", "--seed", "0
 
 @pytest.fixture
 def module(tmp_path: Path) -> Path:
-    path = tmp_path / "softreg_cli.py"
+    path = tmp_path / "tests" / "softreg_cli.py"  # under tests/: no hypothesis constants from it
+    path.parent.mkdir()
     path.write_text(MODULE)
     return path
 

@@ -85,11 +85,65 @@ def test_a_result_in_the_wrong_dtype_fails(
     assert "dtype float64 for float32 input" in capsys.readouterr().out
 
 
-def test_bad_options_are_rejected() -> None:
-    with pytest.raises(SystemExit):
-        main(["--max-examples", "0"])
-    with pytest.raises(SystemExit):
-        main(["--only", "no_such_check"])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--json", "/nonexistent/x.json"], "--json /nonexistent/x.json: directory /nonexistent"),
+        (["--json", "{tmp}"], "is a directory"),
+        (["--max-examples", "0"], "--max-examples must be at least 1"),
+        (["--max-examples", "many"], "invalid int value"),
+        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--shard", "3/2"], "i must be between 1 and n"),
+        (["--shard", "half"], "--shard expects i/n"),
+        (["--only", "no_such_check"], "invalid choice"),
+        (["--dtype", "float16"], "invalid choice"),
+        (["--cache-dir", "{tmp}/file"], "exists and is not a directory"),
+        (["--cache-dir", "{tmp}", "--no-cache"], "not allowed with argument"),
+        (["--frobnicate"], "unrecognized arguments"),
+    ],
+)
+def test_a_usage_mistake_is_one_line_with_exit_status_2_before_any_work(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as stopped:
+        main([arg.format(tmp=tmp_path) for arg in argv])
+    assert stopped.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # no table: nothing ran
+    assert err.count("\n") == 1
+    assert err.startswith("python -m verification: error: ")
+    assert message in err
+
+
+def test_help_gives_the_subcommands_and_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--help"])
+    assert stopped.value.code == 0
+    text = capsys.readouterr().out
+    usage = text.split("\n\n")[0]
+    for subcommand in ("[report]", "verification audit", "verification merge"):
+        assert subcommand in usage
+    for option in ("--max-examples", "--dtype", "--only", "--jobs", "--shard", "--json"):
+        assert option in usage
+    for default in ("(default 100)", "(default both)", "default 1)", "(default: every row)"):
+        assert default in " ".join(text.split())
+    assert "MANUAL_BP_JAX_CACHE" in text
+
+
+def test_each_row_is_reported_on_stderr_as_it_finishes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--max-examples", "2", "--only", "relu", "--only", "sigmoid"]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        line
+        for line in err.splitlines()
+        if line.startswith(("[1/4] PASS", "[2/4] PASS", "[3/4] PASS", "[4/4] PASS"))
+    ]
+    assert len(err.splitlines()) == 4
+    assert "relu [float64] (2 examples" in err
+    assert "[" not in out.split("|")[0]  # progress never mixes into the table on stdout
 
 
 def test_entry_point_accepts_report_subcommand(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,6 +157,13 @@ def test_entry_point_accepts_report_subcommand(monkeypatch: pytest.MonkeyPatch) 
     assert entry.main(["report", "--dtype", "float64"]) == 0
     assert entry.main(["--dtype", "float32"]) == 0
     assert seen == [["--dtype", "float64"], ["--dtype", "float32"]]
+
+
+def test_entry_point_dispatches_merge(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+    monkeypatch.setattr("verification._report_cli.merge_main", lambda argv: seen.append(argv) or 5)
+    assert entry.main(["merge", "a.json", "b.json"]) == 5
+    assert seen == [["a.json", "b.json"]]
 
 
 def test_entry_point_dispatches_audit_to_the_audit_cli(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,10 +27,18 @@ __all__ = [
 # The audit of anyone's gradient (verification/auditing/): ``verification.audit`` is the function.
 from verification.auditing import (
     AuditReport as AuditReport,
+    AuditSpecError as AuditSpecError,
     assert_gradient_correct as assert_gradient_correct,
     audit as audit,
     audit_vjp as audit_vjp,
     named_arrays as named_arrays,
 )
 
-__all__ += ["AuditReport", "assert_gradient_correct", "audit", "audit_vjp", "named_arrays"]
+__all__ += [
+    "AuditReport",
+    "AuditSpecError",
+    "assert_gradient_correct",
+    "audit",
+    "audit_vjp",
+    "named_arrays",
+]

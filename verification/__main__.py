@@ -1,4 +1,5 @@
-"""``python -m verification [report|audit|audit-vjp] ...``: the main job (default) or the audit CLI."""
+"""``python -m verification [report|audit|audit-vjp|merge] ...``: the main job (default),
+the audit CLIs, or the merge of sharded outputs."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch: ``audit ...`` to ``verification._audit_cli.main``; ``audit-vjp ...`` to
-    ``verification._vjp_cli.main``; ``report ...`` or anything
-    else to ``verification.report.main``. Returns the exit status."""
+    ``verification._vjp_cli.main``; ``merge ...`` to ``verification._report_cli.merge_main``;
+    ``report ...`` or anything else to ``verification.report.main``. Returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "audit":
         try:
@@ -31,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from verification._vjp_cli import main as vjp_main
 
         return vjp_main(args[1:])
+    if args and args[0] == "merge":
+        from verification._report_cli import merge_main
+
+        return merge_main(args[1:])
     if args and args[0] == "report":
         args = args[1:]
     from verification.report import main as report_main

@@ -6,10 +6,11 @@
 
 MODULE is an importable module name (the current directory is on the path) or a path to a
 ``.py`` file. GRAD_FN(*args) must return the gradient of the JAX function LOSS_FN(*args) with
-respect to the argument(s) ``--argnums`` (default 0); the arguments are the arrays named by
-``--shapes`` in order (``y=m,k:onehot`` for one-hot labels, ``p=m:prob`` for values in [0, 1],
-``s=`` for a scalar). Prints the report; exit status 0 when the audit passes, 1 when it fails,
-2 for a usage error.
+respect to the argument(s) ``--argnums`` (default 0); the arguments are described by
+``--shapes`` in order, in the grammar of ``verification.auditing._grammar`` (printed by
+``--help``). Every option and the output path are checked before any work; a mistake is one
+line on stderr and exit status 2. Prints the report; exit status 0 when the audit passes, 1
+when it fails, 3 when it is inconclusive (no example could be checked).
 """
 
 from __future__ import annotations
@@ -18,14 +19,25 @@ import argparse
 import importlib
 import importlib.util
 import json
+import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from verification.auditing import audit, named_arrays, parse_shapes
+from verification.auditing import OracleRefusedError, audit, named_arrays
+from verification.auditing._grammar import GRAMMAR
+from verification.auditing._shapes import DEFAULT_BOUNDS, parse_shapes
 
-__all__ = ["main", "resolve"]
+__all__ = ["EXIT_FAILED", "EXIT_INCONCLUSIVE", "EXIT_PASSED", "EXIT_USAGE", "main", "resolve"]
+
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+_PROG = "python -m verification audit"
+
+
+class UsageError(Exception):
+    """A mistake on the command line: printed as one line, exit status 2."""
 
 
 def resolve(target: str) -> Callable[..., Any]:
@@ -34,21 +46,29 @@ def resolve(target: str) -> Callable[..., Any]:
     Raises
     ------
     ValueError : no ``:`` in ``target``, or the module has no callable of that name.
-    ImportError : the module cannot be imported.
+    ImportError : the module cannot be imported (also for an error while importing it).
     """
     module_name, sep, name = target.rpartition(":")
     if not sep or not module_name or not name:
         raise ValueError(f"expected MODULE:FUNCTION, got {target!r}")
-    if module_name.endswith(".py"):
-        path = Path(module_name)
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        if spec is None or spec.loader is None or not path.is_file():
-            raise ImportError(f"cannot load {path}: no such Python file")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = module  # so that the report's reproducer can import it
-        spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(module_name)
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            if spec is None or spec.loader is None or not path.is_file():
+                raise ImportError(f"cannot load {path}: no such Python file")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module  # so that the report's reproducer can import it
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError:
+        raise
+    except Exception as error:  # the user's module raised while importing
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise ImportError(
+            f"importing {module_name} raised {type(error).__name__}: {first}"
+        ) from None
     fn = module
     for part in name.split("."):
         fn = getattr(fn, part, None)  # type: ignore[assignment]
@@ -59,76 +79,167 @@ def resolve(target: str) -> Callable[..., Any]:
     return fn
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(t) for t in text.split(",") if t.strip())
+def _ints(text: str, option: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: expected integers separated by commas") from None
+    if not values:
+        raise UsageError(f"{option} {text!r}: expected at least one integer")
+    return values
 
 
 def _dims(text: str) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for item in text.split():
         name, sep, sizes = item.partition("=")
-        if not sep:
-            raise ValueError(f"expected name=size,size in --dims, got {item!r}")
-        out[name] = list(_ints(sizes))
+        if not sep or not name:
+            raise UsageError(f"expected name=size,size in --dims, got {item!r}")
+        out[name] = list(_ints(sizes, f"--dims {name}="))
     return out
 
 
+def _bounds(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(b) for b in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or any(not (math.isfinite(b) and b > 0) for b in values):
+        raise UsageError(
+            f"--bounds {text!r}: expected positive finite numbers separated by commas, e.g. "
+            "3,1000 (each array draws its largest |value| from these)"
+        )
+    return values
+
+
+def _writable(path_text: str) -> Path:
+    path = Path(path_text)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UsageError(f"--json {path_text}: is a directory; give a file name")
+    if not parent.is_dir():
+        raise UsageError(f"--json {path_text}: directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"--json {path_text}: cannot write there; choose another path")
+    return path
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not usage + error
+        self.exit(EXIT_USAGE, f"{_PROG}: error: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m verification audit",
-        description="Search for the input where a gradient function disagrees with jax.grad.",
+    parser = _Parser(
+        prog=_PROG,
+        description=(
+            "Search for an input where a gradient function disagrees with jax.grad of a JAX "
+            "loss (float64 reference), shrink it, and explain it. Exit status: 0 passed, 1 "
+            "failed, 2 usage error, 3 inconclusive (no example could be checked)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "The --shapes grammar:\n" + GRAMMAR + "\nExamples:\n"
+            '  --shapes "x=m,n w=n,h"                      two matrices sharing n\n'
+            '  --shapes "z=m,k y=m:classes(k)"             logits and integer labels in [0, k)\n'
+            '  --shapes "p=m:(0,1) y=m:binary"             probabilities without exact 0 or 1\n'
+            '  --shapes "x=m,c,H w=k,c,f dout=m,k,(H-f)//s+1 s:=2"   a strided convolution\n'
+            '  --shapes "params.W=n,h params.b=h x=m,n lam:=0.01"   a dict argument, a float\n'
+        ),
     )
     parser.add_argument("grad_fn", help="MODULE:FUNCTION, the gradient function audited")
-    parser.add_argument("--loss", required=True, help="MODULE:FUNCTION, the JAX loss")
+    parser.add_argument("--loss", required=True, help="MODULE:FUNCTION, the JAX loss (required)")
     parser.add_argument(
-        "--shapes", required=True, help='argument shapes by named dimensions, "x=m,n w=n,h"'
+        "--shapes",
+        required=True,
+        help='the arguments in order, in the grammar below (required), e.g. "x=m,n w=n,h"',
     )
-    parser.add_argument("--argnums", default="0", help="differentiated argument(s): 0 or 0,1")
-    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    parser.add_argument("--max-examples", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--dims", default=None, help='sizes per dimension, "m=1,2,3 n=2"')
-    parser.add_argument("--bounds", default=None, help="bounds on |values| to draw, 3,1000")
-    parser.add_argument("--json", default=None, metavar="PATH", help="also write the report")
+    parser.add_argument(
+        "--argnums", default="0", help="differentiated argument(s): 0 or 0,1 (default: 0)"
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float64",
+        choices=["float64", "float32"],
+        help="dtype of every float array drawn (default: float64)",
+    )
+    parser.add_argument(
+        "--max-examples",
+        type=int,
+        default=200,
+        help="examples to draw before shrinking a failure, >= 1 (default: 200)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the search, >= 0; the same seed draws the same examples (default: a "
+        "fresh one, printed in the report)",
+    )
+    parser.add_argument(
+        "--dims",
+        default=None,
+        help='sizes to draw per dimension name, "m=1,2,3 n=2" (default: joint profiles of '
+        "sizes 1 to 4, all ones first)",
+    )
+    parser.add_argument(
+        "--bounds",
+        default=None,
+        help="largest |value| of real arrays, one drawn per array, e.g. 3,1000 (default: "
+        + ",".join(f"{b:g}" for b in DEFAULT_BOUNDS)
+        + ")",
+    )
+    parser.add_argument(
+        "--json", default=None, metavar="PATH", help="also write the report as JSON to PATH"
+    )
     return parser
 
 
+def _fail(message: str) -> int:
+    print(f"{_PROG}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def main(argv: list[str]) -> int:
-    """Run the audit command; returns the exit status (0 passed, 1 failed, 2 usage error)."""
-    parser = _parser()
-    options = parser.parse_args(argv)
+    """Run the audit command; returns the exit status (0 passed, 1 failed, 2 usage error,
+    3 inconclusive)."""
+    options = _parser().parse_args(argv)
     try:
-        grad_fn = resolve(options.grad_fn)
-        loss_fn = resolve(options.loss)
-        spec, kinds = parse_shapes(options.shapes)
-        argnums = _ints(options.argnums)
-        bounds = tuple(float(b) for b in options.bounds.split(",")) if options.bounds else None
+        if options.max_examples < 1:
+            raise UsageError(f"--max-examples {options.max_examples}: give 1 or more")
+        if options.seed is not None and options.seed < 0:
+            raise UsageError(f"--seed {options.seed}: give 0 or more")
+        json_path = _writable(options.json) if options.json else None
+        spec = parse_shapes(options.shapes)
+        argnums = _ints(options.argnums, "--argnums")
+        if max(argnums) >= len(spec) or min(argnums) < 0:
+            raise UsageError(
+                f"--argnums {options.argnums} does not fit the {len(spec)} arguments of "
+                f"--shapes ({', '.join(spec)}): count from 0"
+            )
+        bounds = _bounds(options.bounds) if options.bounds else DEFAULT_BOUNDS
         strategy = named_arrays(
             spec,
             dims=_dims(options.dims) if options.dims else None,
             dtype=options.dtype,
-            kinds=kinds,
-            **({"bounds": bounds} if bounds else {}),
+            bounds=bounds,
         )
-    except (ValueError, ImportError) as error:
-        parser.print_usage(sys.stderr)
-        print(f"python -m verification audit: error: {error}", file=sys.stderr)
-        return 2
-    if not argnums or max(argnums) >= len(spec):
-        print(
-            f"--argnums {options.argnums} does not fit the {len(spec)} arguments", file=sys.stderr
+        grad_fn = resolve(options.grad_fn)
+        loss_fn = resolve(options.loss)
+        report = audit(
+            grad_fn,
+            loss_fn,
+            strategy,
+            argnums=argnums[0] if len(argnums) == 1 else argnums,
+            max_examples=options.max_examples,
+            seed=options.seed,
+            arg_names=list(spec),
         )
-        return 2
-    report = audit(
-        grad_fn,
-        loss_fn,
-        strategy,
-        argnums=argnums[0] if len(argnums) == 1 else argnums,
-        max_examples=options.max_examples,
-        seed=options.seed,
-        arg_names=list(spec),
-    )
+    except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
+        return _fail(str(error))
     print(report)
-    if options.json:
-        Path(options.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    return 0 if report.passed else 1
+    if json_path is not None:
+        json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    if report.passed:
+        return EXIT_PASSED
+    return EXIT_INCONCLUSIVE if report.inconclusive else EXIT_FAILED

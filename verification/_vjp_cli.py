@@ -9,10 +9,11 @@ BACKWARD(cotangent, *inputs) returns the gradients of the inputs at ``--argnums`
 with ``--forward``, FORWARD(*inputs) returns ``(out, cache)`` and BACKWARD(cotangent, cache) the
 gradients, as layer code is written; BACKWARD may also be a ``torch.autograd.Function``
 subclass. FORWARD_REF is the JAX forward function (the ground truth, through ``jax.vjp``). The
-inputs are the arrays named by ``--shapes`` (the grammar of ``audit``); the cotangent is drawn at
+inputs are described by ``--shapes`` (the grammar of ``audit``); the cotangent is drawn at
 random. ``--kinks`` declares that the candidate's convention at these kinks is the reference's
 (``verification.auditing.RELU``, ``MLP_RELU``, ``MAX_TIES``). Prints the report; exit status 0
-when the audit passes, 1 when it fails, 2 for a usage error.
+when the audit passes, 1 when it fails, 2 for a usage error (one line), 3 when it is
+inconclusive.
 """
 
 from __future__ import annotations
@@ -20,19 +21,38 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from verification._audit_cli import _dims, _ints, resolve
-from verification.auditing import MAX_TIES, MLP_RELU, RELU, audit_vjp, named_arrays, parse_shapes
+from verification._audit_cli import (
+    EXIT_FAILED,
+    EXIT_INCONCLUSIVE,
+    EXIT_PASSED,
+    EXIT_USAGE,
+    UsageError,
+    _bounds,
+    _dims,
+    _ints,
+    _writable,
+    resolve,
+)
+from verification.auditing import (
+    MAX_TIES,
+    MLP_RELU,
+    RELU,
+    OracleRefusedError,
+    audit_vjp,
+    named_arrays,
+)
+from verification.auditing._shapes import DEFAULT_BOUNDS, parse_shapes
 
 __all__ = ["main"]
 
 KINKS = {"relu": RELU, "mlp-relu": MLP_RELU, "max-ties": MAX_TIES}
+_PROG = "python -m verification audit-vjp"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m verification audit-vjp",
+        prog=_PROG,
         description="Search for inputs and a cotangent where a layer's backward disagrees "
         "with jax.vjp of its JAX forward.",
     )
@@ -52,40 +72,43 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    """Run the audit-vjp command; returns the exit status (0 passed, 1 failed, 2 usage error)."""
-    parser = _parser()
-    options = parser.parse_args(argv)
+    """Run the audit-vjp command; returns the exit status (0 passed, 1 failed, 2 usage error,
+    3 inconclusive)."""
+    options = _parser().parse_args(argv)
     try:
-        backward = resolve(options.backward)
-        reference = resolve(options.reference)
-        forward = resolve(options.forward) if options.forward else None
-        spec, kinds = parse_shapes(options.shapes)
-        argnums = _ints(options.argnums)
-        bounds = tuple(float(b) for b in options.bounds.split(",")) if options.bounds else None
+        if options.max_examples < 1:
+            raise UsageError(f"--max-examples {options.max_examples}: give 1 or more")
+        json_path = _writable(options.json) if options.json else None
+        spec = parse_shapes(options.shapes)
+        argnums = _ints(options.argnums, "--argnums")
+        if max(argnums) >= len(spec) or min(argnums) < 0:
+            raise UsageError(
+                f"--argnums {options.argnums} does not fit the {len(spec)} inputs of --shapes "
+                f"({', '.join(spec)}): count from 0"
+            )
         strategy = named_arrays(
             spec,
             dims=_dims(options.dims) if options.dims else None,
             dtype=options.dtype,
-            kinds=kinds,
-            **({"bounds": bounds} if bounds else {}),
+            bounds=_bounds(options.bounds) if options.bounds else DEFAULT_BOUNDS,
         )
-        if not argnums or max(argnums) >= len(spec):
-            raise ValueError(f"--argnums {options.argnums} does not fit the {len(spec)} inputs")
-    except (ValueError, ImportError) as error:
-        print(f"python -m verification audit-vjp: error: {error}", file=sys.stderr)
-        return 2
-    report = audit_vjp(
-        backward,
-        reference,
-        strategy,
-        forward=forward,
-        argnums=argnums[0] if len(argnums) == 1 else argnums,
-        max_examples=options.max_examples,
-        seed=options.seed,
-        arg_names=list(spec),
-        kinks=KINKS[options.kinks] if options.kinks else None,
-    )
+        report = audit_vjp(
+            resolve(options.backward),
+            resolve(options.reference),
+            strategy,
+            forward=resolve(options.forward) if options.forward else None,
+            argnums=argnums[0] if len(argnums) == 1 else argnums,
+            max_examples=options.max_examples,
+            seed=options.seed,
+            arg_names=list(spec),
+            kinks=KINKS[options.kinks] if options.kinks else None,
+        )
+    except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
+        print(f"{_PROG}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     print(report)
-    if options.json:
-        Path(options.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    return 0 if report.passed else 1
+    if json_path is not None:
+        json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    if report.passed:
+        return EXIT_PASSED
+    return EXIT_INCONCLUSIVE if report.inconclusive else EXIT_FAILED

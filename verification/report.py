@@ -1,7 +1,7 @@
 """The main job: every formula of the source document, manual gradient against JAX, as a table.
 
 ``python -m verification [report] [--max-examples N] [--dtype float32|float64|both]
-[--json PATH] [--only NAME ...]``
+[--only NAME ...] [--jobs N] [--shard I/N] [--json PATH] [--cache-dir DIR | --no-cache]``
 
 For each formula (one ``Check`` in ``CHECKS``) and each dtype, hypothesis draws ``N`` problems
 from the strategies of ``verification.strategies`` (derandomized: the same problems on every run,
@@ -15,8 +15,6 @@ the exit status is 1 if any row fails.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 import time
@@ -31,6 +29,7 @@ from numpy.typing import NDArray
 import manual_bp
 from verification import reference as ref, strategies as vs
 from verification.compare import Comparison, compare_trees, magnitude, tolerance
+from verification.pinned import pinned_generation
 
 __all__ = [
     "CHECKS",
@@ -462,14 +461,10 @@ def run_check(check: Check, dtype: np.dtype[Any], max_examples: int) -> Row:
             row.failing_inputs = repr(inputs)
         row.record(comparison)
 
-    one()
+    with pinned_generation():  # the same problems whatever else the process has loaded
+        one()
     row.seconds = time.perf_counter() - start
     return row
-
-
-def _finite_or_none(value: float) -> float | None:
-    """JSON has no inf or NaN: a misplaced NaN/inf or a crash is written as null."""
-    return value if math.isfinite(value) else None
 
 
 def _fmt(value: float) -> str:
@@ -492,74 +487,9 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m verification",
-        description="Check every formula of manual_bp against JAX on generated problems "
-        "(subcommands: report, the default; audit).",
-    )
-    parser.add_argument(
-        "--max-examples",
-        type=int,
-        default=100,
-        metavar="N",
-        help="problems per formula and dtype (default 100)",
-    )
-    parser.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
-    parser.add_argument(
-        "--only",
-        action="append",
-        choices=sorted(CHECKS_BY_NAME),
-        metavar="NAME",
-        help="run only this check (repeatable); names: " + ", ".join(CHECKS_BY_NAME),
-    )
-    args = parser.parse_args(list(argv))
-    if args.max_examples < 1:
-        parser.error("--max-examples must be at least 1")
-    return args
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run every check, print the table, optionally write JSON; 0 if all pass, else 1."""
-    args = _parse(sys.argv[1:] if argv is None else argv)
-    dtypes = ("float64", "float32") if args.dtype == "both" else (args.dtype,)
-    start = time.perf_counter()
-    checks = [c for c in CHECKS if not args.only or c.name in args.only]
-    rows = [run_check(c, np.dtype(d), args.max_examples) for d in dtypes for c in checks]
-    elapsed = time.perf_counter() - start
-    failed = [r for r in rows if not r.passed]
-    print(format_table(rows))
-    print(
-        f"\n{len(rows) - len(failed)} of {len(rows)} rows pass "
-        f"({sum(r.examples for r in rows)} examples, {elapsed:.1f} s)."
-    )
-    for r in failed:
-        print(f"\nFAIL {r.name} [{r.dtype}]: {r.first_failure}\n  inputs: {r.failing_inputs}")
-    if args.json:
-        document = {
-            "passed": not failed,
-            "max_examples": args.max_examples,
-            "seconds": elapsed,
-            "rows": [
-                {
-                    "name": r.name,
-                    "formula": r.formula,
-                    "function": r.function,
-                    "dtype": r.dtype,
-                    "examples": r.examples,
-                    "failures": r.failures,
-                    "max_abs_error": _finite_or_none(r.max_abs_error),
-                    "max_rel_error": _finite_or_none(r.max_rel_error),
-                    "rtol": r.rtol,
-                    "atol": r.atol,
-                    "passed": r.passed,
-                    "first_failure": r.first_failure,
-                }
-                for r in rows
-            ],
-        }
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, allow_nan=False)
-            handle.write("\n")
-    return 1 if failed else 0
+    """Run every check, print the table, optionally write JSON; 0 if all pass, 1 if one fails,
+    2 for a usage error (the command line is ``verification._report_cli``)."""
+    from verification._report_cli import main as cli_main
+
+    return cli_main(sys.argv[1:] if argv is None else argv)

@@ -4,14 +4,17 @@ Shapes are drawn from small fixed sets, never from a range: JAX compiles its ref
 input shape (about 160 ms each on this machine), so a fixed set bounds the compilation a test can
 trigger, while each set still holds the edge cases: one sample (m = 1), one class or feature
 (k = 1, n = 1, h = 1), square matrices (m == k, n == k, n == h) and a general rectangular case.
-The same sets serve both dtypes, and the float32 checks evaluate the reference on the float64 copy
-of the float32 input, so a float32 test compiles nothing that the float64 test did not.
+Hypothesis shrinks towards the first shape of a set, so the network's set starts with the
+smallest shapes at which classic bugs show. The same sets serve both dtypes, and the float32
+checks evaluate the reference on the float64 copy of the float32 input, so a float32 test
+compiles nothing that the float64 test did not.
 
 Values are bounded (|x| <= 10 for logits and activations, smaller for parameters) and drawn
 without subnormals (XLA on CPU may flush them to zero, which a numpy computation does not), NaN
-or inf. Extreme values get their own strategies. Every strategy takes the dtype of the arrays it
-makes (float64 by default, or float32) and is cheap: arrays here have at most a few dozen
-elements.
+or inf. Extreme values get their own strategies; the network's and logistic regression's
+problems have saturating output layers (logits beyond exp's overflow) in about half of their
+examples. Every strategy takes the dtype of the arrays it makes (float64 by default, or
+float32) and is cheap: arrays here have at most a few dozen elements.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ __all__ = [
     "mlp_problems",
     "probabilities",
     "probability_problems",
+    "saturating_scale",
     "softmax_vjp_problems",
 ]
 
@@ -77,16 +81,22 @@ k = 1, all square, square w (n == k, m == n), rectangular."""
 
 MLP_DIMS: tuple[tuple[int, int, int, int], ...] = (
     (1, 1, 1, 1),
-    (1, 3, 4, 2),
+    (1, 2, 1, 2),
+    (2, 1, 1, 2),
     (3, 2, 3, 1),
     (4, 4, 4, 4),
-    (5, 3, 6, 3),
     (2, 5, 2, 3),
+    (5, 3, 6, 3),
     (6, 4, 5, 2),
 )
-"""(m, n, h, k) for the one-hidden-layer network: the degenerate network, one sample, one class
-(k = 1: softmax is 1 and every gradient 0), square everywhere, and rectangular cases with the
-hidden layer wider and narrower than the input."""
+"""(m, n, h, k) for the one-hidden-layer network, smallest first (hypothesis shrinks towards
+the first): the degenerate network; the smallest shapes at which each classic bug shows, so a
+shrunk counterexample has at most 4 elements per array: one sample with two classes (1, 2, 1, 2)
+for a sign, a dropped mask or term, a softmax over the wrong axis, and a transposed dW1 or dW2
+(n != h, h != k give wrong shapes); two samples (2, 1, 1, 2) for a missing or doubled 1/m and a
+bias summed over the wrong axis (m != h); then one class (k = 1: softmax is 1 and every gradient
+0), square everywhere, and rectangular cases with the hidden layer narrower and wider than the
+input."""
 
 LOGREG_DIMS: tuple[tuple[int, int], ...] = ((1, 1), (1, 3), (4, 1), (3, 3), (5, 2), (8, 4))
 """(m, n) for logistic regression: one sample, one feature, square x, rectangular."""
@@ -163,6 +173,41 @@ def extreme_bound(dtype: DTypeLike) -> float:
     identity (max subtraction, log-sum-exp, log-sigmoid) stays finite.
     """
     return 1e3 if _dtype(dtype) == np.float64 else 100.0
+
+
+def saturating_scale(dtype: DTypeLike) -> float:
+    """Factor on a model's output layer in its saturating examples: 2**9 in float64, 2**6 in
+    float32 (``mlp_problems``, ``logreg_problems``).
+
+    A logit of ordinary size |z| > 1.39 becomes larger than log(max) (709.8 in float64, 88.7 in
+    float32), where a naive exp overflows, and a gap of 1.46 (float64) or 1.63 (float32) between
+    two logits of a row becomes one where the smaller class's probability underflows to 0. A
+    power of two, so the scaled values are exact in either dtype.
+
+    >>> saturating_scale(np.float64), saturating_scale(np.float32)
+    (512.0, 64.0)
+    >>> bool(512.0 * 1.39 > np.log(np.finfo(np.float64).max))  # naive exp overflows
+    True
+    """
+    return 2.0**9 if _dtype(dtype) == np.float64 else 2.0**6
+
+
+@st.composite
+def _output_layers(
+    draw: st.DrawFn, dtype: DTypeLike, weight_shape: Shape, bias_shape: Shape
+) -> tuple[NDArray[Any], NDArray[Any]]:
+    """(w, b) of a model's output layer: entries in [-2, 2]; or, in two thirds of the draws
+    (hypothesis's examples lean to the first kind, and shrink to it), saturating ones: one bias
+    entry set to +-2, then w and b multiplied by ``saturating_scale(dtype)``, so that the logits
+    reach beyond exp's overflow wherever the rest of the layer does not cancel that entry."""
+    saturating = draw(st.sampled_from((False, True, True)))
+    w = draw(bounded_arrays(dtype, weight_shape, bound=2.0))
+    b = draw(bounded_arrays(dtype, bias_shape, bound=2.0))
+    if not saturating:
+        return w, b
+    b.flat[draw(st.integers(0, b.size - 1))] = draw(st.sampled_from([2.0, -2.0]))
+    scale = b.dtype.type(saturating_scale(dtype))
+    return (w * scale).astype(w.dtype), (b * scale).astype(b.dtype)
 
 
 @st.composite
@@ -322,19 +367,22 @@ def linear_problems(
 def mlp_problems(
     draw: st.DrawFn, dtype: DTypeLike = np.float64
 ) -> tuple[MLPParams, NDArray[Any], NDArray[Any]]:
-    """(params, x, y) for the network: ``MLPParams`` W1 (n, h), b1 (h,), W2 (h, k), b2 (k,)
-    with entries in [-2, 2], inputs x (m, n) in [-3, 3] and one-hot or soft labels y (m, k).
+    """(params, x, y) for the network: ``MLPParams`` W1 (n, h), b1 (h,), W2 (h, k), b2 (k,),
+    inputs x (m, n) in [-3, 3] and one-hot or soft labels y (m, k); (m, n, h, k) from MLP_DIMS.
+
+    W1 and b1 are in [-2, 2]. W2 and b2 are in [-2, 2], or saturating (see ``_output_layers``):
+    there the logits Z2 = relu(x W1 + b1) W2 + b2 reach beyond exp's overflow (a naive softmax
+    gives inf / inf) or a probability underflows to 0, in about half of the examples
+    (tests/test_strategies.py measures the share), while the hidden layer keeps its ordinary size
+    (|Z1| <= 32). The reference loss and gradients stay finite.
 
     Pre-activations x W1 + b1 may be exactly 0 (zeros are likely); tests that compare across
     the ReLU kink decide how to treat them.
     """
     m, n, h, k = draw(st.sampled_from(MLP_DIMS))
-    params = MLPParams(
-        W1=draw(bounded_arrays(dtype, (n, h), bound=2.0)),
-        b1=draw(bounded_arrays(dtype, (h,), bound=2.0)),
-        W2=draw(bounded_arrays(dtype, (h, k), bound=2.0)),
-        b2=draw(bounded_arrays(dtype, (k,), bound=2.0)),
-    )
+    W1 = draw(bounded_arrays(dtype, (n, h), bound=2.0))
+    b1 = draw(bounded_arrays(dtype, (h,), bound=2.0))
+    params = MLPParams(W1, b1, *draw(_output_layers(dtype, (h, k), (k,))))
     x = draw(bounded_arrays(dtype, (m, n), bound=3.0))
     y = draw(labels(dtype, (m, k), ("one_hot", "soft")))
     return params, x, y
@@ -344,13 +392,18 @@ def mlp_problems(
 def logreg_problems(
     draw: st.DrawFn, dtype: DTypeLike = np.float64
 ) -> tuple[LogRegParams, NDArray[Any], NDArray[Any]]:
-    """(params, x, y) for logistic regression: ``LogRegParams`` w (n,), b () in [-2, 2],
-    inputs x (m, n) in [-3, 3], targets y (m,) hard {0, 1} or soft in [0, 1]."""
+    """(params, x, y) for logistic regression: ``LogRegParams`` w (n,), b () in [-2, 2] or
+    saturating (see ``_output_layers``), inputs x (m, n) in [-3, 3], targets y (m,) hard
+    {0, 1} or soft in [0, 1].
+
+    Saturating layers take the logits x w + b beyond exp's overflow, of either sign (a naive
+    sigmoid's exp(-z) overflows, p underflows to 0 or 1 - p rounds to 0), in about two thirds of
+    the examples (tests/test_strategies.py measures the share). The reference loss and
+    gradients stay finite.
+    """
     m, n = draw(st.sampled_from(LOGREG_DIMS))
-    params = LogRegParams(
-        w=draw(bounded_arrays(dtype, (n,), bound=2.0)),
-        b=draw(bounded_arrays(dtype, (), bound=2.0)),
-    )
+    w, b = draw(_output_layers(dtype, (n,), ()))
+    params = LogRegParams(w=w, b=b)
     x = draw(bounded_arrays(dtype, (m, n), bound=3.0))
     y = draw(binary_labels(dtype, (m,)))
     return params, x, y

@@ -13,8 +13,10 @@ Layout (one concept per module; every kind of audit runs through the one engine)
 * ``_search``: the hypothesis search (or one concrete input) and shrinking.
 * ``_check``: the per-example check (``Checker``) and its replaceable pieces (``Policy``:
   the tolerance rule and the comparison).
-* ``_guards``: raised, mutated its input, nondeterministic, wrong structure/shape/dtype,
-  memoised.
+* ``_guards``: raised, mutated its input, nondeterministic (``_repeat``: repeatability
+  within rounding), wrong structure/shape/dtype, memoised.
+* ``_evidence``: a constant factor's cause, named only after re-checks at another input
+  and another size; ``_errors``: ``AuditSpecError``.
 * ``_oracle``: the float64 ``jax.grad`` reference, second opinions, finite differences.
 * ``_tolerance``: the tolerance rule; ``_diagnose``: bug signatures in words.
 * ``_report``: ``AuditReport``, its text, reproducer and JSON.
@@ -29,6 +31,7 @@ from verification.auditing._audit import (
     assert_gradient_correct as assert_gradient_correct,
     audit as audit,
 )
+from verification.auditing._errors import AuditSpecError as AuditSpecError
 from verification.auditing._kinks import (
     MAX_TIES as MAX_TIES,
     MLP_RELU as MLP_RELU,
@@ -60,6 +63,7 @@ __all__ = [
     "MLP_STAGES",
     "RELU",
     "AuditReport",
+    "AuditSpecError",
     "Environment",
     "Kinks",
     "OracleRefusedError",

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from verification.auditing._check import Policy
 from verification.auditing._engine import run_audit
+from verification.auditing._errors import AuditSpecError
 from verification.auditing._kinks import Kinks
 from verification.auditing._report import AuditReport
 from verification.auditing._stages import Stage
@@ -66,14 +67,17 @@ def audit(
 
     Returns
     -------
-    AuditReport : ``passed``, ``examples``, ``counterexample`` (minimal, after shrinking),
+    AuditReport : ``passed``, ``verdict`` (PASSED, FAILED, INCONCLUSIVE), ``examples``, ``counterexample`` (minimal, after shrinking),
         ``max_abs_error``, ``max_rel_error``, ``location``, and ``str(report)`` with a
         diagnosis and a reproducer.
 
     Raises
     ------
     OracleRefusedError : the reference is not a float64, highest-precision computation.
-    TypeError, ValueError : malformed arguments (before any example is run).
+    AuditSpecError : (a ValueError) what was given cannot be used, before the candidate is
+        called on the input concerned: bad options (argnums out of range, max_examples < 1, a
+        negative tolerance), a loss that cannot be evaluated on the arguments (wrong
+        signature, not a scalar, not JAX-traceable, raises), arguments that do not fit it.
 
     Examples
     --------
@@ -92,14 +96,22 @@ def audit(
     """
     argnums_t = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     if not argnums_t or any(not isinstance(i, int) or i < 0 for i in argnums_t):
-        raise ValueError(f"argnums must be a non-negative int or a tuple of them, got {argnums!r}")
-    if max_examples < 1:
-        raise ValueError(f"max_examples must be >= 1, got {max_examples}")
+        raise AuditSpecError(
+            f"argnums must be a non-negative int or a tuple of them, got {argnums!r}"
+        )
+    if not isinstance(max_examples, int) or max_examples < 1:
+        raise AuditSpecError(f"max_examples must be an int >= 1, got {max_examples!r}")
     for name, tol in (("rtol", rtol), ("atol", atol)):
         if tol is not None and not (tol >= 0 and math.isfinite(tol)):
-            raise ValueError(f"{name} must be finite and >= 0, got {tol}")
+            raise AuditSpecError(f"{name} must be finite and >= 0, got {tol}")
     if not isinstance(args, st.SearchStrategy) and not isinstance(args, tuple):
-        raise TypeError(f"args must be a hypothesis strategy or a tuple, got {type(args).__name__}")
+        raise AuditSpecError(
+            f"args must be a hypothesis strategy or a tuple, got {type(args).__name__}"
+        )
+    if isinstance(args, tuple) and max(argnums_t) >= len(args):
+        raise AuditSpecError(
+            f"argnums {argnums!r} is out of range for the {len(args)} arguments given: count from 0"
+        )
     return run_audit(
         grad_fn,
         loss_fn,
@@ -122,7 +134,8 @@ def assert_gradient_correct(
     args: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...],
     **kwargs: Any,
 ) -> AuditReport:
-    """``audit`` that raises ``AssertionError(str(report))`` when the audit fails.
+    """``audit`` that raises ``AssertionError(str(report))`` unless the audit passes (a failure,
+    or an INCONCLUSIVE audit that could check nothing).
 
     Same arguments as ``audit``; returns the (passing) report. For use in any pytest suite.
     """

@@ -22,14 +22,26 @@ from typing import Any, Protocol
 import numpy as np
 from jax import tree_util
 
-from verification.auditing._diagnose import diagnose
-from verification.auditing._guards import check_structure, note_memoised, run_candidate
+from verification.auditing._diagnose import find
+from verification.auditing._errors import AuditSpecError, loss_error, shapes_text
+from verification.auditing._guards import (
+    check_structure,
+    note_memoised,
+    run_candidate,
+    wrong_order,
+)
 from verification.auditing._kinks import at_kink
-from verification.auditing._oracle import Oracle, SecondOpinion
+from verification.auditing._oracle import Oracle, OracleRefusedError, SecondOpinion
 from verification.auditing._outcome import Outcome, Tally
 from verification.auditing._report import leaf_lines
 from verification.auditing._tolerance import leaf_tolerances
-from verification.auditing._trees import copy_leaves, dimensions, leaf_names, unit_direction
+from verification.auditing._trees import (
+    copy_leaves,
+    dimensions,
+    leaf_names,
+    pristine,
+    unit_direction,
+)
 from verification.compare import Comparison, compare_trees, magnitude
 
 __all__ = [
@@ -155,39 +167,72 @@ class Checker:
         return tree_util.tree_leaves(diff[0] if len(diff) == 1 else tuple(diff))
 
     def check(self, args: tuple[Any, ...]) -> Outcome:
-        """Run every guard and the comparison on one example."""
+        """Judge one example: the loss's domain first (before the candidate is called), then
+        every guard and the comparison.
+
+        Raises
+        ------
+        AuditSpecError : the loss cannot be evaluated on ``args`` (or ``args`` does not fit
+            ``argnums``, or its differentiated leaves are not floats).
+        """
         if not isinstance(args, tuple):
-            raise TypeError(f"the args strategy must produce tuples, got {type(args).__name__}")
+            raise AuditSpecError(
+                f"the args strategy must produce tuples, got {type(args).__name__}"
+            )
         names = self.names(args)
         if len(names) != len(args):
-            raise ValueError(f"arg_names has {len(names)} names for {len(args)} arguments")
+            raise AuditSpecError(f"arg_names has {len(names)} names for {len(args)} arguments")
+        if max(self.argnums) >= len(args):
+            raise AuditSpecError(
+                f"argnums {self.argnums} is out of range for {len(args)} arguments "
+                f"({shapes_text(args, names)}): count from 0"
+            )
         inputs = copy_leaves(args)
-        structure = tree_util.tree_structure(args)
         # The report keeps a pristine copy: a candidate may modify the arrays it was given.
-        outcome = Outcome(args=tree_util.tree_unflatten(structure, [x.copy() for x in inputs]))
+        outcome = Outcome(args=pristine(args))
+        value, grad = self.reference(args, names)
+        if not (math.isfinite(value) and all(np.all(np.isfinite(e)) for e in grad)):
+            outcome.out_of_domain = True
+            outcome.diagnosis = "the reference loss or gradient is not finite here"
+            return outcome
         result = run_candidate(self.grad_fn, args, names, outcome, self.tally)
         if outcome.kind is not None:
             return outcome
         with np.errstate(all="ignore"):  # the candidate's overflows are its own business
-            outcome = self._compare(args, names, result, outcome)
+            outcome = self._compare(args, names, result, grad, outcome)
         note_memoised(outcome, copy_leaves(result), inputs, self.tally)
         return outcome
 
+    def reference(
+        self, args: tuple[Any, ...], names: list[str]
+    ) -> tuple[float, list[np.ndarray[Any, Any]]]:
+        """The reference (loss, gradient leaves); a failing loss is an ``AuditSpecError``."""
+        try:
+            return self.oracle.gradient(args)
+        except (OracleRefusedError, AuditSpecError):
+            raise
+        except Exception as error:
+            if isinstance(error, TypeError) and "must hold float arrays" in str(error):
+                raise AuditSpecError(
+                    f"{error} ({shapes_text(args, names)}): differentiate float arguments only"
+                ) from None
+            raise loss_error(self.oracle.loss_fn, args, names, error) from None
+
     def _compare(
-        self, args: tuple[Any, ...], names: list[str], result: Any, outcome: Outcome
+        self,
+        args: tuple[Any, ...],
+        names: list[str],
+        result: Any,
+        grad: list[np.ndarray[Any, Any]],
+        outcome: Outcome,
     ) -> Outcome:
         inputs = self.differentiated(args)
         names_of_leaves = leaf_names(args, self.argnums, names)
-        got = check_structure(result, inputs, names_of_leaves, outcome)
+        got = check_structure(result, inputs, grad, names_of_leaves, outcome)
         if got is None:
             return outcome
         dtypes = [np.asarray(x).dtype for x in inputs]
         terms = max(int(np.size(leaf)) for leaf in tree_util.tree_leaves(args))
-        _, grad = self.oracle.gradient(args)
-        if not all(np.all(np.isfinite(e)) for e in grad):
-            outcome.uncertain = True
-            outcome.diagnosis = "the reference gradient is not finite here"
-            return outcome
         policy = self.policy
         start = time.perf_counter()
         tols = policy.tolerance(dtypes, grad, terms=terms, rtol=policy.rtol, atol=policy.atol)
@@ -221,7 +266,9 @@ class Checker:
             comparisons = policy.compare(got, grad, tols, names_of_leaves)
         outcome.max_abs = max(c.max_abs_error for c in comparisons)
         outcome.max_rel = max(c.max_rel_error for c in comparisons)
-        size = magnitude(grad)
+        # The gradient's scale has a floor: the size the tolerance rule gives it here (at least
+        # the largest |reference|; more where the loss is steep nearby: the secant).
+        size = max([magnitude(grad)] + [a / r for r, a in tols if r > 0])
         outcome.max_scaled = outcome.max_abs / size if size > 0 else 0.0
         if all(c.passed for c in comparisons):
             return outcome
@@ -230,14 +277,22 @@ class Checker:
         outcome.location, outcome.candidate, outcome.reference = c.location, c.actual, c.expected
         outcome.rtol, outcome.atol = c.rtol, c.atol
         outcome.leaves = leaf_lines(names_of_leaves, comparisons)
-        outcome.diagnosis = f"{names_of_leaves[worst]}: " + diagnose(
-            got[worst],
-            grad[worst],
-            dims=dimensions(args, self.argnums, names),
-            float64_result=dtypes[worst] == np.float64,
-            scale=magnitude(grad),
-        )
         outcome.kind = "mismatch"
+        outcome.got, outcome.grad, outcome.worst = got, grad, worst
+        order = wrong_order(got, grad, names_of_leaves)
+        if order is not None:
+            outcome.diagnosis = order
+        else:
+            finding = find(
+                got[worst],
+                grad[worst],
+                dims=dimensions(args, self.argnums, names),
+                float64_result=dtypes[worst] == np.float64,
+                scale=magnitude(grad),
+                overflow_warned=any("overflow" in w for w in outcome.warnings),
+            )
+            outcome.diagnosis = f"{names_of_leaves[worst]}: {finding.text}"
+            outcome.factor, outcome.zero_pattern = finding.factor, finding.zero_pattern
         return self._confirm(args, got, grad, outcome)
 
     def _confirm(

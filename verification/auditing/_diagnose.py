@@ -1,66 +1,141 @@
 """Bug signatures: what a wrong gradient leaf looks like next to the right one, in words.
 
-``diagnose`` compares one leaf of the candidate's gradient with the reference and names the
-first signature that fits, most specific first:
+``diagnose`` compares one leaf of the candidate's gradient with the reference on ONE input and
+says what differs, naming only what that input shows by itself:
 
-* wrong shape (transposed shape, an axis of length 1 added or squeezed away, other);
-* NaN or inf where the reference is finite (an overflow: exp without the max shift);
-* zero where the reference is not (a dropped term);
-* sign flipped;
-* transposed (square leaves: same shape, but the reference's transpose);
-* off by a constant factor, named when it matches a dimension of the problem (x m: the 1/m
-  is missing; x 1/m: 1/m applied twice) or 2 or 1/2;
-* nonzero only where the reference is exactly zero (a missing mask, e.g. ReLU's);
-and, before those, an error far below the gradient's overall scale: at float32's rounding level
-in a float64 result (float32 inside) or at float64's (an order of operations that loses
-accuracy); otherwise it says how many elements differ.
+* a wrong shape (transposed, an axis of length 1 added or lost) and, when the sizes agree,
+  whether the values are right in the other shape;
+* NaN or inf where the reference is finite (an overflow only if the candidate warned of one);
+* an error at float32's rounding level in a float64 result, or at float64's (an order of
+  operations that loses accuracy);
+* the candidate zero where the reference is not; the reference exactly zero where the candidate
+  is not (said as such, no cause);
+* transposed (a square leaf equal to the reference's transpose);
+* nonzero only where the reference is exactly zero, right wherever it is not (at least one
+  such element): a mask's pattern, named a missing mask by ``_evidence`` only if another
+  input does not contradict it;
+* every element the same multiple c of the reference, with at least two informative elements
+  (reference well away from 0, error well above rounding) agreeing: ``Finding.factor`` = c.
+  A factor is a fact about this input only; ``_evidence`` names its cause (sign flipped, a
+  1/m missing) only after re-checking it at another input and at another size.
+Otherwise it says how many elements differ, and where, without a cause.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Dimension", "diagnose"]
+__all__ = [
+    "Dimension",
+    "Finding",
+    "diagnose",
+    "find",
+    "informative_factor",
+    "mask_pattern",
+    "shape_words",
+]
 
 Dimension = tuple[int, str]
 """(size, description), e.g. (3, "m, the batch size (x.shape[0])")."""
 
 _EPS32 = float(np.finfo(np.float32).eps)
+_CLOSE = 1e-6
+"""Relative closeness of two values for a signature (signatures are about O(1) changes)."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What ``find`` saw on one leaf: words, and a constant factor to confirm (or None)."""
+
+    text: str
+    factor: float | None = None
+    zero_pattern: bool = False
+    """The candidate differs only where the reference is exactly 0 (a mask to confirm)."""
+
+
+def mask_pattern(a: np.ndarray[Any, Any], e: np.ndarray[Any, Any]) -> bool | None:
+    """True: ``a`` differs from ``e`` only where ``e`` is exactly 0, and agrees at one
+    informative element at least (a mask's pattern); None: ``a`` agrees everywhere (no
+    evidence either way); False: otherwise.
+
+    >>> mask_pattern(np.array([1.0, 2.0]), np.array([0.0, 2.0]))
+    True
+    >>> mask_pattern(np.array([1.0, 1.0]), np.array([0.0, 2.0]))
+    False
+    """
+    a = np.asarray(a, np.float64)
+    e = np.asarray(e, np.float64)
+    scale = float(np.max(np.abs(e), initial=0.0))
+    differ = ~np.isclose(a, e, rtol=1e-9, atol=1e-9 * scale)
+    if not differ.any():
+        return None
+    agreeing = ~differ & (np.abs(e) > 1e-3 * scale) & (scale > 0)
+    return bool(np.all(e[differ] == 0) and agreeing.any())
 
 
 def _close(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], scale: float) -> bool:
     """a == b up to 1e-6 of ``scale`` (loose: signatures are about O(1) changes)."""
-    return bool(np.all(np.abs(a - b) <= 1e-6 * scale + 1e-6 * np.abs(b)))
+    return bool(np.all(np.abs(a - b) <= _CLOSE * scale + _CLOSE * np.abs(b)))
 
 
-def _factor_name(c: float, dims: Sequence[Dimension]) -> str:
-    for size, what in dims:
-        if size > 1 and abs(c - size) <= 1e-6 * size:
-            return f"x {size} = {what}: the 1/{what.split(',')[0]} is missing"
-        if size > 1 and abs(c * size - 1) <= 1e-6:
-            return f"x 1/{size} (1/{what}): divided by {what.split(',')[0]} twice"
-    if abs(c - 2) <= 2e-6:
-        return "x 2 (a factor of 2 too many: d(x^2) = 2x twice, or a sum counted twice?)"
-    if abs(c - 0.5) <= 1e-6:
-        return "x 1/2 (a factor of 2 missing)"
-    return f"off by a constant factor {c:.6g}"
+def informative_factor(
+    a: np.ndarray[Any, Any], e: np.ndarray[Any, Any], scale: float, *, at_least: int = 2
+) -> float | None:
+    """c if ``a`` = c ``e`` at every element and at least ``at_least`` informative elements
+    (|e| above 1e-3 of ``scale``, |a - e| above 1e-6 of it) agree on c; else None.
+
+    >>> informative_factor(np.array([2.0, 4.0]), np.array([1.0, 2.0]), 2.0)
+    2.0
+    >>> informative_factor(np.array([2.0, 0.0]), np.array([1.0, 0.0]), 1.0) is None
+    True
+    """
+    a = np.asarray(a, np.float64).ravel()
+    e = np.asarray(e, np.float64).ravel()
+    if scale <= 0 or not (np.all(np.isfinite(a)) and np.all(np.isfinite(e))):
+        return None
+    useful = (np.abs(e) > 1e-3 * scale) & (np.abs(a - e) > _CLOSE * scale)
+    if int(useful.sum()) < at_least:
+        return None
+    ratios = a[useful] / e[useful]
+    c = float(np.median(ratios))
+    if c == 0 or not np.all(np.abs(ratios - c) <= _CLOSE * abs(c)):
+        return None
+    return c if _close(a, c * e, scale) else None
 
 
-def _shape_words(actual: tuple[int, ...], expected: tuple[int, ...]) -> str:
-    if len(actual) == 2 and actual == expected[::-1]:
-        return f"transposed: shape {actual} where {expected} is expected"
-    if tuple(s for s in actual if s != 1) == tuple(s for s in expected if s != 1):
+def shape_words(actual: np.ndarray[Any, Any], expected: np.ndarray[Any, Any]) -> str:
+    """How a leaf of the wrong shape relates to the reference, values compared where the
+    sizes agree.
+
+    >>> ref = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    >>> shape_words(ref.T, ref)
+    'transposed: values right in shape (2, 3) where (3, 2) is expected (return the transpose)'
+    >>> shape_words(ref.reshape(1, 6), ref.reshape(6))
+    'values right, shape (1, 6) where (6,) is expected'
+    """
+    a = np.asarray(actual)
+    e = np.asarray(expected, np.float64)
+    scale = float(np.max(np.abs(e), initial=0.0))
+    numeric = np.issubdtype(a.dtype, np.number)
+    if a.ndim == 2 and a.shape == e.shape[::-1]:
+        if numeric and _close(a.T.astype(np.float64), e, scale):
+            return (
+                f"transposed: values right in shape {a.shape} where {e.shape} is expected "
+                "(return the transpose)"
+            )
+        return f"transposed shape {a.shape} where {e.shape} is expected (values differ too)"
+    if a.size == e.size and numeric and _close(a.reshape(e.shape).astype(np.float64), e, scale):
+        return f"values right, shape {a.shape} where {e.shape} is expected"
+    if tuple(s for s in a.shape if s != 1) == tuple(s for s in e.shape if s != 1):
         return (
-            f"wrong shape {actual}, expected {expected}: an axis of length 1 added or lost "
-            "(a squeeze or reshape that breaks when a dimension is 1?)"
+            f"wrong shape {a.shape}, expected {e.shape}: an axis of length 1 added or lost "
+            "(values differ too)"
         )
-    if int(np.prod(actual)) == int(np.prod(expected)):
-        return f"wrong shape {actual}, expected {expected} (same number of elements)"
-    return f"wrong shape {actual}, expected {expected}"
+    return f"wrong shape {a.shape}, expected {e.shape}"
 
 
 def diagnose(
@@ -70,6 +145,7 @@ def diagnose(
     dims: Sequence[Dimension] = (),
     float64_result: bool = True,
     scale: float | None = None,
+    overflow_warned: bool = False,
 ) -> str:
     """A one-line description of how the leaf ``actual`` differs from ``expected``.
 
@@ -77,85 +153,129 @@ def diagnose(
     ----------
     actual : the candidate's leaf (any array-like).
     expected : the reference leaf, float64.
-    dims : sizes of the problem's dimensions with a description, used to name a factor.
+    dims : sizes of the problem's dimensions with a description: a constant factor equal to
+        one is mentioned as a coincidence to check, never as a cause (see ``_evidence``).
     float64_result : whether the candidate owes float64 accuracy (then an error at float32's
         rounding level is named).
     scale : the size of the gradient as a whole (e.g. the largest |reference| over all leaves);
         errors far below it are rounding, whatever their size relative to this leaf. Default:
         the largest |expected| of this leaf.
+    overflow_warned : whether the candidate warned of an overflow (then NaN/inf is called one).
 
     Examples
     --------
     >>> ref = np.array([[1.0, -2.0], [0.5, 3.0]])
     >>> diagnose(-ref, ref)
-    'sign flipped'
-    >>> diagnose(3 * ref, ref, dims=[(3, "m, the batch size")])
-    'x 3 = m, the batch size: the 1/m is missing'
+    'every element is -1 times the reference (4 of 4 elements agree)'
     >>> diagnose(ref.T, ref)
     'transposed (the transpose of the reference)'
     """
+    return find(
+        actual,
+        expected,
+        dims=dims,
+        float64_result=float64_result,
+        scale=scale,
+        overflow_warned=overflow_warned,
+    ).text
+
+
+def find(
+    actual: Any,
+    expected: np.ndarray[Any, Any],
+    *,
+    dims: Sequence[Dimension] = (),
+    float64_result: bool = True,
+    scale: float | None = None,
+    overflow_warned: bool = False,
+) -> Finding:
+    """``diagnose``'s words with the constant factor seen on this input (see ``diagnose``)."""
     with np.errstate(all="ignore"):  # overflow in the fits below just means "no fit"
-        return _diagnose(np.asarray(actual), expected, dims, float64_result, scale)
+        return _find(np.asarray(actual), expected, dims, float64_result, scale, overflow_warned)
 
 
-def _diagnose(
+def _where(mask: np.ndarray[Any, Any], limit: int = 3) -> str:
+    idx = [", ".join(str(int(i)) for i in ix) for ix in np.argwhere(mask)[:limit]]
+    more = "" if int(mask.sum()) <= limit else ", ..."
+    return "[" + "], [".join(idx) + "]" + more if idx else ""
+
+
+def _find(
     a: np.ndarray[Any, Any],
     expected: np.ndarray[Any, Any],
     dims: Sequence[Dimension],
     float64_result: bool,
     scale: float | None,
-) -> str:
+    overflow_warned: bool,
+) -> Finding:
     e = np.asarray(expected, dtype=np.float64)
     if a.shape != e.shape:
-        return _shape_words(a.shape, e.shape)
+        return Finding(shape_words(a, e))
     if not np.issubdtype(a.dtype, np.number):
-        return f"not a numeric array (dtype {a.dtype})"
+        return Finding(f"not a numeric array (dtype {a.dtype})")
     a = a.astype(np.float64)
     finite_e = np.isfinite(e)
     bad = ~np.isfinite(a) & finite_e
     if bad.any():
-        return (
-            f"NaN/inf at {int(bad.sum())} of {a.size} elements where the reference is finite "
-            "(an overflow? e.g. exp without subtracting the max)"
+        cause = (
+            " (the candidate warned of an overflow: e.g. exp without subtracting the max?)"
+            if overflow_warned
+            else ""
+        )
+        return Finding(
+            f"NaN/inf at {int(bad.sum())} of {a.size} elements ({_where(bad)}) where the "
+            f"reference is finite{cause}"
         )
     if not finite_e.all():
-        return "the reference is not finite here"
+        return Finding("the reference is not finite here")
     leaf_scale = float(np.max(np.abs(e), initial=0.0))
     overall = max(leaf_scale, scale or 0.0)
-    rel = float(np.max(np.abs(a - e))) / overall if overall > 0 else np.inf
+    rel = float(np.max(np.abs(a - e), initial=0.0)) / overall if overall > 0 else np.inf
     if float64_result and 1e-3 * _EPS32 <= rel <= 1e3 * _EPS32:
-        return (
+        return Finding(
             f"error at float32's rounding level (largest error {rel:.2g} of the gradient's "
             f"scale, float32 eps = {_EPS32:.2g}): something inside computes in float32"
         )
     if rel < 1e-3 * _EPS32:
-        return (
+        return Finding(
             f"error at float64's rounding level (largest error {rel:.2g} of the gradient's "
             "scale), above what rounding explains at this input: an order of operations that "
             "loses accuracy (a cancellation?) rather than a wrong formula"
         )
-    scale = leaf_scale
-    if scale == 0.0:
-        return (
-            "nonzero where the reference is exactly zero (a missing mask, e.g. ReLU's, or a "
-            "pre-activation used where the activation belongs?)"
+    if leaf_scale == 0.0:
+        nonzero = a != 0
+        return Finding(
+            f"the reference is exactly 0 at every element here; the candidate is not "
+            f"({int(nonzero.sum())} of {a.size} nonzero, at {_where(nonzero)})",
+            zero_pattern=True,
         )
     if not a.any():
-        return "zero where the reference is not (a dropped term)"
-    if _close(a, -e, scale):
-        return "sign flipped"
+        return Finding(f"zero where the reference is not (every one of {a.size} elements)")
     square = a.ndim == 2 and a.shape[0] == a.shape[1] > 1
-    if square and not _close(e, e.T, scale) and _close(a, e.T, scale):
-        return "transposed (the transpose of the reference)"
-    c = float(np.vdot(a, e) / np.vdot(e, e))
-    if math.isfinite(c) and abs(c - 1) > 1e-6 and c != 0 and _close(a, c * e, scale):
-        return _factor_name(c, dims)
-    differ = ~np.isclose(a, e, rtol=1e-9, atol=1e-9 * scale)
+    if square and not _close(e, e.T, leaf_scale) and _close(a, e.T, leaf_scale):
+        return Finding("transposed (the transpose of the reference)")
+    differ = ~np.isclose(a, e, rtol=1e-9, atol=1e-9 * leaf_scale)
     zero_ref = e == 0
-    if differ.any() and np.all(zero_ref[differ]):
-        return (
-            f"nonzero where the reference is exactly zero ({int(differ.sum())} of {a.size} "
-            "elements): a missing mask, e.g. ReLU's, or a pre-activation used where the "
-            "activation belongs?"
+    agreeing_nonzero = ~differ & (np.abs(e) > 1e-3 * leaf_scale)
+    if differ.any() and np.all(zero_ref[differ]) and agreeing_nonzero.any():
+        return Finding(
+            f"nonzero only where the reference is exactly 0 ({int(differ.sum())} of {a.size} "
+            f"elements, at {_where(differ)}), right wherever it is not",
+            zero_pattern=True,
         )
-    return f"{int(differ.sum())} of {a.size} elements differ (largest error {rel:.2g} of the scale)"
+    c = informative_factor(a, e, leaf_scale, at_least=1)
+    if c is not None:
+        agree = int((np.abs(e) > 1e-3 * leaf_scale).sum())
+        same_size = [what for size, what in dims if abs(abs(c) - size) <= _CLOSE * size]
+        note = f"; {abs(c):g} is also {same_size[0]} here" if same_size else ""
+        words = (
+            f"every element is {c:.6g} times the reference ({agree} of {a.size} elements agree"
+            if agree >= 2
+            else f"the one informative element is {c:.6g} times the reference (one element "
+            "is too little to call it a constant factor"
+        )
+        return Finding(f"{words}{note})", factor=c)
+    return Finding(
+        f"{int(differ.sum())} of {a.size} elements differ (at {_where(differ)}; largest error "
+        f"{rel:.2g} of the scale)"
+    )

@@ -7,24 +7,31 @@ scalar), their own ``Policy`` (tolerance rule, comparison) and their own argumen
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
+from jax import tree_util
 
 from verification.auditing._check import DEFAULT_POLICY, Checker, Policy
+from verification.auditing._diagnose import mask_pattern
+from verification.auditing._evidence import Probe, mask_words, name_factor
+from verification.auditing._guards import nondeterministic_words
 from verification.auditing._kinks import Kinks, aimed, source as kinks_source
 from verification.auditing._oracle import Oracle
 from verification.auditing._outcome import Outcome, Tally
+from verification.auditing._repeat import spread
 from verification.auditing._report import AuditReport, function_name
 from verification.auditing._search import search
+from verification.auditing._simplify import simplify
 from verification.auditing._stages import Stage, locate_stage, resolve_stages
-from verification.auditing._trees import dimensions, leaf_names
+from verification.auditing._trees import copy_leaves, dimensions, leaf_names, none_leaf
 
 __all__ = ["oracle_for", "run_audit"]
 
@@ -66,7 +73,7 @@ def run_audit(
     if (chain is None) != (intermediates is None):
         raise ValueError("stages and intermediates go together: give both or neither")
     if kinks is not None:
-        policy = dataclasses.replace(policy, kinks=kinks.convention)
+        policy = replace(policy, kinks=kinks.convention)
         if isinstance(args, st.SearchStrategy):
             args = aimed(args, kinks, argnums)
     oracle = oracle_for(loss_fn, argnums)
@@ -84,8 +91,10 @@ def run_audit(
     timings["generation and hypothesis"] = total - sum(
         timings[k] for k in ("candidate", "oracle", "compare", "compile")
     )
+    checked = tally.examples - tally.uncertain - tally.out_of_domain
     report = AuditReport(
-        passed=failure is None,
+        passed=failure is None and checked > 0,
+        inconclusive=failure is None and checked == 0,
         examples=tally.examples,
         counterexample=None,
         max_abs_error=tally.max_abs,
@@ -99,6 +108,8 @@ def run_audit(
         argnums=argnums if argnums_shown is None else argnums_shown,
         uncertain=tally.uncertain,
         uncertain_notes=tally.uncertain_notes,
+        out_of_domain=tally.out_of_domain,
+        spread_ulp=tally.spread_ulp,
         timings=timings,
         compilations=oracle.compilations - compilations_before,
     )
@@ -114,17 +125,18 @@ def run_audit(
             ]
         # Values that are wrong, not a guard's failure; and not a stale result (the memo note
         # of ``_guards.note_memoised``), which is no stage's fault.
-        located = bool(report.counterexample) and failure.kind in ("mismatch", "wrong shape")
-        located = located and "memoised" not in (failure.diagnosis or "")
-        if chain is not None and intermediates is not None and located:
+        args_found = report.counterexample
+        located = report.kind in ("mismatch", "wrong shape") and bool(args_found)
+        located = located and "memoised" not in (report.diagnosis or "")
+        if chain is not None and intermediates is not None and args_found and located:
             report.stage = str(
                 locate_stage(
                     intermediates,
                     chain,
-                    failure.args,
+                    args_found,
                     oracle_for=oracle_for,
-                    failing_location=failure.location,
-                    dims=dimensions(failure.args, argnums, checker.names(failure.args)),
+                    failing_location=report.location,
+                    dims=dimensions(args_found, argnums, checker.names(args_found)),
                     seed=seed,
                 )
             )
@@ -132,6 +144,14 @@ def run_audit(
 
 
 def _fill_failure(report: AuditReport, failure: Outcome, checker: Checker, tally: Tally) -> None:
+    if failure.kind in ("mismatch", "wrong shape", "wrong dtype", "wrong structure"):
+        failure = simplify(checker.check, failure, checker.argnums)
+    if failure.kind == "flaky":
+        failure = _flaky(failure, checker)
+    elif failure.kind == "mismatch" and failure.factor is not None:
+        failure.diagnosis = _factor_words(failure, checker)
+    elif failure.kind == "mismatch" and failure.zero_pattern:
+        failure.diagnosis = (failure.diagnosis or "") + (_mask_words(failure, checker) or "")
     report.kind = failure.kind
     report.counterexample = failure.args or None
     report.shrink_steps = tally.examples - (tally.first_failure or tally.examples)
@@ -145,12 +165,87 @@ def _fill_failure(report: AuditReport, failure: Outcome, checker: Checker, tally
     report.max_abs_error, report.max_rel_error = (
         (failure.max_abs, failure.max_rel) if failure.kind == "mismatch" else (math.inf, math.inf)
     )
+    report.max_scaled_error = failure.max_scaled if failure.kind == "mismatch" else math.inf
     if failure.kind == "mismatch" and failure.location is not None:
-        report.finite_difference = _fd_at(checker, failure)
+        fd = _fd_at(checker, failure)
+        if fd is not None:
+            report.finite_difference, report.finite_difference_note = fd
 
 
-def _fd_at(checker: Checker, failure: Outcome) -> float | None:
-    """Finite differences of the loss with respect to the single element ``location``."""
+def _probe(checker: Checker, leaf: int) -> Probe:
+    """Candidate and reference leaf ``leaf`` at new arguments (see ``_evidence.Probe``)."""
+
+    def probe(args: tuple[Any, ...]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
+        try:
+            value, grad = checker.oracle.gradient(args)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got = tree_util.tree_leaves(checker.grad_fn(*args), is_leaf=none_leaf)
+        except Exception:
+            return None
+        if len(got) != len(grad) or not (math.isfinite(value) and np.all(np.isfinite(grad[leaf]))):
+            return None
+        return np.asarray(got[leaf]), grad[leaf]
+
+    return probe
+
+
+def _factor_words(failure: Outcome, checker: Checker) -> str:
+    """The failure's diagnosis with its constant factor re-checked (``_evidence``)."""
+    factor, worst = failure.factor or 1.0, failure.worst or 0
+    args = failure.args
+    leaf = leaf_names(args, checker.argnums, checker.names(args))[worst]
+    rng = np.random.default_rng(checker.seed)
+    with np.errstate(all="ignore"):
+        words = name_factor(
+            factor,
+            _probe(checker, worst),
+            args,
+            checker.argnums,
+            checker.names(args),
+            rng,
+        )
+    return f"{leaf}: {words}"
+
+
+def _mask_words(failure: Outcome, checker: Checker) -> str | None:
+    """ ", a missing mask ..." where the evidence carries it (``_evidence.mask_words``)."""
+    worst = failure.worst or 0
+    here = failure.got is not None and failure.grad is not None
+    if failure.got is not None and failure.grad is not None:
+        here = bool(mask_pattern(failure.got[worst], failure.grad[worst]))
+    rng = np.random.default_rng(checker.seed)
+    with np.errstate(all="ignore"):
+        return mask_words(here, _probe(checker, worst), failure.args, checker.argnums, rng)
+
+
+def _flaky(failure: Outcome, checker: Checker) -> Outcome:
+    """A failure that did not reproduce on the same input: the candidate's result depends on
+    something besides its arguments. Measured: the failing result against a new call."""
+    before = failure.diagnosis or failure.kind
+    words = (
+        f"the candidate failed on this input ({failure.kind}: {before}) and passed on the same "
+        "input when it was checked again: its result depends on something besides its "
+        "arguments (state kept between calls, randomness)"
+    )
+    if failure.got is not None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                again = copy_leaves(checker.grad_fn(*failure.args))
+            terms = max([int(np.size(x)) for x in tree_util.tree_leaves(failure.args)], default=1)
+            s = spread(copy_leaves(failure.got), again, terms=terms)
+        except Exception:
+            s = None
+        if s is not None:
+            words = nondeterministic_words(s, "the failing call and a later call") + "; " + words
+    return replace(failure, kind="nondeterministic", diagnosis=words, location=None)
+
+
+def _fd_at(checker: Checker, failure: Outcome) -> tuple[float, str] | None:
+    """Central finite difference of the loss with respect to the element ``location``, and
+    its label: step, two-sided, and whether the one-sided quotients disagree (a kink or clip
+    within the step)."""
     args = failure.args
     names = leaf_names(args, checker.argnums, checker.names(args))
     inputs = checker.differentiated(args)
@@ -163,5 +258,13 @@ def _fd_at(checker: Checker, failure: Outcome) -> float | None:
             d[k][index] = 1.0
             scale = max(1.0, *(float(np.max(np.abs(y), initial=0.0)) for y in inputs))
             step = float(np.finfo(np.float64).eps) ** (1 / 3) * scale
-            return checker.oracle.one_sided_slopes(args, d, 1.0, step=step).central
+            fd = checker.oracle.one_sided_slopes(args, d, 1.0, step=step)
+            label = f"central (two-sided), step {fd.step:.2g}"
+            gap = abs(fd.forward - fd.backward)
+            if gap > 1e-3 * max(abs(fd.forward), abs(fd.backward), 1e-300) + 4 * fd.truncation:
+                label += (
+                    f"; it straddles a kink or clip: one-sided quotients forward "
+                    f"{fd.forward:.6g}, backward {fd.backward:.6g}"
+                )
+            return fd.central, label
     return None

@@ -1,14 +1,17 @@
 """The guards every example passes before its values are compared with the reference.
 
 In order: the candidate raises; it changes its input in place; called again on a fresh copy of
-the same input it gives a different result; its result has the wrong structure (number of
-leaves), a leaf the wrong shape or the wrong dtype. After the comparison, a failing result that
-equals the first example's result exactly, for a different input, is flagged as memoised.
-Each guard fills an ``Outcome`` (``kind`` and ``diagnosis``) and says whether to go on.
+the same input it differs from its first result by more than reordering its sums explains
+(``_repeat``); its result has the wrong structure (number of leaves), a leaf the wrong shape or
+the wrong dtype (said with the values compared: leaves in another order than ``argnums``, a
+transposed leaf, a right value in another shape or an integer dtype). After the comparison, a
+failing result that equals the first example's result exactly, for a different input, is
+flagged as memoised. Each guard fills an ``Outcome`` (``kind`` and ``diagnosis``).
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 import traceback
 import warnings
@@ -18,11 +21,18 @@ from typing import Any
 import numpy as np
 from jax import tree_util
 
-from verification.auditing._diagnose import diagnose
+from verification.auditing._diagnose import shape_words
 from verification.auditing._outcome import Outcome, Tally
-from verification.auditing._trees import copy_leaves, none_leaf, same
+from verification.auditing._repeat import Spread, spread
+from verification.auditing._trees import copy_leaves, none_leaf, pristine, same
 
-__all__ = ["call_recording_warnings", "check_structure", "note_memoised", "run_candidate"]
+__all__ = [
+    "call_recording_warnings",
+    "check_structure",
+    "nondeterministic_words",
+    "note_memoised",
+    "run_candidate",
+]
 
 
 def call_recording_warnings(
@@ -39,6 +49,15 @@ def call_recording_warnings(
     return result
 
 
+def nondeterministic_words(s: Spread, how: str = "two calls with the same input") -> str:
+    """The one report of a nondeterministic candidate: the spread, against the bound."""
+    return (
+        f"{how} differ by {s.largest:.3g} ({s.ulp:.3g} ulp of the leaf's largest element) at "
+        f"{s.location}: {s.first!r} then {s.second!r}; reordering the candidate's sums explains "
+        f"at most {s.bound_ulp:.3g} ulp there"
+    )
+
+
 def run_candidate(
     grad_fn: Callable[..., Any],
     args: tuple[Any, ...],
@@ -49,7 +68,6 @@ def run_candidate(
     """The candidate's result on ``args`` after the raise, mutation and repeat guards; None
     (with ``outcome.kind`` set) when one of them fails."""
     inputs = copy_leaves(args)
-    structure = tree_util.tree_structure(args)
     start = time.perf_counter()
     try:
         first = call_recording_warnings(grad_fn, args, outcome)
@@ -70,7 +88,7 @@ def run_candidate(
         outcome.location = ", ".join(changed)
         outcome.diagnosis = f"the candidate changed its input {outcome.location} in place"
         return None
-    fresh = tree_util.tree_unflatten(structure, [x.copy() for x in inputs])
+    fresh = pristine(args)
     try:
         second = copy_leaves(call_recording_warnings(grad_fn, fresh, outcome))
     except Exception:
@@ -78,17 +96,59 @@ def run_candidate(
         outcome.diagnosis = "the candidate raised on a second call with the same input"
         return None
     tally.timings["candidate"] += time.perf_counter() - start
-    if not same(first_leaves, second):
+    terms = max([int(np.size(x)) for x in inputs], default=1)
+    s = spread(first_leaves, second, terms=terms)
+    if s is not None and not s.within:
         outcome.kind = "nondeterministic"
-        outcome.diagnosis = "two calls with the same input gave different results"
+        outcome.diagnosis = nondeterministic_words(s)
         return None
+    outcome.spread_ulp = 0.0 if s is None else s.ulp
     if tally.first_output is None:
         tally.first_output, tally.first_input = first_leaves, inputs
     return first
 
 
+def _permutation(
+    got: Sequence[Any], grad: Sequence[np.ndarray[Any, Any]], close: Callable[[Any, Any], bool]
+) -> tuple[int, ...] | None:
+    """The order p != identity with got[p[i]] matching grad[i] everywhere, or None."""
+    n = len(got)
+    if n < 2 or n > 6:
+        return None
+    for p in itertools.permutations(range(n)):
+        if p != tuple(range(n)) and all(close(got[p[i]], grad[i]) for i in range(n)):
+            return p
+    return None
+
+
+def _matches(g: Any, e: np.ndarray[Any, Any]) -> bool:
+    a = np.asarray(g)
+    if a.shape != e.shape or not np.issubdtype(a.dtype, np.number):
+        return False
+    scale = float(np.max(np.abs(e), initial=0.0))
+    return bool(np.all(np.abs(a.astype(np.float64) - e) <= 1e-6 * (scale + np.abs(e))))
+
+
+def wrong_order(
+    got: Sequence[Any], grad: Sequence[np.ndarray[Any, Any]], names: Sequence[str]
+) -> str | None:
+    """Words for leaves returned in another order than ``argnums`` asks, or None."""
+    p = _permutation(got, grad, _matches)
+    if p is None or all(_matches(got[i], grad[i]) for i in range(len(got))):
+        return None
+    returned = ", ".join(names[p.index(i)] for i in range(len(names)))
+    return (
+        f"the gradients are right but in another order: returned ({returned}) where argnums "
+        f"asks for ({', '.join(names)})"
+    )
+
+
 def check_structure(
-    result: Any, inputs: Sequence[Any], names: Sequence[str], outcome: Outcome
+    result: Any,
+    inputs: Sequence[Any],
+    grad: Sequence[np.ndarray[Any, Any]],
+    names: Sequence[str],
+    outcome: Outcome,
 ) -> list[Any] | None:
     """The leaves of ``result``, one per differentiated input leaf with its shape and dtype;
     None (with ``outcome.kind`` set) when the structure, a shape or a dtype is wrong."""
@@ -101,20 +161,25 @@ def check_structure(
             f"returned {len(got)} leaves, expected {len(inputs)} ({', '.join(names)})"
         )
         return None
-    for name, g, x in zip(names, got, inputs, strict=True):
-        if g is None or np.shape(g) != np.shape(x):
-            outcome.kind, outcome.location = "wrong shape", name
-            outcome.diagnosis = (
-                f"{name}: returned None"
-                if g is None
-                else f"{name}: {diagnose(g, np.zeros(np.shape(x)))}"
-            )
+    if any(g is None or np.shape(g) != np.shape(x) for g, x in zip(got, inputs, strict=True)):
+        outcome.kind = "wrong shape"
+        order = None if any(g is None for g in got) else wrong_order(got, grad, names)
+        if order is not None:
+            outcome.diagnosis = order
             return None
-    for name, g, x in zip(names, got, inputs, strict=True):
+        for name, g, x, e in zip(names, got, inputs, grad, strict=True):
+            if g is None or np.shape(g) != np.shape(x):
+                outcome.location = name
+                words = "returned None" if g is None else shape_words(np.asarray(g), e)
+                outcome.diagnosis = f"{name}: {words}"
+                return None
+    for name, g, x, e in zip(names, got, inputs, grad, strict=True):
         if np.asarray(g).dtype != np.asarray(x).dtype:
             outcome.kind, outcome.location = "wrong dtype", name
+            right = " (its values are right)" if _matches(g, e) else ""
             outcome.diagnosis = (
-                f"{name} came back as {np.asarray(g).dtype}, its input is {np.asarray(x).dtype}"
+                f"{name} came back as {np.asarray(g).dtype}{right}, its input is "
+                f"{np.asarray(x).dtype}"
             )
             return None
     return got

@@ -43,7 +43,9 @@ __all__ = [
     "Oracle",
     "OracleRefusedError",
     "SecondOpinion",
+    "Static",
     "environment",
+    "is_fixed",
 ]
 
 PRECISION = "highest"
@@ -136,6 +138,27 @@ def _perturb(leaf: jax.Array, noise: jax.Array) -> jax.Array:
     return leaf
 
 
+@tree_util.register_pytree_node_class
+class Static:
+    """A fixed non-array argument (a Python number): part of the compiled function's structure
+    (compiled once per value), never traced, so the loss may use it as a shape or a stride."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def tree_flatten(self) -> tuple[tuple[()], Any]:
+        return (), self.value
+
+    @classmethod
+    def tree_unflatten(cls, aux: Any, children: Any) -> Static:
+        return cls(aux)
+
+
+def is_fixed(arg: Any) -> bool:
+    """Whether ``arg`` is a fixed non-array argument (a Python int, float or bool)."""
+    return isinstance(arg, (int, float, bool)) and not isinstance(arg, np.generic)
+
+
 def _walk_jaxpr(jaxpr: Any) -> list[str]:
     """Reasons to distrust a float64 reference found in a jaxpr (recursing into sub-jaxprs)."""
     problems: list[str] = []
@@ -190,7 +213,7 @@ class Oracle:
 
     # -- building blocks traced by JAX ---------------------------------------------------
     def _loss_at(self, args: tuple[Any, ...], diff: tuple[Any, ...]) -> jax.Array:
-        full = list(args)
+        full = [a.value if isinstance(a, Static) else a for a in args]
         for i, value in zip(self.argnums, diff, strict=True):
             full[i] = value
         return jnp.asarray(self.loss_fn(*full))
@@ -258,10 +281,13 @@ class Oracle:
     # -- public ------------------------------------------------------------------------
     def prepare(self, args: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         """(args as float64 numpy leaves, the differentiated part of them)."""
-        args64 = tree_util.tree_map(_to64, tuple(args))
+        args64 = tuple(
+            Static(a) if is_fixed(a) else tree_util.tree_map(_to64, a) for a in tuple(args)
+        )
         diff = tuple(args64[i] for i in self.argnums)
         for i, d in zip(self.argnums, diff, strict=True):
-            if not all(_is_float(leaf) for leaf in tree_util.tree_leaves(d)):
+            leaves = tree_util.tree_leaves(d)
+            if not leaves or not all(_is_float(leaf) for leaf in leaves):
                 raise TypeError(f"argument {i} is differentiated, so it must hold float arrays")
         return args64, diff
 

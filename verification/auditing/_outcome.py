@@ -12,7 +12,10 @@ __all__ = ["CandidateFailedError", "Outcome", "Tally"]
 
 @dataclass
 class Outcome:
-    """What one example gave: ``kind`` None when it passed (or was uncertain)."""
+    """What one example gave: ``kind`` None when it passed (or was uncertain, or outside the
+    loss's domain). ``got`` and ``grad`` (candidate and reference leaves), ``worst`` (the leaf
+    blamed) and ``factor`` (a constant factor seen there) feed the final diagnosis;
+    ``spread_ulp`` is how far two calls differed within rounding."""
 
     args: tuple[Any, ...]
     kind: str | None = None
@@ -29,6 +32,13 @@ class Outcome:
     traceback: str | None = None
     leaves: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    out_of_domain: bool = False
+    spread_ulp: float = 0.0
+    got: list[Any] | None = None
+    grad: list[np.ndarray[Any, Any]] | None = None
+    worst: int | None = None
+    factor: float | None = None
+    zero_pattern: bool = False
 
 
 @dataclass
@@ -37,7 +47,10 @@ class Tally:
 
     examples: int = 0
     first_failure: int | None = None
+    first_failing: Outcome | None = None
     uncertain: int = 0
+    out_of_domain: int = 0
+    spread_ulp: float = 0.0
     max_abs: float = 0.0
     max_rel: float = 0.0
     max_scaled: float = 0.0

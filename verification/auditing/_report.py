@@ -98,6 +98,13 @@ class AuditReport:
         it but finite differences did not confirm it (a kink within rounding, or curvature too
         large for finite differences), forward and reverse mode disagreed, or it was not finite.
     uncertain_notes : why, for the first three such examples.
+    inconclusive : no example could be checked (all oracle-uncertain or outside the loss's
+        domain): not passed, not failed.
+    out_of_domain : examples where the reference loss or gradient is not finite (outside the
+        loss's domain): skipped, never blamed on the candidate.
+    spread_ulp : the largest difference between two calls on one input that rounding explains
+        (ulp of the leaf's largest element), over the examples checked.
+    finite_difference_note : how ``finite_difference`` was taken (step, sides, kink).
     stage : where the chain of intermediate gradients broke (``_stages.StageVerdict``), when
         the candidate exposes its intermediates.
     title, reproducer_calls : set by other kinds of audit (``audit_vjp``): the report's first
@@ -131,9 +138,23 @@ class AuditReport:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     compilations: int = 0
+    inconclusive: bool = False
+    out_of_domain: int = 0
+    spread_ulp: float = 0.0
+    finite_difference_note: str | None = None
     stage: str | None = None
     title: str | None = None
     reproducer_calls: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        """ "PASSED", "FAILED" or "INCONCLUSIVE" (nothing could be checked)."""
+        return "PASSED" if self.passed else "INCONCLUSIVE" if self.inconclusive else "FAILED"
+
+    @property
+    def checked(self) -> int:
+        """Examples that were compared: neither oracle-uncertain nor outside the domain."""
+        return self.examples - self.uncertain - self.out_of_domain
 
     @property
     def counterexample_size(self) -> tuple[int, int]:
@@ -154,11 +175,45 @@ class AuditReport:
             _import_line(self.loss_fn, "loss_fn"),
             f"args = {python_literal(self.counterexample)}",
         ]
-        lines += self.reproducer_calls or [
-            "print(grad_fn(*args))",
-            f"print(audit(grad_fn, loss_fn, args, argnums={self.argnums!r}))",
-        ]
+        if self.reproducer_calls:  # another kind of audit (audit_vjp) or declared kinks
+            lines += self.reproducer_calls
+        elif self.kind == "nondeterministic":
+            lines += ["print(grad_fn(*args))", "print(grad_fn(*args))  # the same input again"]
+        else:
+            lines += [
+                "print(grad_fn(*args))",
+                f"print(audit(grad_fn, loss_fn, args, argnums={self.argnums!r}))",
+            ]
         return "\n".join(lines)
+
+    def _summary_lines(self) -> list[str]:
+        """Uncertain and out-of-domain examples on their own lines, with the warnings."""
+        lines = []
+        if self.out_of_domain:
+            lines.append(
+                f"  {self.out_of_domain} example(s) outside the loss's domain (the reference "
+                "loss or gradient is not finite there): skipped, not counted"
+            )
+            if 2 * self.out_of_domain > self.examples:
+                lines.append(
+                    f"  WARNING: the input spec does not fit the loss: {self.out_of_domain} of "
+                    f"{self.examples} drawn inputs are outside its domain; narrow the values "
+                    "(e.g. :positive, :(0,1), :|x|>=0.1 in the --shapes grammar)"
+                )
+        uncertain = f"  {self.uncertain} example(s) oracle-uncertain"
+        if self.uncertain:
+            uncertain += (
+                ", not counted against the candidate (the reference could not be confirmed "
+                "there: a kink within rounding, or too much curvature for finite differences); "
+                f"first: {self.uncertain_notes[0] if self.uncertain_notes else '?'}"
+            )
+        lines.append(uncertain)
+        if 3 * self.uncertain > self.examples:
+            lines.append(
+                f"  WARNING: {self.uncertain} of {self.examples} examples were oracle-uncertain "
+                f"(more than a third): the verdict rests on the other {self.checked}"
+            )
+        return lines
 
     def __str__(self) -> str:
         """A readable verdict, with a copy-paste reproducer when it failed."""
@@ -167,24 +222,27 @@ class AuditReport:
             f"(argnums={self.argnums!r})"
         )
         oracle = f"oracle: {self.environment}"
-        uncertain = f"{self.uncertain} example(s) oracle-uncertain"
-        if self.uncertain:
-            uncertain += (
-                ", not counted against the candidate (the reference could not be confirmed "
-                "there: a kink within rounding, or too much curvature for finite differences); "
-                f"first: {self.uncertain_notes[0] if self.uncertain_notes else '?'}"
-            )
-        if self.passed:
-            return "\n".join(
-                [
-                    f"PASSED: {head}",
-                    f"  {self.examples} examples, seed {self.seed}; largest error "
-                    f"{self.max_abs_error:.3g}, {self.max_scaled_error:.3g} of the gradient's "
-                    f"scale (elementwise relative {self.max_rel_error:.3g})",
-                    f"  {uncertain}",
-                    f"  {oracle}",
-                ]
-            )
+        if self.passed or self.inconclusive:
+            if self.inconclusive:
+                first = (
+                    f"  nothing could be checked: of {self.examples} example(s), "
+                    f"{self.uncertain} oracle-uncertain and {self.out_of_domain} outside the "
+                    f"loss's domain; seed {self.seed}"
+                )
+            else:
+                first = (
+                    f"  {self.examples} examples, seed {self.seed}; over the {self.checked} "
+                    f"checked: largest error {self.max_abs_error:.3g}, "
+                    f"{self.max_scaled_error:.3g} of the gradient's scale (elementwise relative "
+                    f"{self.max_rel_error:.3g})"
+                )
+            lines = [f"{self.verdict}: {head}", first]
+            if self.spread_ulp > 0:
+                lines.append(
+                    f"  two calls on one input differed by up to {self.spread_ulp:.3g} ulp: "
+                    "within what reordering the candidate's sums explains"
+                )
+            return "\n".join([*lines, *self._summary_lines(), f"  {oracle}"])
         elements, nonzero = self.counterexample_size
         lines = [
             f"FAILED ({self.kind}): {head}",
@@ -195,7 +253,9 @@ class AuditReport:
             where = f"  worst element {self.location}: candidate {self.candidate!r}, "
             where += f"reference {self.reference!r}"
             if self.finite_difference is not None and math.isfinite(self.finite_difference):
-                where += f", finite differences {self.finite_difference:.12g}"
+                where += f", finite difference {self.finite_difference:.12g}"
+                if self.finite_difference_note:
+                    where += f" ({self.finite_difference_note})"
             lines.append(where)
         if self.rtol is not None and self.atol is not None and math.isfinite(self.max_abs_error):
             lines.append(
@@ -214,7 +274,7 @@ class AuditReport:
             lines += ["    " + t for t in self.traceback.rstrip().splitlines()]
         lines.append(f"  counterexample ({elements} elements, {nonzero} nonzero):")
         lines += ["    " + r for r in self.reproducer().splitlines()]
-        lines += [f"  {uncertain}", f"  {oracle}"]
+        lines += [*self._summary_lines(), f"  {oracle}"]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -225,11 +285,14 @@ class AuditReport:
 
         return {
             "passed": self.passed,
+            "verdict": self.verdict,
             "kind": self.kind,
             "examples": self.examples,
             "shrink_steps": self.shrink_steps,
             "uncertain": self.uncertain,
             "uncertain_notes": self.uncertain_notes,
+            "out_of_domain": self.out_of_domain,
+            "spread_ulp": self.spread_ulp,
             "seed": self.seed,
             "grad_fn": self.grad_fn,
             "loss_fn": self.loss_fn,
@@ -240,6 +303,7 @@ class AuditReport:
             "candidate": number(self.candidate),
             "reference": number(self.reference),
             "finite_difference": number(self.finite_difference),
+            "finite_difference_note": self.finite_difference_note,
             "max_abs_error": number(self.max_abs_error),
             "max_rel_error": number(self.max_rel_error),
             "max_scaled_error": number(self.max_scaled_error),

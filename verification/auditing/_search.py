@@ -9,12 +9,14 @@ any ``@given`` test).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import hypothesis
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings, strategies as st
 
 from verification.auditing._outcome import CandidateFailedError, Outcome, Tally
+from verification.pinned import pinned_generation
 
 __all__ = ["search"]
 
@@ -32,17 +34,22 @@ def _check_one(
     def check_one(example: tuple[Any, ...]) -> None:
         tally.examples += 1
         outcome = check(example)
+        if outcome.out_of_domain:
+            tally.out_of_domain += 1
+            return
         if outcome.uncertain:
             tally.uncertain += 1
             if len(tally.uncertain_notes) < 3 and outcome.diagnosis:
                 tally.uncertain_notes.append(outcome.diagnosis)
+            return
         if outcome.kind is None:
             tally.max_abs = max(tally.max_abs, outcome.max_abs)
             tally.max_rel = max(tally.max_rel, outcome.max_rel)
             tally.max_scaled = max(tally.max_scaled, outcome.max_scaled)
+            tally.spread_ulp = max(tally.spread_ulp, outcome.spread_ulp)
             return
         if tally.first_failure is None:
-            tally.first_failure = tally.examples
+            tally.first_failure, tally.first_failing = tally.examples, outcome
         raise CandidateFailedError(outcome)
 
     return check_one
@@ -58,32 +65,35 @@ def search(
 ) -> Outcome | None:
     """The shrunk failing example's ``Outcome``, or None when every example passed.
 
-    ``check`` judges one example; ``tally`` gathers counts over the examples.
+    ``check`` judges one example; ``tally`` gathers counts over the examples. A failure that
+    does not reproduce when hypothesis replays it comes back as the first failing example's
+    outcome with ``kind`` "flaky" (the engine measures how the candidate varies there).
+    Generation is pinned to the seed (``verification.pinned``).
     """
     check_one = _check_one(check, tally)
     try:
         if isinstance(args, st.SearchStrategy):
-            hypothesis.seed(seed)(
-                settings(
-                    max_examples=max_examples,
-                    database=None,
-                    deadline=None,
-                    derandomize=False,
-                    phases=(Phase.explicit, Phase.generate, Phase.shrink),
-                    suppress_health_check=_HEALTH,
-                    report_multiple_bugs=False,
-                    verbosity=Verbosity.quiet,
-                    print_blob=False,
-                )(given(args)(check_one))
-            )()
+            with pinned_generation():
+                hypothesis.seed(seed)(
+                    settings(
+                        max_examples=max_examples,
+                        database=None,
+                        deadline=None,
+                        derandomize=False,
+                        phases=(Phase.explicit, Phase.generate, Phase.shrink),
+                        suppress_health_check=_HEALTH,
+                        report_multiple_bugs=False,
+                        verbosity=Verbosity.quiet,
+                        print_blob=False,
+                    )(given(args)(check_one))
+                )()
         else:  # one concrete input: no search, no hypothesis (so it works inside any @given)
             check_one(tuple(args))
     except CandidateFailedError as error:
         return error.outcome
-    except hypothesis.errors.Flaky as error:  # the failure did not reproduce on replay
-        return Outcome(
-            args=(),
-            kind="nondeterministic",
-            diagnosis=f"a failure did not reproduce when hypothesis replayed it ({error})",
-        )
+    except hypothesis.errors.Flaky:  # the failure did not reproduce on replay
+        first = tally.first_failing
+        if first is None:  # pragma: no cover  (hypothesis replays only what failed)
+            raise
+        return replace(first, kind="flaky")
     return None

@@ -1,27 +1,28 @@
-"""Strategies for a user's function from named dimensions: ``{"x": ("m", "n"), "w": ("n", "h")}``.
+"""Strategies for a user's function from named dimensions and the input grammar of ``_grammar``.
 
 The shapes of several arguments usually share dimensions (x is (m, n) and w is (n, h): n must
-agree). ``named_arrays`` draws one size per dimension name and every array from those sizes, so
-auditing a simple function needs no hand-written composite strategy.
+agree). ``named_arrays`` draws one size per dimension name, derives the sizes written as
+expressions (``(H+2*p-f)//s+1``), and draws every argument from those sizes and its value kind
+(``_grammar``: intervals, positive, bounded away from zero, small integers, labels of every
+form, all-distinct values), pytree arguments (dicts, lists, tuples, NamedTuples of arrays) and
+fixed non-array arguments.
 
 Sizes come from a few joint *profiles* rather than independently per dimension: JAX compiles
 the reference once per combination of shapes (about 160 ms each), and independent draws over
 four dimensions would compile dozens of times. The profiles still hold the cases where classic
 bugs hide: every size 1 (m = 1, k = 1), one dimension at 2 and the others at 1 (so a bug that
 needs two samples or two classes shrinks to a tiny example), every size equal (square
-matrices: a transposed gradient has the right shape there) and two rectangular mixes.
-Hypothesis shrinks towards the first profile, all ones. Pass ``dims`` to choose sizes yourself
-(then each dimension is drawn independently from its own set).
+matrices: a transposed gradient has the right shape there) and two rectangular mixes; profiles
+where a derived size would be < 1 are left out. Hypothesis shrinks towards the first profile,
+all ones. Pass ``dims`` to choose sizes yourself (then each dimension is drawn independently).
 
-Values: each array draws its own bound from ``bounds`` (default 3 and 1000) and its elements
+Values of kind "real" draw a bound per array from ``bounds`` (default 3 and 1000) and elements
 uniformly in [-bound, bound], no subnormals, NaN or inf. The large bound makes logits overflow a
-naive exp (exp(709.8) overflows float64, exp(88.7) float32). Arguments of kind "onehot" are
-one-hot label rows (every class reachable), "prob" draws values in [0, 1].
+naive exp (exp(709.8) overflows float64, exp(88.7) float32).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -30,16 +31,28 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.typing import DTypeLike, NDArray
 
+from verification.auditing._grammar import (
+    ArraySpec,
+    Fixed,
+    Size,
+    Value,
+    parse_array,
+    parse_kinds,
+    parse_size,
+    parse_spec_text,
+    size_names,
+    size_value,
+)
+
 __all__ = ["ArgKind", "ShapeSpec", "named_arrays", "parse_shapes", "size_profiles"]
 
 ArgKind = Literal["real", "onehot", "prob"]
-ShapeSpec = Mapping[str, tuple[str, ...]]
+ShapeSpec = Mapping[str, Any]
+"""name -> a tuple of SIZEs, a grammar string ("m,n:[0,1]"), a number (fixed), or a dict,
+list, tuple or NamedTuple of those (a pytree argument)."""
 
 DEFAULT_BOUNDS: tuple[float, ...] = (3.0, 1000.0)
 """Per-array bounds on |element|: ordinary values, and values whose products overflow exp."""
-
-_KINDS: dict[str, ArgKind] = {"real": "real", "onehot": "onehot", "prob": "prob"}
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def size_profiles(names: Sequence[str]) -> list[dict[str, int]]:
@@ -65,52 +78,176 @@ def size_profiles(names: Sequence[str]) -> list[dict[str, int]]:
     return unique
 
 
-def _bad_kind(name: str, kind: str) -> ArgKind:
-    raise ValueError(f"kind of {name!r} must be onehot, prob or real, got {kind!r}")
+def _node(value: Any, where: str) -> Any:
+    """One spec entry as ArraySpec / Fixed / a container of them."""
+    if isinstance(value, (ArraySpec, Fixed)):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, tuple, list, dict)):
+        raise ValueError(f"spec entry {where} must be dims, a spec string, a number or a tree")
+    if isinstance(value, (int, float)):
+        return Fixed(value)
+    if isinstance(value, str):
+        try:
+            return parse_array(value)
+        except ValueError as error:
+            raise ValueError(f"spec entry {where}: {error}") from None
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        if all(isinstance(d, str) for d in value):
+            dims = []
+            for d in value:
+                try:
+                    dims.append(parse_size(d))
+                except ValueError:
+                    raise ValueError(
+                        f"dimension {d!r} of {where} is neither a name nor a size"
+                    ) from None
+            return ArraySpec(tuple(dims))
+        return tuple(_node(v, f"{where}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, tuple):  # a NamedTuple of specs
+        fields: tuple[str, ...] = getattr(value, "_fields")  # noqa: B009
+        return type(value)(*(_node(v, f"{where}.{f}") for f, v in zip(fields, value, strict=True)))
+    if isinstance(value, list):
+        return [_node(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return {k: _node(v, f"{where}[{k!r}]") for k, v in value.items()}
 
 
-def _dims_in(spec: ShapeSpec) -> list[str]:
-    names: list[str] = []
-    for dims in spec.values():
-        names += [d for d in dims if d not in names and not d.isdigit()]
-    return names
+def _arrays_in(node: Any) -> list[ArraySpec]:
+    if isinstance(node, ArraySpec):
+        return [node]
+    if isinstance(node, Fixed):
+        return []
+    children = node.values() if isinstance(node, dict) else node
+    return [a for child in children for a in _arrays_in(child)]
 
 
-def _check_spec(spec: ShapeSpec, kinds: Mapping[str, ArgKind]) -> None:
+def _normalise(spec: ShapeSpec, kinds: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, int]]:
+    """(name -> node with kinds applied, fixed ints usable in size expressions)."""
     if not spec:
         raise ValueError("spec must name at least one argument, got an empty mapping")
-    for arg, dims in spec.items():
-        if not _NAME.match(arg):
-            raise ValueError(f"argument name {arg!r} is not an identifier")
-        for d in dims:
-            if not (_NAME.match(d) or d.isdigit()):
-                raise ValueError(f"dimension {d!r} of {arg!r} is neither a name nor a size")
-    for arg, kind in kinds.items():
-        if arg not in spec:
-            raise ValueError(f"kinds names {arg!r}, which is not in spec {list(spec)}")
-        if kind not in ("real", "onehot", "prob"):
-            raise ValueError(f"kind of {arg!r} must be real, onehot or prob, got {kind!r}")
-        if kind == "onehot" and not spec[arg]:
-            raise ValueError(f"onehot argument {arg!r} needs at least one dimension (classes)")
+    nodes = {}
+    for name, value in spec.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"argument name {name!r} is not an identifier")
+        nodes[name] = _node(value, repr(name))
+    for name, kind in kinds.items():
+        if name not in nodes:
+            raise ValueError(f"kinds names {name!r}, which is not in spec {list(spec)}")
+        node = nodes[name]
+        if not isinstance(node, ArraySpec):
+            raise ValueError(f"kinds gives {name!r} a kind, but it is not one array")
+        nodes[name] = ArraySpec(node.dims, parse_kinds([kind]))
+    fixed = {
+        n: v.value for n, v in nodes.items() if isinstance(v, Fixed) and isinstance(v.value, int)
+    }
+    for array in (a for node in nodes.values() for a in _arrays_in(node)):
+        value = array.value
+        if value.kind in ("onehot", "soft") and not array.dims:
+            raise ValueError(f"a {value.kind} argument needs at least one dimension (classes)")
+        if value.distinct and value.kind in ("binary", "pm1", "onehot", "soft", "classes"):
+            raise ValueError(f"distinct values cannot be drawn for kind {value.kind}")
+    return nodes, fixed
 
 
-def _elements(dtype: np.dtype[Any], low: float, high: float) -> st.SearchStrategy[float]:
-    if dtype == np.float32:
-        return st.floats(low, high, width=32, allow_subnormal=False)
-    return st.floats(low, high, width=64, allow_subnormal=False)
+def _all_sizes(nodes: Mapping[str, Any]) -> list[Size]:
+    sizes: list[Size] = []
+    for array in (a for node in nodes.values() for a in _arrays_in(node)):
+        sizes += list(array.dims)
+        if array.value.classes is not None:
+            sizes.append(array.value.classes)
+    return sizes
+
+
+def _fits(sizes: Sequence[Size], values: Mapping[str, int]) -> bool:
+    return all(size_value(s, values) >= 1 for s in sizes)
+
+
+def _bounded(low: float, high: float, dtype: np.dtype[Any]) -> tuple[float, float]:
+    """[low, high] rounded inwards to values the dtype holds exactly (hypothesis needs that)."""
+    t = dtype.type
+    lo, hi = t(low), t(high)
+    if float(lo) < low:
+        lo = np.nextafter(lo, t(np.inf))
+    if float(hi) > high:
+        hi = np.nextafter(hi, t(-np.inf))
+    return float(lo), float(hi)
+
+
+def _elements(value: Value, dtype: np.dtype[Any], bound: float) -> st.SearchStrategy[Any]:
+    width: Literal[32, 64] = 32 if dtype == np.float32 else 64
+
+    def floats(low: float, high: float, **kw: bool) -> st.SearchStrategy[float]:
+        lo, hi = _bounded(low, high, dtype)
+        return st.floats(lo, hi, width=width, allow_subnormal=False, **kw)
+
+    kind = value.kind
+    if kind == "interval":
+        low = value.low if np.isfinite(value.low) else -bound
+        high = value.high if np.isfinite(value.high) else bound
+        return floats(low, high, exclude_min=value.open_low, exclude_max=value.open_high)
+    if kind == "positive":
+        return floats(0.0, bound, exclude_min=True)
+    if kind == "away":
+        top = max(bound, 2 * value.low)
+        return st.one_of(floats(value.low, top), floats(-top, -value.low))
+    if kind == "ints":
+        return st.integers(int(value.low), int(value.high)).map(float)
+    if kind == "binary":
+        return st.sampled_from([0.0, 1.0])
+    if kind == "pm1":
+        return st.sampled_from([-1.0, 1.0])
+    return floats(-bound, bound)
+
+
+def _rows(
+    draw: st.DrawFn, dtype: np.dtype[Any], shape: tuple[int, ...], soft: bool
+) -> NDArray[Any]:
+    k = shape[-1]
+    rows = int(np.prod(shape[:-1], dtype=np.int64))
+    if not soft:
+        classes = draw(st.lists(st.integers(0, k - 1), min_size=rows, max_size=rows))
+        return np.eye(k, dtype=dtype)[classes].reshape(shape)
+    weights = draw(hnp.arrays(np.float64, (rows, k), elements=st.floats(0.0, 1.0)))
+    totals = weights.sum(axis=1, keepdims=True)
+    probs = np.where(totals > 0, weights / np.where(totals > 0, totals, 1.0), 1.0 / k)
+    return probs.astype(dtype).reshape(shape)
 
 
 def _one_array(
-    draw: st.DrawFn, dtype: np.dtype[Any], shape: tuple[int, ...], kind: ArgKind, bound: float
+    draw: st.DrawFn,
+    dtype: np.dtype[Any],
+    array: ArraySpec,
+    sizes: Mapping[str, int],
+    bounds: st.SearchStrategy[float],
 ) -> NDArray[Any]:
-    if kind == "onehot":
-        k = shape[-1]
-        rows = int(np.prod(shape[:-1], dtype=np.int64))
-        classes = draw(st.lists(st.integers(0, k - 1), min_size=rows, max_size=rows))
-        return np.eye(k, dtype=dtype)[classes].reshape(shape)
-    if kind == "prob":
-        return draw(hnp.arrays(dtype, shape, elements=_elements(dtype, 0.0, 1.0)))
-    return draw(hnp.arrays(dtype, shape, elements=_elements(dtype, -bound, bound)))
+    shape = tuple(size_value(d, sizes) for d in array.dims)
+    value = array.value
+    if value.kind in ("onehot", "soft"):
+        return _rows(draw, dtype, shape, value.kind == "soft")
+    if value.kind == "classes":
+        k = size_value(value.classes if value.classes is not None else 1, sizes)
+        return draw(hnp.arrays(np.int64, shape, elements=st.integers(0, k - 1)))
+    bound = draw(bounds) if value.kind in ("real", "positive", "away", "interval") else 1.0
+    elements = _elements(value, dtype, bound)
+    return draw(hnp.arrays(dtype, shape, elements=elements, unique=value.distinct))
+
+
+def _draw_node(
+    draw: st.DrawFn,
+    node: Any,
+    dtype: np.dtype[Any],
+    sizes: Mapping[str, int],
+    bounds: st.SearchStrategy[float],
+) -> Any:
+    if isinstance(node, ArraySpec):
+        return _one_array(draw, dtype, node, sizes, bounds)
+    if isinstance(node, Fixed):
+        return node.value
+    if isinstance(node, dict):
+        return {k: _draw_node(draw, v, dtype, sizes, bounds) for k, v in node.items()}
+    children = [_draw_node(draw, v, dtype, sizes, bounds) for v in node]
+    if isinstance(node, list):
+        return children
+    return type(node)(*children) if hasattr(node, "_fields") else tuple(children)
 
 
 def named_arrays(
@@ -118,32 +255,35 @@ def named_arrays(
     *,
     dims: Mapping[str, Sequence[int]] | None = None,
     dtype: DTypeLike = np.float64,
-    kinds: Mapping[str, ArgKind] | None = None,
+    kinds: Mapping[str, str] | None = None,
     bounds: Sequence[float] = DEFAULT_BOUNDS,
-) -> st.SearchStrategy[tuple[NDArray[Any], ...]]:
-    """A strategy for a tuple of arrays, one per entry of ``spec``, with consistent shapes.
+) -> st.SearchStrategy[tuple[Any, ...]]:
+    """A strategy for the argument tuple described by ``spec``, with consistent shapes.
 
     Parameters
     ----------
-    spec : argument name -> dimension names (or literal sizes such as ``"3"``), in the order of
-        the function's arguments, e.g. ``{"x": ("m", "n"), "w": ("n", "h"), "b": ("h",)}``.
-        An empty tuple is a scalar (shape ``()``).
+    spec : argument name -> its description, in the order of the function's arguments:
+        a tuple of SIZEs (``("m", "n")``, ``("2*h",)``, ``()`` for a 0-d array), a string of
+        the grammar (``"m,n:[0,1]"``, ``"m:classes(k)"``, see ``_grammar``), a number (a
+        fixed argument: ``0.01``, a stride ``2``), or a dict, list, tuple or NamedTuple of
+        those (a pytree argument).
     dims : dimension name -> sizes to draw from, independently per dimension. Default: the
         joint profiles of ``size_profiles`` (few shapes, so few JAX compilations).
-    dtype : float64 (default) or float32.
-    kinds : argument name -> "real" (default), "onehot" (label rows over the last axis) or
-        "prob" (values in [0, 1]).
-    bounds : each real array draws its bound on |element| from these (shrinking towards the
-        first).
+    dtype : float64 (default) or float32, the dtype of every float array.
+    kinds : argument name -> a KIND of the grammar for that (array) argument, e.g. "onehot",
+        "prob" (kept from the first version of this function; the spec string can say it).
+    bounds : each "real" array draws its bound on |element| from these (shrinking towards the
+        first); also the upper end of "positive" and "|x|>=d".
 
     Returns
     -------
-    A strategy of ``tuple`` of numpy arrays, in the order of ``spec``.
+    A strategy of ``tuple`` of arguments, in the order of ``spec``.
 
     Raises
     ------
     ValueError : a malformed spec, a kind for an unknown argument, sizes missing from ``dims``
-        or a size < 1, a dtype other than float32/float64, or no bounds.
+        or a size < 1, no size profile where every derived size is >= 1, a dtype other than
+        float32/float64, or no bounds.
 
     Examples
     --------
@@ -152,18 +292,29 @@ def named_arrays(
     >>> x, w = find(s, lambda args: True)
     >>> x.shape, w.shape, x.dtype
     ((2, 3), (3, 1), dtype('float64'))
+    >>> conv = {"x": "m,c,H", "w": "k,c,f", "out": "m,k,(H-f)//2+1:(0,1)"}
+    >>> sizes = {"m": [1], "c": [1], "k": [1], "H": [5], "f": [3]}
+    >>> x, w, out = find(named_arrays(conv, dims=sizes), lambda a: True)
+    >>> out.shape
+    (1, 1, 2)
     """
     dt = np.dtype(dtype)
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be float32 or float64, got {dt}")
-    kinds = dict(kinds or {})
-    _check_spec(spec, kinds)
     if not bounds or any(not (b > 0 and np.isfinite(b)) for b in bounds):
         raise ValueError(f"bounds must be positive finite numbers, got {list(bounds)}")
-    names = _dims_in(spec)
+    nodes, fixed = _normalise(spec, dict(kinds or {}))
+    all_sizes = _all_sizes(nodes)
+    names = [n for s in all_sizes for n in size_names(s) if n not in fixed]
+    names = list(dict.fromkeys(names))
     sizes: st.SearchStrategy[dict[str, int]]
     if dims is None:
-        sizes = st.sampled_from(size_profiles(names))
+        profiles = [p for p in size_profiles(names) if _fits(all_sizes, {**p, **fixed})]
+        if not profiles:
+            raise ValueError(
+                "no size profile makes every derived size >= 1: pass dims= with sizes that do"
+            )
+        sizes = st.sampled_from(profiles)
     else:
         missing = [n for n in names if n not in dims]
         if missing:
@@ -171,44 +322,26 @@ def named_arrays(
         for name in names:
             if not dims[name] or min(dims[name]) < 1:
                 raise ValueError(f"sizes of {name!r} must be >= 1, got {list(dims[name])}")
-        sizes = st.fixed_dictionaries({n: st.sampled_from(list(dims[n])) for n in names})
-    frozen_spec = {arg: tuple(d) for arg, d in spec.items()}
+        sizes = st.fixed_dictionaries({n: st.sampled_from(list(dims[n])) for n in names}).filter(
+            lambda p: _fits(all_sizes, {**p, **fixed})
+        )
     bound_choice = st.sampled_from(list(bounds))
 
     @st.composite
-    def draw_args(draw: st.DrawFn) -> tuple[NDArray[Any], ...]:
-        size = draw(sizes)
-        out = []
-        for arg, arg_dims in frozen_spec.items():
-            shape = tuple(int(d) if d.isdigit() else size[d] for d in arg_dims)
-            kind = kinds.get(arg, "real")
-            bound = draw(bound_choice) if kind == "real" else 1.0
-            out.append(_one_array(draw, dt, shape, kind, bound))
-        return tuple(out)
+    def draw_args(draw: st.DrawFn) -> tuple[Any, ...]:
+        size = {**draw(sizes), **fixed}
+        return tuple(_draw_node(draw, node, dt, size, bound_choice) for node in nodes.values())
 
     return draw_args()
 
 
-def parse_shapes(text: str) -> tuple[dict[str, tuple[str, ...]], dict[str, ArgKind]]:
-    """Parse the command line's shape spec ``"x=m,n w=n,h y=m,k:onehot s="``.
+def parse_shapes(text: str) -> dict[str, Any]:
+    """The command line's ``--shapes`` SPEC as ``named_arrays``'s spec (grammar: ``_grammar``).
 
-    Arguments are separated by spaces; ``name=dim,dim`` (empty after ``=`` for a scalar) with
-    an optional ``:onehot`` or ``:prob`` kind.
-
-    >>> parse_shapes("x=m,n w=n,h y=m,k:onehot")
-    ({'x': ('m', 'n'), 'w': ('n', 'h'), 'y': ('m', 'k')}, {'y': 'onehot'})
+    >>> spec = parse_shapes("x=m,n y=m:classes(k) lam:=0.1")
+    >>> spec["x"].dims, spec["y"].value.kind, spec["lam"].value
+    (('m', 'n'), 'classes', 0.1)
     """
-    spec: dict[str, tuple[str, ...]] = {}
-    kinds: dict[str, ArgKind] = {}
-    for item in text.split():
-        name, sep, rest = item.partition("=")
-        if not sep:
-            raise ValueError(f"expected name=dim,dim in --shapes, got {item!r}")
-        dims_text, _, kind = rest.partition(":")
-        if name in spec:
-            raise ValueError(f"argument {name!r} appears twice in --shapes {text!r}")
-        spec[name] = tuple(d for d in dims_text.split(",") if d)
-        if kind:
-            kinds[name] = _KINDS.get(kind) or _bad_kind(name, kind)
-    _check_spec(spec, kinds)
-    return spec, kinds
+    spec = parse_spec_text(text)
+    _normalise(spec, {})
+    return spec

@@ -22,6 +22,7 @@ __all__ = [
     "is_float",
     "leaf_names",
     "none_leaf",
+    "pristine",
     "same",
     "unit_direction",
 ]
@@ -35,6 +36,13 @@ def none_leaf(x: Any) -> bool:
 def copy_leaves(tree: Any) -> list[np.ndarray[Any, Any]]:
     """Independent numpy copies of the leaves of ``tree`` (``None`` leaves included)."""
     return [np.array(x, copy=True) for x in tree_util.tree_leaves(tree, is_leaf=none_leaf)]
+
+
+def pristine(tree: Any) -> Any:
+    """A copy of ``tree`` with every array copied (Python numbers, immutable, kept as they are)."""
+    return tree_util.tree_map(
+        lambda x: x if isinstance(x, (int, float, bool)) else np.array(x, copy=True), tree
+    )
 
 
 def is_float(x: Any) -> bool:
@@ -59,7 +67,7 @@ def leaf_names(
     for i in argnums:
         for path, _ in tree_util.tree_flatten_with_path(args[i])[0]:
             key = tree_util.keystr(path)
-            if len(argnums) == 1 and key:
+            if len(argnums) == 1 and key.startswith("."):  # a NamedTuple's field: W1
                 names.append(key.lstrip("."))
             else:
                 names.append(f"{arg_names[i]}{key}")

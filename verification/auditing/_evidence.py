@@ -1,0 +1,172 @@
+"""Naming a cause for a constant factor only where a second and a third input carry it.
+
+A shrunk counterexample is made of 0s and 1s, where coincidences abound: an overwrite instead
+of an accumulate, a strided pick instead of a block sum, sigmoid where sigmoid' belongs can all
+look like "x 2" or "x 1/2" on one input. So a factor c seen on the counterexample (at least two
+informative elements agreeing, see ``_diagnose.informative_factor``) is re-checked:
+
+1. at another input: the differentiated arguments perturbed at random (same shapes). Unless
+   the candidate is again c times the reference there, no cause is named;
+2. at another size: for a factor equal to a size s of the problem (c = s or 1/s), every axis
+   of that size in one group is doubled (the batch axis, axis 0 of the arguments that are not
+   differentiated, first; then axis 0 of every argument; then every axis of size s) by
+   repeating the data. The factor follows the dimension when it doubles with it (c -> 2c for a
+   missing 1/m) or halves (c -> c/2 for a 1/m applied twice); only then is the dimension
+   blamed.
+
+A mask's pattern (the candidate wrong only where the reference is exactly 0) is called a
+missing mask only if it is seen at the counterexample or at the perturbed input and the other
+does not contradict it (wrong where the reference is not 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from jax import tree_util
+
+from verification.auditing._diagnose import informative_factor, mask_pattern
+
+__all__ = ["Probe", "mask_words", "name_factor"]
+
+Probe = Callable[[tuple[Any, ...]], tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None]
+"""args -> (candidate leaf, reference leaf) at those args, or None if either cannot be had
+(the candidate raises or returns another structure, the reference is not finite)."""
+
+_AGREE = 1e-6
+
+
+def _factor_at(probe: Probe, args: tuple[Any, ...]) -> float | None:
+    pair = probe(args)
+    if pair is None:
+        return None
+    got, ref = pair
+    if np.shape(got) != np.shape(ref):
+        return None
+    scale = float(np.max(np.abs(ref), initial=0.0))
+    with np.errstate(all="ignore"):
+        return informative_factor(np.asarray(got, np.float64), ref, scale, at_least=1)
+
+
+def mask_words(
+    here: bool,
+    probe: Probe,
+    args: tuple[Any, ...],
+    argnums: Sequence[int],
+    rng: np.random.Generator,
+) -> str | None:
+    """ ", a missing mask ..." when a mask's pattern (wrong only where the reference is exactly
+    0, right at one informative element at least) is seen here (``here``) or at another input,
+    and the other input does not contradict it; else None."""
+    pair = probe(_perturbed(args, argnums, rng))
+    if pair is None or np.shape(pair[0]) != np.shape(pair[1]):
+        return None
+    there = mask_pattern(pair[0], pair[1])
+    if there is False or not (here or there):
+        return None
+    return (
+        ": the pattern of a missing mask (e.g. ReLU's), seen at this input and not contradicted "
+        "at another"
+    )
+
+
+def _same_factor(a: float | None, b: float) -> bool:
+    return a is not None and abs(a - b) <= _AGREE * abs(b)
+
+
+def _perturbed(
+    args: tuple[Any, ...], argnums: Sequence[int], rng: np.random.Generator
+) -> tuple[Any, ...]:
+    def shake(leaf: Any) -> Any:
+        if not isinstance(leaf, np.ndarray) or not np.issubdtype(leaf.dtype, np.floating):
+            return leaf
+        a = leaf
+        u = rng.uniform(-1.0, 1.0, a.shape)
+        top = max(float(np.max(np.abs(a), initial=0.0)), 1.0)
+        moved = np.where(a != 0, a * (1 + 0.25 * u), 0.25 * top * u)
+        return moved.astype(a.dtype)
+
+    return tuple(tree_util.tree_map(shake, a) if i in argnums else a for i, a in enumerate(args))
+
+
+def _groups(
+    args: tuple[Any, ...], argnums: Sequence[int], names: Sequence[str], size: int
+) -> list[tuple[str, list[tuple[int, int]]]]:
+    """(words, [(leaf index, axis)]) groups of axes of length ``size`` to double together."""
+    flat = tree_util.tree_flatten_with_path(args)[0]
+    leaf_names, data, first, every = [], [], [], []
+    for k, (path, leaf) in enumerate(flat):
+        shape = np.shape(leaf)
+        name = f"{names[path[0].idx]}{tree_util.keystr(path[1:])}"
+        leaf_names.append(name)
+        if shape and shape[0] == size:
+            first.append((k, 0))
+            if path[0].idx not in argnums:
+                data.append((k, 0))
+        every += [(k, ax) for ax, s in enumerate(shape) if s == size]
+
+    def words(group: list[tuple[int, int]], batch: bool) -> str:
+        axes = ", ".join(f"{leaf_names[k]}.shape[{ax}]" for k, ax in group[:3])
+        return f"m, the batch size ({axes})" if batch else f"the dimension of size {size} ({axes})"
+
+    out: list[tuple[str, list[tuple[int, int]]]] = []
+    for group, batch in ((data, True), (first, True), (every, False)):
+        if group and all(group != g for _, g in out):
+            out.append((words(group, batch), group))
+    return out
+
+
+def _doubled(args: tuple[Any, ...], group: list[tuple[int, int]]) -> tuple[Any, ...]:
+    leaves, treedef = tree_util.tree_flatten(args)
+    out = list(leaves)
+    for k, axis in group:
+        out[k] = np.concatenate([out[k], out[k]], axis=axis)
+    rebuilt: tuple[Any, ...] = tree_util.tree_unflatten(treedef, out)
+    return rebuilt
+
+
+def name_factor(
+    c: float,
+    probe: Probe,
+    args: tuple[Any, ...],
+    argnums: Sequence[int],
+    names: Sequence[str],
+    rng: np.random.Generator,
+) -> str:
+    """The words for a factor ``c`` seen on ``args``, after the re-checks of the module
+    docstring (``probe`` evaluates candidate and reference at new arguments)."""
+    at_other = _factor_at(probe, _perturbed(args, argnums, rng))
+    if not _same_factor(at_other, c):
+        return (
+            f"every element is {c:.6g} times the reference on this input, but not at another "
+            "input (the differentiated arguments perturbed): no constant factor, no cause named"
+        )
+    sizes = sorted({s for leaf in tree_util.tree_leaves(args) for s in np.shape(leaf) if s > 1})
+    sign = "sign flipped and " if c < 0 else ""
+    for size in sizes:
+        grows = abs(abs(c) - size) <= _AGREE * size
+        shrinks = abs(abs(c) * size - 1) <= _AGREE
+        if not (grows or shrinks):
+            continue
+        for words, group in _groups(args, argnums, names, size):
+            doubled = _factor_at(probe, _doubled(args, group))
+            what = words.split(" (")[0]
+            if grows and _same_factor(doubled, 2 * c):
+                return (
+                    f"{sign}x {size} = {words}: the 1/{what.split(',')[0]} is missing (the "
+                    "factor doubles when that dimension does)"
+                )
+            if shrinks and _same_factor(doubled, c / 2):
+                return (
+                    f"{sign}x 1/{size} = 1/{words}: divided by {what.split(',')[0]} once too "
+                    "often, e.g. twice where the loss averages once (the factor halves when "
+                    "that dimension doubles)"
+                )
+    if c == -1 or abs(c + 1) <= _AGREE:
+        return "sign flipped (at this input and at another)"
+    return (
+        f"off by a constant factor {c:.6g} (at this input and at another; it does not follow "
+        "a dimension of the problem)"
+    )
