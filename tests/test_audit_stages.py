@@ -151,13 +151,15 @@ EXPECTED: dict[str, str | None] = {
     "dW2 transposed": "after: W2",
     "squeeze at m = 1": "after: b2",
     "softmax without max shift": "dZ2",
-    "float32 inside": "dZ2",
+    "float32 inside": "dZ2|dA1",
     "in-place update of an input": None,
     "memoised first result": None,
 }
 """Where each is located: the first intermediate that differs, "after: leaf" when every
 intermediate agrees and that leaf's gradient fails, None for no stage: a guard failure, or a
-stale memoised result, which is no stage's fault (the diagnosis names the memo instead)."""
+stale memoised result, which is no stage's fault (the diagnosis names the memo instead). Float32
+inside rounds everywhere: it is located where its rounding first shows on the shrunk input, at
+dZ2, or at dA1 when dZ2 happens to be exact in float32 (logits all equal, P = 1/k)."""
 
 
 def _split(name: str) -> tuple[Any, Any]:
@@ -218,7 +220,9 @@ def test_zoo_network_bug_is_located_at_its_stage(name: str) -> None:
     expected = EXPECTED[name]
     if report.kind == "raised":  # squeeze at m = 1 may raise instead of returning (k,) wrong
         expected = None
-    assert located(report) == expected, str(report)
+    assert located(report) in (expected or "").split("|") or located(report) is expected, str(
+        report
+    )
 
 
 def test_the_report_names_the_relu_mask_after_the_stages_that_agree() -> None:
@@ -342,9 +346,10 @@ def stage_table(seeds: int = 1) -> str:
             report = _audit(name, seed)
             expected = None if report.kind == "raised" else EXPECTED[name]
             got = located(report)
+            right = got in (expected or "").split("|") or got is expected
             lines.append(
                 f"| {name} | {report.kind} | {report.stage or '(none: ' + str(report.kind) + ')'}"
-                f" | {expected or '(none)'} | {'right' if got == expected else 'WRONG'} |"
+                f" | {expected or '(none)'} | {'right' if right else 'WRONG'} |"
             )
     return "\n".join(lines)
 

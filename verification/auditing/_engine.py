@@ -31,7 +31,7 @@ from verification.auditing._report import AuditReport, function_name
 from verification.auditing._search import search
 from verification.auditing._simplify import simplify
 from verification.auditing._stages import Stage, locate_stage, resolve_stages
-from verification.auditing._trees import copy_leaves, dimensions, leaf_names, none_leaf
+from verification.auditing._trees import copy_leaves, leaf_names, none_leaf
 
 __all__ = ["oracle_for", "run_audit"]
 
@@ -136,7 +136,6 @@ def run_audit(
                     args_found,
                     oracle_for=oracle_for,
                     failing_location=report.location,
-                    dims=dimensions(args_found, argnums, checker.names(args_found)),
                     seed=seed,
                 )
             )

@@ -33,7 +33,7 @@ import numpy as np
 from jax import tree_util
 
 from verification import reference
-from verification.auditing._diagnose import Dimension, diagnose
+from verification.auditing._diagnose import diagnose
 from verification.auditing._oracle import PRECISION
 from verification.auditing._tolerance import leaf_tolerances
 from verification.auditing._trees import is_float
@@ -195,11 +195,13 @@ def _checks(
     got: Any,
     args: tuple[Any, ...],
     oracle_for: Callable[[Callable[..., Any], tuple[int, ...]], Any],
-    dims: Sequence[Dimension],
+    chain_scale: list[float],
     seed: int,
 ) -> str | None:
     """None if ``got`` is dJ/dV of ``stage`` at ``args`` under the engine's tolerance, else how
-    it differs."""
+    it differs. ``chain_scale`` holds the largest |reference| of the stages so far (updated
+    here): the size of the gradients flowing through the chain, which the tolerance and the
+    diagnosis use where this stage's own reference cancels to nearly 0."""
     if got is None:
         return "not returned"
     got_a = np.asarray(got)
@@ -215,8 +217,9 @@ def _checks(
     _, (ref,) = oracle.gradient(stage_args)
     if got_a.shape != ref.shape:
         return diagnose(got_a, ref)
+    chain_scale[0] = scale = max(chain_scale[0], magnitude([ref]))
     terms = max(int(np.size(leaf)) for leaf in (got_a, *tree_util.tree_leaves(args)))
-    tols = leaf_tolerances([got_a.dtype], [ref], terms=terms)
+    tols = leaf_tolerances([got_a.dtype], [ref], secant=scale, terms=terms)
     with np.errstate(all="ignore"):
         strict = compare_trees(got_a, ref, rtol=tols[0][0], atol=tols[0][1])
     if strict.passed:
@@ -230,19 +233,13 @@ def _checks(
         [ref],
         opinion.grad32,
         opinion.grad_perturbed,
-        secant=opinion.secant,
+        secant=max(opinion.secant, scale),
         terms=terms,
     )
     with np.errstate(all="ignore"):
         if compare_trees(got_a, ref, rtol=tols[0][0], atol=tols[0][1]).passed:
             return None
-        return diagnose(
-            got_a,
-            ref,
-            dims=dims,
-            float64_result=got_a.dtype == np.float64,
-            scale=magnitude([ref]),
-        )
+        return diagnose(got_a, ref, float64_result=got_a.dtype == np.float64, scale=scale)
 
 
 def locate_stage(
@@ -252,7 +249,6 @@ def locate_stage(
     *,
     oracle_for: Callable[[Callable[..., Any], tuple[int, ...]], Any],
     failing_location: str | None = None,
-    dims: Sequence[Dimension] = (),
     seed: int = 0,
 ) -> StageVerdict:
     """Check each intermediate of ``intermediates(*args)`` against its stage's reference.
@@ -265,7 +261,6 @@ def locate_stage(
     args : the input (the audit's shrunk counterexample).
     oracle_for : the engine's cache of oracles, ``oracle_for(loss_fn, argnums)``.
     failing_location : the element the audit found wrong, e.g. ``"W2[0, 1]"``.
-    dims : the problem's sizes, to name a constant factor (``_diagnose``).
     seed : randomness of the tolerance's second look (derived per input, as in the audit).
 
     Returns
@@ -279,8 +274,9 @@ def locate_stage(
         last = traceback.format_exception_only(error)[-1].strip()
         return StageVerdict((), next(iter(stages)), None, f"the intermediates raised {last}")
     agree: list[str] = []
+    chain_scale = [0.0]
     for name, stage in stages.items():
-        problem = _checks(stage, found.get(name), args, oracle_for, dims, seed)
+        problem = _checks(stage, found.get(name), args, oracle_for, chain_scale, seed)
         if problem is not None:
             return StageVerdict(tuple(agree), name, stage.step, f"{name}: {problem}", leaf)
         agree.append(name)
