@@ -22,7 +22,13 @@ import pytest
 
 import manual_bp as mb
 from verification import audit, audit_vjp, reference
-from verification.auditing import MLP_STAGES, Stage, StageVerdict, named_arrays
+from verification.auditing import (
+    MLP_STAGES,
+    AuditSpecError,
+    Stage,
+    StageVerdict,
+    named_arrays,
+)
 from verification.auditing._engine import oracle_for
 from verification.auditing._stages import locate_stage, resolve_stages
 
@@ -327,13 +333,13 @@ def test_intermediates_that_raise_or_are_missing_are_reported_as_such() -> None:
 
 
 def test_stage_declarations_are_checked() -> None:
-    with pytest.raises(ValueError, match="is not a stage of the map"):
+    with pytest.raises(AuditSpecError, match="is not a stage of the map"):
         resolve_stages({"dZ1": "Z3"})
-    with pytest.raises(TypeError, match="must be a Stage or a stage name"):
+    with pytest.raises(AuditSpecError, match="must be a Stage or a stage name"):
         resolve_stages({"dZ1": 3})  # type: ignore[dict-item]
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(AuditSpecError, match="at least one"):
         resolve_stages({})
-    with pytest.raises(ValueError, match="stages and intermediates go together"):
+    with pytest.raises(AuditSpecError, match="stages and intermediates go together"):
         audit(zoo.mlp_grads, reference.mlp_loss, zoo.mlp_problems(), stages=STAGES)
     assert set(MLP_STAGES) == {"Z2", "A1", "Z1"}
 

@@ -22,7 +22,7 @@ from hypothesis import settings
 from numpy.typing import NDArray
 
 from verification import audit_vjp, reference
-from verification.auditing import named_arrays
+from verification.auditing import AuditSpecError, named_arrays
 
 Array = NDArray[Any]
 
@@ -342,14 +342,16 @@ def test_reproducer_reruns_the_vjp_failure() -> None:
 
 def test_bad_arguments_are_refused_before_any_example() -> None:
     shapes = named_arrays({"z": ("m",)})
-    with pytest.raises(TypeError, match="forward_ref must be a JAX function"):
+    with pytest.raises(AuditSpecError, match="forward_ref must be a JAX function"):
         audit_vjp(relu_backward, None, shapes)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="backward must be callable"):
+    with pytest.raises(AuditSpecError, match="backward must be callable"):
         audit_vjp(None, reference.relu, shapes)
-    with pytest.raises(ValueError, match="cotangent can be given only with a concrete"):
+    with pytest.raises(AuditSpecError, match="cotangent can be given only with a concrete"):
         audit_vjp(relu_backward, reference.relu, shapes, cotangent=np.ones(1))
-    with pytest.raises(TypeError, match="args must be a hypothesis strategy or a tuple"):
+    with pytest.raises(AuditSpecError, match="args must be a hypothesis strategy or a tuple"):
         audit_vjp(relu_backward, reference.relu, [np.ones(1)])  # type: ignore[arg-type]
+    with pytest.raises(AuditSpecError, match="max_examples must be an int >= 1"):
+        audit_vjp(relu_backward, reference.relu, shapes, max_examples=0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from jax import tree_util
 
 from verification.auditing._check import DEFAULT_POLICY, Checker, Policy
 from verification.auditing._diagnose import mask_pattern
+from verification.auditing._errors import AuditSpecError
 from verification.auditing._evidence import Probe, mask_words, name_factor
 from verification.auditing._guards import nondeterministic_words
 from verification.auditing._kinks import Kinks, aimed, source as kinks_source
@@ -71,7 +72,7 @@ def run_audit(
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
     chain = None if stages is None else resolve_stages(stages)
     if (chain is None) != (intermediates is None):
-        raise ValueError("stages and intermediates go together: give both or neither")
+        raise AuditSpecError("stages and intermediates go together: give both or neither")
     if kinks is not None:
         policy = replace(policy, kinks=kinks.convention)
         if isinstance(args, st.SearchStrategy):

@@ -34,6 +34,7 @@ from jax import tree_util
 
 from verification import reference
 from verification.auditing._diagnose import diagnose
+from verification.auditing._errors import AuditSpecError
 from verification.auditing._oracle import PRECISION
 from verification.auditing._tolerance import leaf_tolerances
 from verification.auditing._trees import is_float
@@ -112,23 +113,23 @@ def resolve_stages(
 
     Raises
     ------
-    ValueError : no stages, or a name that is not in ``stage_map``.
-    TypeError : an entry that is neither a ``Stage`` nor a name.
+    AuditSpecError : no stages, a name that is not in ``stage_map``, or an entry that is
+        neither a ``Stage`` nor a name.
     """
     if not stages:
-        raise ValueError("stages must name at least one intermediate gradient, got none")
+        raise AuditSpecError("stages must name at least one intermediate gradient, got none")
     out: dict[str, Stage] = {}
     for name, stage in stages.items():
         if isinstance(stage, str):
             if stage not in stage_map:
-                raise ValueError(
+                raise AuditSpecError(
                     f"stages[{name!r}] = {stage!r} is not a stage of the map {sorted(stage_map)}"
                 )
             out[name] = stage_map[stage]
         elif isinstance(stage, Stage):
             out[name] = stage
         else:
-            raise TypeError(
+            raise AuditSpecError(
                 f"stages[{name!r}] must be a Stage or a stage name, got {type(stage).__name__}"
             )
     return out

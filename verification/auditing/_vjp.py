@@ -29,8 +29,8 @@ import numpy as np
 from hypothesis import strategies as st
 from jax import tree_util
 
-from verification.auditing._check import Policy
-from verification.auditing._engine import run_audit
+from verification.auditing._audit import audit
+from verification.auditing._errors import AuditSpecError
 from verification.auditing._kinks import Kinks, source
 from verification.auditing._report import AuditReport, _import_line, function_name
 from verification.auditing._stages import Stage
@@ -182,7 +182,7 @@ def audit_vjp(
     Raises
     ------
     OracleRefusedError : the reference is not a float64 computation.
-    TypeError, ValueError : malformed arguments.
+    AuditSpecError : malformed arguments (before any example is run).
 
     Examples
     --------
@@ -199,13 +199,17 @@ def audit_vjp(
     (False, 'mismatch')
     """
     if not callable(forward_ref):
-        raise TypeError(f"forward_ref must be a JAX function, got {type(forward_ref).__name__}")
+        raise AuditSpecError(
+            f"forward_ref must be a JAX function, got {type(forward_ref).__name__}"
+        )
     if not (callable(backward) or _is_torch_function(backward)):
-        raise TypeError(f"backward must be callable, got {type(backward).__name__}")
+        raise AuditSpecError(f"backward must be callable, got {type(backward).__name__}")
     if isinstance(args, st.SearchStrategy) and cotangent is not None:
-        raise ValueError("cotangent can be given only with a concrete args tuple")
+        raise AuditSpecError("cotangent can be given only with a concrete args tuple")
     if not isinstance(args, (st.SearchStrategy, tuple)):
-        raise TypeError(f"args must be a hypothesis strategy or a tuple, got {type(args).__name__}")
+        raise AuditSpecError(
+            f"args must be a hypothesis strategy or a tuple, got {type(args).__name__}"
+        )
     argnums_t = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     grad_fn = _candidate(backward, forward, argnums_t)
     full: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]
@@ -217,16 +221,16 @@ def audit_vjp(
         cot = cotangent if cotangent is not None else draw_cotangent(forward_ref, args, seed or 0)
         full = (*args, cot)
     names = None if arg_names is None else [*arg_names, "cotangent"]
-    report = run_audit(
+    report = audit(
         grad_fn,
         _pairing(forward_ref),
         full,
-        argnums=argnums_t,
+        argnums=argnums,
         max_examples=max_examples,
+        rtol=rtol,
+        atol=atol,
         seed=seed,
         arg_names=names,
-        policy=Policy(rtol=rtol, atol=atol),
-        argnums_shown=argnums if isinstance(argnums, int) else argnums_t,
         kinks=kinks,
         stages=stages,
         intermediates=intermediates,
