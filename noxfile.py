@@ -1,33 +1,119 @@
-"""Sessions: how people and CI run manual-bp. `nox` alone runs `tests`."""
+"""Sessions: how people and CI run manual-bp.
+
+``nox`` alone runs ``tests`` on the interpreter that runs nox (any supported Python). The
+matrix ``tests-3.11``, ``tests-3.12``, ``tests-3.13`` runs the suite on each version and fails
+when that interpreter is missing (never a silent "skipped"); ``tests-minimum`` runs it with the
+lowest version of every dependency that ``pyproject.toml`` declares.
+"""
 
 from __future__ import annotations
 
 import os
+import tomllib
+from pathlib import Path
 
 import nox
+from packaging.requirements import Requirement
 
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
+# A session whose interpreter is missing fails instead of reporting "skipped" as success.
+nox.options.error_on_missing_interpreters = True
 
-PYTHON = "3.11"
+ROOT = Path(__file__).resolve().parent
+#: Every supported version (requires-python = ">=3.11"); CI runs the oldest and the newest.
+PYTHONS = ["3.11", "3.12", "3.13"]
+OLDEST = PYTHONS[0]
+#: The CPU build of torch for the torch-based tests: the bench extra's pin, found in
+#: MANUAL_BP_WHEELS (default /opt/wheels) where it lies on disk. PyPI's torch is a multi-GB
+#: CUDA build, so no session downloads it; without the wheel those tests skip.
+TORCH = "torch==2.13.0"
+WHEELS = Path(os.environ.get("MANUAL_BP_WHEELS", "/opt/wheels"))
 
 
-@nox.session(python=PYTHON)
-def tests(session: nox.Session) -> None:
-    """The test suite with branch coverage (HYPOTHESIS_PROFILE=ci for the thorough profile)."""
-    session.install("-e", ".[test]")
+def _pytest(session: nox.Session, *args: str) -> None:
+    """pytest on all cores with branch coverage; HYPOTHESIS_PROFILE picks dev (default) or ci."""
     session.run(
         "pytest",
+        "-n",
+        os.environ.get("PYTEST_XDIST_WORKERS", "auto"),
         "--cov=manual_bp",
         "--cov=verification",
         "--cov-report=term",
-        *session.posargs,
-        env={"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "dev")},
+        *args,
+        env={
+            "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "dev"),
+            # Subprocesses that tests start in other folders find the coverage settings
+            # (branch = true) too: pytest-cov before 7 measures them and combines the data.
+            "COVERAGE_RCFILE": str(ROOT / "pyproject.toml"),
+        },
     )
 
 
-@nox.session(python=PYTHON)
+def _install_local_torch(session: nox.Session, version: str) -> None:
+    """Install the CPU torch wheel from WHEELS when one for this Python lies there."""
+    tag = "cp" + version.replace(".", "")
+    wheels = sorted(WHEELS.glob(f"torch-2.13.0*-{tag}-{tag}-*.whl"))
+    if wheels:
+        session.install(str(wheels[-1]))
+    else:
+        session.log(f"no {TORCH} wheel for {tag} in {WHEELS}: the torch-based tests will skip")
+
+
+@nox.session(python=None)
+def tests(session: nox.Session) -> None:
+    """The test suite on the interpreter running nox, on all cores, with branch coverage."""
+    session.install("-e", ".[test]")
+    _pytest(session, *session.posargs)
+
+
+def _tests_on(version: str) -> None:
+    def run(session: nox.Session) -> None:
+        session.install("-e", ".[test]")
+        if version == OLDEST:
+            _install_local_torch(session, version)
+        _pytest(session, *session.posargs)
+
+    run.__doc__ = f"The test suite on Python {version} (fails if python{version} is missing)."
+    nox.session(python=version, name=f"tests-{version}")(run)
+
+
+for _version in PYTHONS:
+    _tests_on(_version)
+
+
+def lowest_constraints(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """``name==X`` for every ``name>=X`` among the dependencies and the verify, train and
+    test extras of ``pyproject`` (extras of manual-bp itself are followed)."""
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    extras: dict[str, list[str]] = project["optional-dependencies"]
+    pins: dict[str, str] = {}
+    todo, seen = [*project["dependencies"], *extras["test"]], set()
+    while todo:
+        req = Requirement(todo.pop())
+        if req.name == project["name"]:
+            todo += [r for e in sorted(req.extras - seen) for r in extras[e]]
+            seen |= req.extras
+            continue
+        lows = [s.version for s in req.specifier if s.operator in (">=", "==")]
+        if lows:
+            pins[req.name] = lows[0]
+    return [f"{name}=={version}" for name, version in sorted(pins.items())]
+
+
+@nox.session(python=OLDEST, name="tests-minimum")
+def tests_minimum(session: nox.Session) -> None:
+    """The suite with the lowest declared version of every direct dependency (oldest Python)."""
+    constraints = Path(session.create_tmp()) / "lowest.txt"
+    constraints.write_text("\n".join(lowest_constraints()) + "\n", encoding="utf-8")
+    session.log("lowest versions: " + ", ".join(lowest_constraints()))
+    session.install("-c", str(constraints), "-e", ".[test]")
+    session.run("pip", "list", "--format=freeze", silent=False)
+    _pytest(session, *session.posargs)
+
+
+@nox.session(python=OLDEST)
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install("ruff>=0.6")
@@ -35,21 +121,21 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=OLDEST)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on both packages."""
     session.install("-e", ".[test]", "mypy>=1.11")
     session.run("mypy")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=None)
 def verify(session: nox.Session) -> None:
     """The main job: every formula's manual gradient against JAX, as a table."""
     session.install("-e", ".[verify]")
     session.run("python", "-m", "verification", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=OLDEST)
 def mutation(session: nox.Session) -> None:
     """Mutation testing (mutmut) of manual_bp and verification/compare.py: score and survivors.
 
@@ -68,13 +154,20 @@ def mutation(session: nox.Session) -> None:
     session.run("python", "mutation/score.py", *session.posargs, env=env)
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=OLDEST)
 def bench(session: nox.Session) -> None:
     """Benchmarks (issue 5): SGD step vs jax.jit and torch, gradient cost, verification speed.
 
-    Prints markdown tables, writes JSON and PNG to bench-results/ and copies the figures to
-    docs/bench/. ``nox -s bench -- --quick`` for a short run; ``-- --only sgd_step`` for one
-    section.
+    Prints markdown tables and writes JSON and PNG to bench-results/ (untracked);
+    ``nox -s bench -- --update-docs`` also replaces the figures in docs/bench/. ``-- --quick``
+    for a short run; ``-- --only sgd_step`` for one section.
     """
     session.install("-e", ".[verify,bench,train]")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(python=None)
+def readme(session: nox.Session) -> None:
+    """Regenerate every command output quoted in README.md (``-- --check`` only compares)."""
+    session.install("-e", ".[test]")
+    session.run("python", "tools/readme_outputs.py", *session.posargs)

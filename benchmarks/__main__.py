@@ -1,13 +1,12 @@
-"""``python -m benchmarks [--quick] [--out DIR] [--only SECTION ...]``: run, print, save.
+"""``python -m benchmarks``: run the benchmark sections, print their tables, save JSON and PNG.
 
-Each section prints its tables (markdown) and writes ``DIR/<section>.json`` and
-``DIR/<section>.png``; the figures are also copied to ``docs/bench/`` for the README (pass
-``--no-docs`` to skip that). ``--quick`` cuts repeats and sizes for a run of a few minutes.
+Each section prints its tables (markdown) and writes ``<out>/<section>.json`` and
+``<out>/<section>.png``; ``--out`` defaults to ``bench-results/`` beside this package (not
+tracked by git). The README's figures in ``docs/bench/`` change only with ``--update-docs``.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import shutil
@@ -18,6 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks import (
+    _requires as _requires,  # first: one line, not a traceback, if extras are missing
+)
 from benchmarks._figures import (
     gradient_cost_figure,
     sgd_step_figure,
@@ -25,6 +27,7 @@ from benchmarks._figures import (
 )
 from benchmarks._machine import machine_info, machine_line
 from benchmarks._report import Section, write_json
+from manual_bp._cli import ArgumentParser, UsageError
 
 __all__ = ["main"]
 
@@ -33,24 +36,76 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], Path], Path]]] = {
     "gradient_cost": ("benchmarks.gradient_cost", gradient_cost_figure),
     "verification_speed": ("benchmarks.verification_speed", verification_speed_figure),
 }
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "bench"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "bench"
+OUT = ROOT / "bench-results"
+PROG = "python -m benchmarks"
+DESCRIPTION = """\
+Benchmarks of manual-bp. Sections:
+
+  sgd_step            one SGD step (forward, backward, update) against jax.jit and torch
+  gradient_cost       the full gradient against finite differences and forward mode, as the
+                      network grows
+  verification_speed  verification throughput against the rate of generating the problems
+
+Each section prints markdown tables and writes OUT/SECTION.json and OUT/SECTION.png.
+The README's figures in docs/bench/ change only with --update-docs.
+Needs the verify, bench and train extras: pip install ".[verify,bench,train]" in a clone.
+Runs from any directory where the clone is importable (an editable install, or its root).
+
+exit status: 0 done; 2 a bad option or output folder."""
 
 
-def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="few repeats, smaller sizes")
-    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder")
-    parser.add_argument(
-        "--only", action="append", choices=sorted(SECTIONS), help="run only this section"
+def parser() -> ArgumentParser:
+    """The command-line interface."""
+    p = ArgumentParser(prog=PROG, description=DESCRIPTION, allow_abbrev=False)
+    p.add_argument(
+        "--quick", action="store_true", help="few repeats and smaller sizes, a few minutes"
     )
-    parser.add_argument(
-        "--no-docs", action="store_true", help="do not copy the figures to docs/bench/"
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=OUT,
+        metavar="DIR",
+        help="folder for the JSON and PNG files, created if missing (default: bench-results/ "
+        "in the clone, not tracked by git)",
     )
-    return parser.parse_args(list(argv))
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(SECTIONS),
+        metavar="SECTION",
+        help=f"run only this section, repeatable; one of {', '.join(sorted(SECTIONS))} "
+        "(default: all)",
+    )
+    p.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="also copy the figures to docs/bench/, the README's (default: leave them alone)",
+    )
+    return p
+
+
+def check_out(out: Path) -> None:
+    """Create ``out`` (and its parents) or raise :class:`UsageError` saying why it cannot be."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out {out}: cannot create the folder ({error.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise UsageError(f"--out {out} is not writable; choose another folder")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(sys.argv[1:] if argv is None else argv)
+    """Run the command; returns the exit status."""
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        check_out(args.out)
+    except UsageError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
     names = [n for n in SECTIONS if not args.only or n in args.only]
     info = machine_info()
     print(f"# manual-bp benchmarks{' (--quick)' if args.quick else ''}\n")
@@ -69,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         section.payload["finished_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
         write_json(args.out / f"{name}.json", section.payload)
         png = figure(section.payload, args.out / f"{name}.png")
-        if not args.no_docs:
+        if args.update_docs:
             DOCS.mkdir(parents=True, exist_ok=True)
             shutil.copy(png, DOCS / png.name)
         print(f"## {section.title}\n")
@@ -78,7 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{load_after:.1f} after, on {info['cores']} cores)\n"
         )
         print(section.markdown + "\n", flush=True)
-    print(f"JSON and PNG in {args.out}/" + ("" if args.no_docs else f"; figures copied to {DOCS}"))
+    print(
+        f"JSON and PNG in {args.out}/" + (f"; figures copied to {DOCS}" if args.update_docs else "")
+    )
     return 0
 
 

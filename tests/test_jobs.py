@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given, strategies as st
 
-from verification import __main__ as entry, _jobs
+from verification import __main__ as entry, _cache, _jobs
 from verification._report_cli import main, merge_main
 from verification.report import CHECKS
 
@@ -34,7 +34,10 @@ def test_shards_cover_every_row_exactly_once(n: int, dtypes: list[str]) -> None:
     covered = [task for part in parts for task in part]
     assert sorted(covered) == sorted(everything)
     assert len(covered) == len(set(covered)) == len(CHECKS) * len(dtypes)
-    assert max(map(len, parts)) - min(map(len, parts)) <= 1  # balanced
+    checks = [{name for name, _ in part} for part in parts]
+    assert max(map(len, checks)) - min(map(len, checks)) <= 1  # balanced
+    for part, names in zip(parts, checks, strict=True):  # a check's dtypes stay together
+        assert len(part) == len(names) * len(dtypes)
 
 
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1/0", "2", "a/b", "1/2/3", "-1/2", ""])
@@ -171,3 +174,19 @@ def test_merge_of_a_failing_shard_exits_1_and_names_the_failure(
     out = capsys.readouterr().out
     assert "FAIL (2)" in out
     assert "out of tolerance\n  inputs: (array([1.0]),)" in out
+
+
+def test_a_worker_takes_the_parent_s_cache_choice_and_runs_a_check_s_rows(tmp_path: Path) -> None:
+    before = _cache.directory()
+    try:
+        _jobs._start_worker(str(tmp_path))
+        assert _cache.directory() == tmp_path
+        _jobs._start_worker(None)
+        assert _cache.directory() is None
+    finally:
+        _cache.configure(before)
+    rows = _jobs._run_group([("relu", "float64"), ("relu", "float32")], 2)
+    assert [(r.name, r.dtype, r.examples, r.passed) for r in rows] == [
+        ("relu", "float64", 2, True),
+        ("relu", "float32", 2, True),
+    ]

@@ -4,6 +4,7 @@ the ``__main__`` dispatch between ``report`` and ``audit``."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 import manual_bp
-from verification import __main__ as entry
+from verification import __main__ as entry, _cache
 from verification.report import CHECKS, main
 
 
@@ -186,3 +187,46 @@ def test_entry_point_says_clearly_when_the_audit_cli_is_missing(
     monkeypatch.setitem(sys.modules, "verification._audit_cli", None)
     assert entry.main(["audit"]) == 2
     assert "audit command is not installed" in capsys.readouterr().err
+
+
+@pytest.fixture
+def cache_restored() -> Any:
+    """The process's compilation cache setting, put back after the test changes it."""
+    before = _cache.directory()
+    yield
+    _cache.configure(before)
+
+
+def test_no_cache_and_cache_dir_set_this_process_s_cache(
+    cache_restored: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = ["--max-examples", "1", "--dtype", "float64", "--only", "relu"]
+    assert main([*rows, "--no-cache"]) == 0
+    assert _cache.directory() is None
+    folder = tmp_path / "not" / "yet"  # created on first write
+    assert main([*rows, "--cache-dir", str(folder)]) == 0
+    assert _cache.directory() == folder
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--json", "{tmp}/x.json"], "--json {tmp}/x.json: not writable"),
+        (["--cache-dir", "{tmp}/new/sub"], "is not a writable directory"),
+    ],
+)
+def test_an_unwritable_output_or_cache_dir_is_refused_before_any_work(
+    argv: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as root, nothing is denied
+    with pytest.raises(SystemExit) as stopped:
+        main([arg.format(tmp=tmp_path) for arg in argv])
+    assert stopped.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert message.format(tmp=tmp_path) in err

@@ -178,19 +178,19 @@ def test_float_dtypes_gives_both_precisions(dtype: np.dtype[Any]) -> None:
 # The share of examples at overflow magnitudes
 # ---------------------------------------------------------------------------------------------
 
-OVERFLOW_FLOOR = 0.25
+OVERFLOW_FLOOR = 0.3
 """Least share of ``mlp_problems`` / ``logreg_problems`` examples at overflow magnitudes.
 
 Two thirds of the output layers drawn saturate, but hypothesis's examples lean to the first
 (simplest) choice and are correlated (it mutates earlier ones): drawing 200 examples with
-``hypothesis.seed`` 0 to 5, the share measured 0.33-0.57 (network) and 0.47-0.76 (logistic
-regression) over both dtypes, and 0.38-0.74 with the derandomized settings used here.
-0.25 is below every one of those. The strategies before saturating layers drew none at all
-(|Z2| <= 384 < 709.8 in float64)."""
+generation pinned and ``hypothesis.seed`` 0 to 7, the share measured 0.38-0.58 (network) and
+0.52-0.76 (logistic regression) over both dtypes, and 0.48-0.70 with the derandomized settings
+used here. 0.3 is below every one of those. The strategies before saturating layers drew none
+at all (|Z2| <= 384 < 709.8 in float64)."""
 
 ORDINARY_FLOOR = 0.15
 """Least share of examples with ordinary logits (|z| <= 20), where the float32 checks are
-tightest: 0.23-0.61 alongside the shares above (least for float32 logistic regression)."""
+tightest: 0.22-0.60 in the same draws (least for logistic regression)."""
 
 EXAMPLES_MEASURED = 200
 

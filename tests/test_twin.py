@@ -18,7 +18,8 @@ from manual_bp import LogRegParams, init_mlp
 from manual_bp.datasets import Split, load_breast_cancer, load_digits
 from manual_bp.train import train
 from verification import reference
-from verification.twin import ULPS_PER_STEP, tolerance, twin_run
+from verification.__main__ import main as dispatch
+from verification.twin import ULPS_PER_STEP, main as twin_main, tolerance, twin_run
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +117,54 @@ def test_tolerance_grows_linearly_with_steps_and_parameter_scale() -> None:
     assert tolerance(np.float64, 1, 0.3) == ULPS_PER_STEP * eps
     assert tolerance(np.float64, 10, 4.0) == 40 * tolerance(np.float64, 1, 1.0)
     assert tolerance(np.float32, 1, 1.0) == ULPS_PER_STEP * np.finfo(np.float32).eps
+
+
+# ------------------------------------------------------------------------------------------
+# python -m verification twin (what python -m manual_bp.train --check-against-jax runs)
+# ------------------------------------------------------------------------------------------
+
+
+def test_twin_command_trains_then_reports_the_largest_difference(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert twin_main(["--dataset", "breast-cancer", "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "logistic regression (30 features), float64, 455 training / 114 held-out" in out
+    assert "largest parameter difference over 30 steps" in out
+    assert "agree to rounding at every step" in out
+
+
+def test_twin_command_fails_when_the_gradients_differ(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exact = reference.logreg_loss_and_grads
+
+    def off_by_a_millionth(params: Any, x: Any, y: Any) -> tuple[Any, Any]:
+        loss, grads = exact(params, x, y)
+        return loss, type(grads)(*(g * (1 + 1e-6) for g in grads))
+
+    monkeypatch.setattr(reference, "logreg_loss_and_grads", off_by_a_millionth)
+    assert twin_main(["--dataset", "breast-cancer", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        err[-1]
+        == "python -m verification twin: error: the manual and jax.grad runs differ beyond rounding"
+    )
+
+
+def test_twin_command_checks_options_as_the_training_command_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert dispatch(["twin", "--plot", "x.txt"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m verification twin: error: --plot x.txt")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_twin_command_reports_a_run_that_diverged_without_comparing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert twin_main(["--dataset", "digits", "--lr", "5", "--epochs", "1"]) == 1
+    out = capsys.readouterr()
+    assert "lower --lr" in out.err
+    assert "JAX twin" not in out.out

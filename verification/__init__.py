@@ -3,9 +3,16 @@
 Modules: ``reference`` (JAX counterparts and their derivatives by automatic differentiation),
 ``strategies`` (hypothesis strategies and ready problems), ``compare`` (tolerances derived from
 the dtype and scale, tree comparison), ``report`` (the main job, ``python -m verification``).
+
+Needs the ``verify`` extra (JAX, hypothesis); without it, importing this package raises
+``ModuleNotFoundError`` with the install command (``verification._requires``).
 """
 
-from verification import reference as reference, strategies as strategies
+from verification import (
+    _requires as _requires,  # first: the install hint instead of a bare "No module named 'jax'"
+    reference as reference,
+    strategies as strategies,
+)
 from verification.compare import (
     Comparison as Comparison,
     assert_trees_close as assert_trees_close,

@@ -1,5 +1,5 @@
-"""``python -m verification [report|audit|audit-vjp|merge] ...``: the main job (default),
-the audit CLIs, or the merge of sharded outputs."""
+"""``python -m verification [report|audit|audit-vjp|merge|twin] ...``: the main job
+(default), the audit CLIs, the merge of sharded outputs, or the JAX twin of a training run."""
 
 from __future__ import annotations
 
@@ -13,8 +13,13 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch: ``audit ...`` to ``verification._audit_cli.main``; ``audit-vjp ...`` to
     ``verification._vjp_cli.main``; ``merge ...`` to ``verification._report_cli.merge_main``;
+    ``twin ...`` to ``verification.twin.main``;
     ``report ...`` or anything else to ``verification.report.main``. Returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "twin":
+        from verification.twin import main as twin_main
+
+        return twin_main(args[1:])
     if args and args[0] == "audit":
         try:
             module = importlib.import_module("verification._audit_cli")

@@ -1,7 +1,7 @@
 """``python -m verification audit``: audit a gradient function from the command line.
 
     python -m verification audit MODULE:GRAD_FN --loss MODULE:LOSS_FN --shapes "x=m,n w=n,h"
-        [--argnums 0,1] [--dtype float64] [--max-examples 200] [--seed S] [--json PATH]
+        [--argnums 0,1] [--dtype float64|float32|float16|bfloat16] [--max-examples 200] [--seed S] [--json PATH]
         [--dims "m=1,2,3 n=2"] [--bounds 3,1000]
 
 MODULE is an importable module name (the current directory is on the path) or a path to a
@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 
 from verification.auditing import OracleRefusedError, audit, named_arrays
 from verification.auditing._grammar import GRAMMAR
+from verification.auditing._lowprec import BFLOAT16
 from verification.auditing._shapes import DEFAULT_BOUNDS, parse_shapes
 
 __all__ = ["EXIT_FAILED", "EXIT_INCONCLUSIVE", "EXIT_PASSED", "EXIT_USAGE", "main", "resolve"]
@@ -160,8 +161,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dtype",
         default="float64",
-        choices=["float64", "float32"],
-        help="dtype of every float array drawn (default: float64)",
+        choices=["float64", "float32", "float16", "bfloat16"],
+        help="dtype of every float array drawn (default: float64); float16 and bfloat16 are "
+        "judged against jax.grad in that dtype",
     )
     parser.add_argument(
         "--max-examples",
@@ -217,11 +219,11 @@ def main(argv: list[str]) -> int:
                 f"--argnums {options.argnums} does not fit the {len(spec)} arguments of "
                 f"--shapes ({', '.join(spec)}): count from 0"
             )
-        bounds = _bounds(options.bounds) if options.bounds else DEFAULT_BOUNDS
+        bounds = _bounds(options.bounds) if options.bounds else None
         strategy = named_arrays(
             spec,
             dims=_dims(options.dims) if options.dims else None,
-            dtype=options.dtype,
+            dtype=BFLOAT16 if options.dtype == "bfloat16" else options.dtype,
             bounds=bounds,
         )
         grad_fn = resolve(options.grad_fn)

@@ -1,8 +1,8 @@
 """The main job's rows as tasks: which rows a run covers, one shard of them, in parallel processes.
 
 A task is one row of the table: a check's name and a dtype. ``tasks`` lists them in the table's
-order; ``shard(tasks, i, n)`` keeps every n-th, starting at the i-th (1-based), so n machines
-with i = 1..n cover every row exactly once; ``run_tasks`` runs them in this process or in
+order; ``shard(tasks, i, n)`` keeps the rows of every n-th check, starting at the i-th (1-based), so
+n machines with i = 1..n cover every row exactly once; ``run_tasks`` runs them in this process or in
 ``jobs`` worker processes. Each row draws its own derandomized problems (hypothesis seeds a
 derandomized test from the test's code, the same for every row), so a row's result does not
 depend on the process that ran it, the order or the shard (``run_check`` pins generation to
@@ -66,21 +66,30 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def shard(all_tasks: Sequence[Task], i: int, n: int) -> list[Task]:
-    """The i-th of n disjoint shards (1-based): tasks i-1, i-1+n, i-1+2n, ... .
+    """The i-th of n disjoint shards (1-based): every row of the checks i-1, i-1+n, ... .
 
-    Round robin rather than blocks, so every shard gets both dtypes and a mix of cheap
-    elementwise rows and costlier network rows.
+    A check's rows (its dtypes) stay together, as they call the same compiled references: a
+    machine that runs one of them would otherwise compile the same programs as another. Round
+    robin over the checks mixes cheap elementwise checks and the costlier network ones. With
+    more shards than checks, the extra shards are empty.
 
-    >>> shard([("a", "f"), ("b", "f"), ("c", "f")], 2, 2)
-    [('b', 'f')]
+    >>> shard([("a", "f"), ("b", "f"), ("a", "g"), ("c", "f")], 1, 2)
+    [('a', 'f'), ('a', 'g'), ('c', 'f')]
     """
-    return list(all_tasks[i - 1 :: n])
+    names = list(dict.fromkeys(name for name, _ in all_tasks))
+    kept = set(names[i - 1 :: n])
+    return [task for task in all_tasks if task[0] in kept]
 
 
 def run_task(task: Task, max_examples: int) -> Row:
-    """Run one row (the check ``task[0]`` in dtype ``task[1]``); picklable for workers."""
+    """Run one row (the check ``task[0]`` in dtype ``task[1]``)."""
     name, dtype = task
     return run_check(CHECKS_BY_NAME[name], np.dtype(dtype), max_examples)
+
+
+def _run_group(group: Sequence[Task], max_examples: int) -> list[Row]:
+    """A worker's unit: one check's rows, which share their compiled references."""
+    return [run_task(task, max_examples) for task in group]
 
 
 def _start_worker(cache_dir: str | None) -> None:
@@ -98,7 +107,9 @@ def run_tasks(
 
     ``jobs`` > 1 runs them in that many fresh processes ("spawn": JAX does not survive a
     fork), each of which imports JAX and loads its compiled references from the persistent
-    cache, or compiles them once when the cache is cold or off.
+    cache, or compiles them once when the cache is cold or off. A worker takes one check at a
+    time with all its dtypes (they share compiled references); the rows of a check are
+    reported when the check is done.
     """
     notify = on_row if on_row is not None else (lambda row: None)
     if jobs <= 1 or len(selected) <= 1:
@@ -107,16 +118,20 @@ def run_tasks(
             rows.append(run_task(task, max_examples))
             notify(rows[-1])
         return rows
+    groups: dict[str, list[Task]] = {}
+    for task in selected:
+        groups.setdefault(task[0], []).append(task)
     folder = _cache.directory()
     with concurrent.futures.ProcessPoolExecutor(
-        max_workers=min(jobs, len(selected)),
+        max_workers=min(jobs, len(groups)),
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_start_worker,
         initargs=(None if folder is None else str(Path(folder)),),
     ) as pool:
-        futures = {pool.submit(run_task, task, max_examples): task for task in selected}
+        futures = [pool.submit(_run_group, group, max_examples) for group in groups.values()]
         done: dict[Task, Row] = {}
         for future in concurrent.futures.as_completed(futures):
-            done[futures[future]] = future.result()
-            notify(done[futures[future]])
+            for row in future.result():
+                done[(row.name, row.dtype)] = row
+                notify(row)
     return [done[task] for task in selected]

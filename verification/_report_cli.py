@@ -112,7 +112,8 @@ def _parser() -> argparse.ArgumentParser:
         "--shard",
         metavar="I/N",
         default=None,
-        help="run only the I-th of N disjoint parts of the rows, for N CI machines; join "
+        help="run only the I-th of N disjoint parts of the rows (a check's dtypes stay "
+        "together), for N CI machines; join "
         f"their --json outputs with '{PROG} merge' (default: every row)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")

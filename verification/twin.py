@@ -29,11 +29,22 @@ about 1e-9 per step, beyond the bound after the first step. The bound assumes a 
 run: a diverging one (parameters growing without limit) amplifies rounding and fails it, as
 would a ReLU pre-activation that lands within rounding of 0 in one run only (probability of
 order 1e-9 per run with continuous data).
+
+Command line
+------------
+``python -m verification twin [options of python -m manual_bp.train]`` trains exactly as
+``python -m manual_bp.train`` does, then runs :func:`twin_run` from the same start and
+reports the largest difference (:func:`check`); ``python -m manual_bp.train
+--check-against-jax`` hands itself to this command, so that ``manual_bp`` never imports
+``verification``. Exit status 1 when the runs differ beyond the tolerance.
 """
 
 from __future__ import annotations
 
 import copy
+import sys
+import time
+from collections.abc import Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -41,9 +52,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from manual_bp import LogRegParams, MLPParams, logreg_loss_and_grads, mlp_loss_and_grads
 from manual_bp.train import GradFn, descend, targets
+from manual_bp.train.cli import TrainedRun, main as train_main
 from verification import reference
 
-__all__ = ["ULPS_PER_STEP", "TwinRun", "tolerance", "twin_run"]
+__all__ = ["PROG", "ULPS_PER_STEP", "TwinRun", "check", "main", "tolerance", "twin_run"]
+
+PROG = "python -m verification twin"
 
 P = TypeVar("P", bound=MLPParams | LogRegParams)
 
@@ -162,3 +176,48 @@ def twin_run(
     dtype = np.asarray(params[0]).dtype
     bounds = [tolerance(dtype, s, c) for s, c in enumerate(scales, start=1)]
     return TwinRun(np.array(diffs), np.array(scales), np.array(bounds), manual, twin)
+
+
+def check(trained: TrainedRun) -> int:
+    """Rerun ``trained`` with manual and JAX gradients in lockstep and print the largest
+    parameter difference; 0 when they agree to rounding at every step, else 1 (with the
+    reason on stderr). The hook :func:`main` gives ``manual_bp.train.cli.main``."""
+    start = time.perf_counter()
+    run = twin_run(
+        trained.params0,
+        trained.x_train,
+        trained.labels_train,
+        lr=trained.lr,
+        epochs=trained.epochs,
+        batch_size=trained.batch_size,
+        rng=trained.rng,
+    )
+    seconds = time.perf_counter() - start
+    steps = len(run.max_abs_diff)
+    worst = int(np.argmax(run.max_abs_diff))
+    closest = int(np.argmax(run.max_abs_diff / run.tolerance))
+    same = all(np.array_equal(a, b) for a, b in zip(run.manual, trained.params, strict=True))
+    print(
+        f"JAX twin ({seconds:.1f} s): largest parameter difference over {steps} steps "
+        f"{run.max_abs_diff[worst]:.2e} (after step {worst + 1}, tolerance there "
+        f"{run.tolerance[worst]:.1e}); closest to its tolerance: step {closest + 1}, "
+        f"{run.max_abs_diff[closest] / run.tolerance[closest]:.1%} of it"
+    )
+    if not same:
+        print(
+            f"{PROG}: error: the twin's manual run did not reproduce the trained parameters",
+            file=sys.stderr,
+        )
+        return 1
+    if not run.agrees:
+        print(
+            f"{PROG}: error: the manual and jax.grad runs differ beyond rounding", file=sys.stderr
+        )
+        return 1
+    print("the manual and jax.grad runs agree to rounding at every step")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m verification twin``: the training command with :func:`check` after it."""
+    return train_main(argv, prog=PROG, after=check)

@@ -50,6 +50,8 @@ from manual_bp.network import MLPParams, mlp_forward, mlp_loss_and_grads
 from manual_bp.optim import sgd_step
 
 __all__ = [
+    "GROWTH_LIMIT",
+    "DivergenceError",
     "GradFn",
     "History",
     "Step",
@@ -91,6 +93,25 @@ class Step(NamedTuple, Generic[P]):
     batch: NDArray[np.intp]
     loss: float
     params: P
+
+
+#: A run has diverged once a minibatch loss exceeds this multiple of max(1, first loss).
+GROWTH_LIMIT = 1000.0
+
+
+class DivergenceError(ValueError):
+    """Gradient descent blew up: a loss or a parameter became non-finite, or the minibatch
+    loss grew past :data:`GROWTH_LIMIT` times max(1, the first step's loss).
+
+    ``str(error)`` says which and where, e.g. ``loss grew over 1000x (from 2.3 to
+    4.1e+03) at epoch 3 (step 95)``; the attributes ``epoch`` and ``step`` are 1-based. The usual cure is a lower
+    learning rate.
+    """
+
+    def __init__(self, what: str, epoch: int, step: int) -> None:
+        super().__init__(f"{what} at epoch {epoch} (step {step})")
+        self.epoch = epoch
+        self.step = step
 
 
 class History(NamedTuple):
@@ -176,6 +197,11 @@ def descend(
     ValueError
         ``x`` not 2-D, empty or non-finite; ``y`` with a different number of rows;
         ``batch_size`` outside ``[1, m]``; ``epochs < 1``; ``lr`` not finite and positive.
+    DivergenceError
+        During iteration, when a minibatch loss or an updated parameter is NaN or infinite,
+        or a minibatch loss exceeds ``GROWTH_LIMIT * max(1, first loss)`` (the learning
+        rate is too high). numpy's overflow warnings inside the step are silenced: this
+        check reports the divergence instead.
 
     Examples
     --------
@@ -216,12 +242,26 @@ def _descend(
     rng: np.random.Generator,
 ) -> Iterator[Step[P]]:
     index = 0
+    first = limit = math.inf
     for epoch in range(epochs):
         for batch in batches(rng, x.shape[0], batch_size):
-            loss, grads = grad_fn(params, x[batch], y[batch])
-            grads = type(params)(*(np.asarray(g) for g in grads))
-            params = sgd_step(params, grads, lr)
-            yield Step(epoch, index, batch, float(loss), params)
+            # A diverging run overflows before it fails: the checks below name it instead.
+            with np.errstate(over="ignore", invalid="ignore"):
+                loss, grads = grad_fn(params, x[batch], y[batch])
+                grads = type(params)(*(np.asarray(g) for g in grads))
+                params = sgd_step(params, grads, lr)
+            value = float(loss)
+            if not (math.isfinite(value) and all(np.isfinite(p).all() for p in params)):
+                raise DivergenceError("loss became non-finite", epoch + 1, index + 1)
+            if value > limit:
+                raise DivergenceError(
+                    f"loss grew over {GROWTH_LIMIT:g}x (from {first:.3g} to {value:.3g})",
+                    epoch + 1,
+                    index + 1,
+                )
+            if index == 0:
+                first, limit = value, GROWTH_LIMIT * max(1.0, value)
+            yield Step(epoch, index, batch, value, params)
             index += 1
 
 

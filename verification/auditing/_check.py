@@ -31,9 +31,16 @@ from verification.auditing._guards import (
     wrong_order,
 )
 from verification.auditing._kinks import at_kink
+from verification.auditing._lowprec import (
+    check_low_precision,
+    low_precision_dtype,
+    reference_for,
+    tolerances as low_tolerances,
+)
 from verification.auditing._oracle import Oracle, OracleRefusedError, SecondOpinion
 from verification.auditing._outcome import Outcome, Tally
 from verification.auditing._report import leaf_lines
+from verification.auditing._reproducer import offending_elements
 from verification.auditing._tolerance import leaf_tolerances
 from verification.auditing._trees import (
     copy_leaves,
@@ -234,11 +241,18 @@ class Checker:
         dtypes = [np.asarray(x).dtype for x in inputs]
         terms = max(int(np.size(leaf)) for leaf in tree_util.tree_leaves(args))
         policy = self.policy
+        low = low_precision_dtype(dtypes) if policy.rtol is None and policy.atol is None else None
         start = time.perf_counter()
-        tols = policy.tolerance(dtypes, grad, terms=terms, rtol=policy.rtol, atol=policy.atol)
+        if low is not None:  # float16/bfloat16: against a reference in that precision
+            got = [np.asarray(g, np.float64) for g in got]  # dtypes checked; values exact
+            tols = self._low_precision(args, got, grad, low, names_of_leaves, outcome)
+            if tols is None:
+                return outcome
+        else:
+            tols = policy.tolerance(dtypes, grad, terms=terms, rtol=policy.rtol, atol=policy.atol)
         comparisons = policy.compare(got, grad, tols, names_of_leaves)
         self.tally.timings["compare"] += time.perf_counter() - start
-        if not all(c.passed for c in comparisons):
+        if low is None and not all(c.passed for c in comparisons):
             # Randomness from the example itself: the same example always gets the same
             # verdict, which hypothesis needs when it replays and shrinks.
             rng = np.random.default_rng(
@@ -277,6 +291,7 @@ class Checker:
         outcome.location, outcome.candidate, outcome.reference = c.location, c.actual, c.expected
         outcome.rtol, outcome.atol = c.rtol, c.atol
         outcome.leaves = leaf_lines(names_of_leaves, comparisons)
+        outcome.offending = offending_elements(got, grad, tols, names_of_leaves)
         outcome.kind = "mismatch"
         outcome.got, outcome.grad, outcome.worst = got, grad, worst
         order = wrong_order(got, grad, names_of_leaves)
@@ -294,6 +309,40 @@ class Checker:
             outcome.diagnosis = f"{names_of_leaves[worst]}: {finding.text}"
             outcome.factor, outcome.zero_pattern = finding.factor, finding.zero_pattern
         return self._confirm(args, got, grad, outcome)
+
+    def _low_precision(
+        self,
+        args: tuple[Any, ...],
+        got: Sequence[Any],
+        grad: Sequence[np.ndarray[Any, Any]],
+        dtype: np.dtype[Any],
+        names: Sequence[str],
+        outcome: Outcome,
+    ) -> list[tuple[float, float]] | None:
+        """The tolerances of ``_lowprec`` at this example, its lines on ``outcome``; None
+        (the example outside the dtype's range) where the low-precision reference overflows."""
+        inputs = self.differentiated(args)
+        rng = np.random.default_rng(
+            [self.seed, *(zlib.crc32(np.asarray(x).tobytes()) for x in inputs)]
+        )
+        check = check_low_precision(
+            reference_for(self.oracle.loss_fn, self.argnums),
+            lambda a: self.oracle.gradient(a)[1],
+            args,
+            grad,
+            got,
+            dtype,
+            names,
+            rng,
+        )
+        outcome.low_precision, outcome.low_ratio = check.lines(), check.worst_ratio
+        if not all(math.isfinite(e) for e in check.reference_errors):
+            outcome.out_of_domain = True
+            outcome.diagnosis = (
+                f"the {dtype.name} reference is not finite here: the problem overflows {dtype.name}"
+            )
+            return None
+        return low_tolerances(dtype, check.reference_errors)
 
     def _confirm(
         self,

@@ -120,7 +120,7 @@ def shape_words(actual: np.ndarray[Any, Any], expected: np.ndarray[Any, Any]) ->
     a = np.asarray(actual)
     e = np.asarray(expected, np.float64)
     scale = float(np.max(np.abs(e), initial=0.0))
-    numeric = np.issubdtype(a.dtype, np.number)
+    numeric = np.issubdtype(a.dtype, np.number) and scale > 0  # all-zero values say nothing
     if a.ndim == 2 and a.shape == e.shape[::-1]:
         if numeric and _close(a.T.astype(np.float64), e, scale):
             return (

@@ -16,13 +16,18 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, Phase, find, settings, strategies as st
 from jax import tree_util
 
 from verification.auditing._check import DEFAULT_POLICY, Checker, Policy
 from verification.auditing._diagnose import mask_pattern
 from verification.auditing._errors import AuditSpecError
-from verification.auditing._evidence import Probe, mask_words, name_factor
+from verification.auditing._evidence import (
+    Probe,
+    mask_words,
+    name_factor,
+    values_right_elsewhere,
+)
 from verification.auditing._guards import nondeterministic_words
 from verification.auditing._kinks import Kinks, aimed, source as kinks_source
 from verification.auditing._oracle import Oracle
@@ -33,6 +38,7 @@ from verification.auditing._search import search
 from verification.auditing._simplify import simplify
 from verification.auditing._stages import Stage, locate_stage, resolve_stages
 from verification.auditing._trees import copy_leaves, leaf_names, none_leaf
+from verification.pinned import pinned_generation
 
 __all__ = ["oracle_for", "run_audit"]
 
@@ -113,9 +119,11 @@ def run_audit(
         spread_ulp=tally.spread_ulp,
         timings=timings,
         compilations=oracle.compilations - compilations_before,
+        low_precision=tally.low_precision,
+        arg_names=list(arg_names) if arg_names else [],
     )
     if failure is not None:
-        _fill_failure(report, failure, checker, tally)
+        _fill_failure(report, failure, checker, tally, args)
         if kinks is not None:  # the reproducer declares the same convention
             line, name = kinks_source(kinks)
             report.reproducer_calls = [
@@ -143,15 +151,29 @@ def run_audit(
     return report
 
 
-def _fill_failure(report: AuditReport, failure: Outcome, checker: Checker, tally: Tally) -> None:
+def _fill_failure(
+    report: AuditReport,
+    failure: Outcome,
+    checker: Checker,
+    tally: Tally,
+    drawn: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...],
+) -> None:
     if failure.kind in ("mismatch", "wrong shape", "wrong dtype", "wrong structure"):
         failure = simplify(checker.check, failure, checker.argnums)
+    first = tally.first_failing
+    others = [first.args] if first is not None and first.args is not failure.args else []
     if failure.kind == "flaky":
         failure = _flaky(failure, checker)
-    elif failure.kind == "mismatch" and failure.factor is not None:
-        failure.diagnosis = _factor_words(failure, checker)
+    elif failure.kind == "mismatch" and failure.factor is not None and failure.worst is not None:
+        informative = _informative_example(checker, failure.worst, drawn)
+        failure.diagnosis = _factor_words(failure, checker, [*others, *informative])
+    elif failure.kind in ("wrong shape", "wrong dtype") and failure.worst is not None:
+        informative = _informative_example(checker, failure.worst, drawn)
+        failure.diagnosis = _values_words(failure, checker, [*others, *informative])
     elif failure.kind == "mismatch" and failure.zero_pattern:
-        failure.diagnosis = (failure.diagnosis or "") + (_mask_words(failure, checker) or "")
+        failure.diagnosis = (failure.diagnosis or "") + (
+            _mask_words(failure, checker, others) or ""
+        )
     report.kind = failure.kind
     report.counterexample = failure.args or None
     report.shrink_steps = tally.examples - (tally.first_failure or tally.examples)
@@ -162,6 +184,8 @@ def _fill_failure(report: AuditReport, failure: Outcome, checker: Checker, tally
     report.traceback = failure.traceback
     report.leaves = failure.leaves
     report.warnings = failure.warnings
+    report.low_precision = failure.low_precision
+    report.offending = failure.offending
     report.max_abs_error, report.max_rel_error = (
         (failure.max_abs, failure.max_rel) if failure.kind == "mismatch" else (math.inf, math.inf)
     )
@@ -190,7 +214,7 @@ def _probe(checker: Checker, leaf: int) -> Probe:
     return probe
 
 
-def _factor_words(failure: Outcome, checker: Checker) -> str:
+def _factor_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ...]]) -> str:
     """The failure's diagnosis with its constant factor re-checked (``_evidence``)."""
     factor, worst = failure.factor or 1.0, failure.worst or 0
     args = failure.args
@@ -204,11 +228,64 @@ def _factor_words(failure: Outcome, checker: Checker) -> str:
             checker.argnums,
             checker.names(args),
             rng,
+            others,
         )
     return f"{leaf}: {words}"
 
 
-def _mask_words(failure: Outcome, checker: Checker) -> str | None:
+def _informative_example(
+    checker: Checker, leaf: int, drawn: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]
+) -> list[tuple[Any, ...]]:
+    """One input drawn from the audit's own strategy (so in the user's domain) where the
+    reference's leaf ``leaf`` is not all 0, or none: shrunk counterexamples are zeros, where
+    a wrong shape or dtype leaves the values unjudged."""
+    if not isinstance(drawn, st.SearchStrategy):
+        return []
+
+    def informative(args: tuple[Any, ...]) -> bool:
+        try:
+            value, grad = checker.oracle.gradient(args)
+        except Exception:
+            return False
+        return math.isfinite(value) and bool(np.any(grad[leaf] != 0))
+
+    quiet = settings(
+        database=None,
+        max_examples=30,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    try:
+        with pinned_generation():
+            return [find(drawn, informative, settings=quiet)]
+    except Exception:
+        return []
+
+
+def _values_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ...]]) -> str | None:
+    """A wrong shape or dtype whose values could not be judged on the counterexample (its
+    reference is 0): re-checked at inputs near it."""
+    text = failure.diagnosis or ""
+    if "values right" in text or "values are right" in text or "returned None" in text:
+        return text
+    worst = failure.worst or 0
+    rng = np.random.default_rng(checker.seed)
+    with np.errstate(all="ignore"):
+        right = values_right_elsewhere(
+            _probe(checker, worst), failure.args, checker.argnums, rng, others
+        )
+    if not right:
+        return text
+    return (
+        f"{text}; its values are right at {right} other inputs (near this one, or the first "
+        "failing example) where the reference is not 0 (values right, only the "
+        + ("shape" if failure.kind == "wrong shape" else "dtype")
+        + " is wrong)"
+    )
+
+
+def _mask_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ...]]) -> str | None:
     """ ", a missing mask ..." where the evidence carries it (``_evidence.mask_words``)."""
     worst = failure.worst or 0
     here = failure.got is not None and failure.grad is not None
@@ -216,7 +293,7 @@ def _mask_words(failure: Outcome, checker: Checker) -> str | None:
         here = bool(mask_pattern(failure.got[worst], failure.grad[worst]))
     rng = np.random.default_rng(checker.seed)
     with np.errstate(all="ignore"):
-        return mask_words(here, _probe(checker, worst), failure.args, checker.argnums, rng)
+        return mask_words(here, _probe(checker, worst), failure.args, checker.argnums, rng, others)
 
 
 def _flaky(failure: Outcome, checker: Checker) -> Outcome:

@@ -5,8 +5,9 @@ of an accumulate, a strided pick instead of a block sum, sigmoid where sigmoid' 
 look like "x 2" or "x 1/2" on one input. So a factor c seen on the counterexample (at least two
 informative elements agreeing, see ``_diagnose.informative_factor``) is re-checked:
 
-1. at another input: the differentiated arguments perturbed at random (same shapes). Unless
-   the candidate is again c times the reference there, no cause is named;
+1. at other inputs (``variants``: the differentiated arguments perturbed at random, mildly
+   and strongly, at the same shapes and with every axis doubled). Unless the candidate is c
+   times the reference at each of them where it is wrong at all, no cause is named;
 2. at another size: for a factor equal to a size s of the problem (c = s or 1/s), every axis
    of that size in one group is doubled (the batch axis, axis 0 of the arguments that are not
    differentiated, first; then axis 0 of every argument; then every axis of size s) by
@@ -14,9 +15,9 @@ informative elements agreeing, see ``_diagnose.informative_factor``) is re-check
    missing 1/m) or halves (c -> c/2 for a 1/m applied twice); only then is the dimension
    blamed.
 
-A mask's pattern (the candidate wrong only where the reference is exactly 0) is called a
-missing mask only if it is seen at the counterexample or at the perturbed input and the other
-does not contradict it (wrong where the reference is not 0).
+A mask's pattern (the candidate wrong only where the reference is exactly 0, right at one
+informative element at least) is called a missing mask only if it is seen at two of these
+inputs at least.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from jax import tree_util
 
 from verification.auditing._diagnose import informative_factor, mask_pattern
 
-__all__ = ["Probe", "mask_words", "name_factor"]
+__all__ = ["Probe", "mask_words", "name_factor", "values_right_elsewhere", "variants"]
 
 Probe = Callable[[tuple[Any, ...]], tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None]
 """args -> (candidate leaf, reference leaf) at those args, or None if either cannot be had
@@ -50,45 +51,108 @@ def _factor_at(probe: Probe, args: tuple[Any, ...]) -> float | None:
         return informative_factor(np.asarray(got, np.float64), ref, scale, at_least=1)
 
 
+def _same_factor(a: float | None, b: float) -> bool:
+    return a is not None and abs(a - b) <= _AGREE * abs(b)
+
+
 def mask_words(
     here: bool,
     probe: Probe,
     args: tuple[Any, ...],
     argnums: Sequence[int],
     rng: np.random.Generator,
+    others: Sequence[tuple[Any, ...]] = (),
 ) -> str | None:
-    """ ", a missing mask ..." when a mask's pattern (wrong only where the reference is exactly
-    0, right at one informative element at least) is seen here (``here``) or at another input,
-    and the other input does not contradict it; else None."""
-    pair = probe(_perturbed(args, argnums, rng))
-    if pair is None or np.shape(pair[0]) != np.shape(pair[1]):
-        return None
-    there = mask_pattern(pair[0], pair[1])
-    if there is False or not (here or there):
+    """The words ", the pattern of a missing mask ..." when a mask's pattern (wrong only where the
+    reference is exactly 0, right at one informative element at least) is seen at two inputs
+    at least: the counterexample (``here``) and the ``variants``; else None."""
+    seen = int(here)
+    inputs = [*variants(args, argnums, rng, bigger=True), *others]
+    for other in inputs:
+        pair = probe(other)
+        if pair is not None and np.shape(pair[0]) == np.shape(pair[1]):
+            seen += bool(mask_pattern(pair[0], pair[1]))
+    if seen < 2:
         return None
     return (
-        ": the pattern of a missing mask (e.g. ReLU's), seen at this input and not contradicted "
-        "at another"
+        f": the pattern of a missing mask (e.g. ReLU's), seen at {seen} of {len(inputs) + 1} "
+        "inputs (this one, inputs near it and the first failing example)"
     )
 
 
-def _same_factor(a: float | None, b: float) -> bool:
-    return a is not None and abs(a - b) <= _AGREE * abs(b)
-
-
 def _perturbed(
-    args: tuple[Any, ...], argnums: Sequence[int], rng: np.random.Generator
+    args: tuple[Any, ...], argnums: Sequence[int], rng: np.random.Generator, strong: bool
 ) -> tuple[Any, ...]:
+    """The differentiated float arrays moved at random: mildly (each element times 1 +- 25%,
+    zeros to +-25% of the largest), or strongly (random signs as well, and +-50% of the
+    largest added: crossing kinks and branches)."""
+
     def shake(leaf: Any) -> Any:
         if not isinstance(leaf, np.ndarray) or not np.issubdtype(leaf.dtype, np.floating):
             return leaf
         a = leaf
         u = rng.uniform(-1.0, 1.0, a.shape)
         top = max(float(np.max(np.abs(a), initial=0.0)), 1.0)
-        moved = np.where(a != 0, a * (1 + 0.25 * u), 0.25 * top * u)
+        if strong:
+            signs = rng.choice([-1.0, 1.0], a.shape)
+            moved = signs * a * (1 + 0.5 * u) + 0.5 * top * rng.uniform(-1.0, 1.0, a.shape)
+        else:
+            moved = np.where(a != 0, a * (1 + 0.25 * u), 0.25 * top * u)
         return moved.astype(a.dtype)
 
     return tuple(tree_util.tree_map(shake, a) if i in argnums else a for i, a in enumerate(args))
+
+
+def variants(
+    args: tuple[Any, ...], argnums: Sequence[int], rng: np.random.Generator, *, bigger: bool
+) -> list[tuple[Any, ...]]:
+    """Other inputs to re-check a signature at: one mild and two strong perturbations of the
+    counterexample first, then (``bigger``) two strong perturbations of it with every axis doubled
+    four strong perturbations of it with every axis doubled (more elements, so that a
+    pattern has room to show)."""
+    leaves, treedef = tree_util.tree_flatten(args)
+    tiled = [
+        np.tile(x, (2,) * x.ndim) if isinstance(x, np.ndarray) and x.ndim else x for x in leaves
+    ]
+    doubled: tuple[Any, ...] = tree_util.tree_unflatten(treedef, tiled)
+    same_size = [
+        _perturbed(args, argnums, rng, strong=False),
+        _perturbed(args, argnums, rng, strong=True),
+        _perturbed(args, argnums, rng, strong=True),
+    ]
+    if not bigger:
+        return same_size
+    return [*same_size, *(_perturbed(doubled, argnums, rng, strong=True) for _ in range(4))]
+
+
+def values_right_elsewhere(
+    probe: Probe,
+    args: tuple[Any, ...],
+    argnums: Sequence[int],
+    rng: np.random.Generator,
+    others: Sequence[tuple[Any, ...]] = (),
+) -> int:
+    """At how many inputs near ``args`` (same shapes, reference not all 0) the candidate's leaf
+    holds the reference's values (as floats, reshaped, or transposed for a reversed 2-d
+    shape); 0 if it is wrong at any of them."""
+    right = 0
+    for other in [*variants(args, argnums, rng, bigger=False), *others]:
+        pair = probe(other)
+        if pair is None:
+            continue
+        got, ref = np.asarray(pair[0]), pair[1]
+        scale = float(np.max(np.abs(ref), initial=0.0))
+        if scale == 0 or got.size != ref.size or not np.issubdtype(got.dtype, np.number):
+            continue
+        flipped = got.ndim == 2 and got.shape != ref.shape and got.shape == ref.shape[::-1]
+        as_ref = got.T if flipped else got
+        close = np.abs(as_ref.reshape(ref.shape).astype(np.float64) - ref) <= 1e-6 * (
+            scale + np.abs(ref)
+        )
+        if not close.all():
+            return 0
+        right += 1
+    return right
 
 
 def _groups(
@@ -134,15 +198,30 @@ def name_factor(
     argnums: Sequence[int],
     names: Sequence[str],
     rng: np.random.Generator,
+    others: Sequence[tuple[Any, ...]] = (),
 ) -> str:
     """The words for a factor ``c`` seen on ``args``, after the re-checks of the module
     docstring (``probe`` evaluates candidate and reference at new arguments)."""
-    at_other = _factor_at(probe, _perturbed(args, argnums, rng))
-    if not _same_factor(at_other, c):
-        return (
-            f"every element is {c:.6g} times the reference on this input, but not at another "
-            "input (the differentiated arguments perturbed): no constant factor, no cause named"
-        )
+    agree = 0
+    for k, other in enumerate([*variants(args, argnums, rng, bigger=True), *others]):
+        pair = probe(other)
+        if pair is None or np.shape(pair[0]) != np.shape(pair[1]):
+            continue  # outside the loss's domain, or the candidate failed otherwise: no evidence
+        got, ref = np.asarray(pair[0], np.float64), pair[1]
+        scale = float(np.max(np.abs(ref), initial=0.0))
+        if scale > 0 and np.allclose(got, ref, rtol=1e-9, atol=1e-9 * scale):
+            continue  # right there: no evidence either way
+        with np.errstate(all="ignore"):
+            there = informative_factor(got, ref, scale, at_least=1)
+        # With every axis doubled a factor may follow a dimension; it must still be a factor.
+        if there is None or (k < 3 and not _same_factor(there, c)):
+            return (
+                f"every element is {c:.6g} times the reference on this input, but not at "
+                "another input near it: no constant factor, no cause named"
+            )
+        agree += k < 3
+    if agree == 0:
+        return f"every element is {c:.6g} times the reference on this input (not re-checked)"
     sizes = sorted({s for leaf in tree_util.tree_leaves(args) for s in np.shape(leaf) if s > 1})
     sign = "sign flipped and " if c < 0 else ""
     for size in sizes:

@@ -126,6 +126,8 @@ def _matches(g: Any, e: np.ndarray[Any, Any]) -> bool:
     if a.shape != e.shape or not np.issubdtype(a.dtype, np.number):
         return False
     scale = float(np.max(np.abs(e), initial=0.0))
+    if scale == 0:  # a reference of zeros says nothing about the values
+        return False
     return bool(np.all(np.abs(a.astype(np.float64) - e) <= 1e-6 * (scale + np.abs(e))))
 
 
@@ -167,15 +169,15 @@ def check_structure(
         if order is not None:
             outcome.diagnosis = order
             return None
-        for name, g, x, e in zip(names, got, inputs, grad, strict=True):
+        for k, (name, g, x, e) in enumerate(zip(names, got, inputs, grad, strict=True)):
             if g is None or np.shape(g) != np.shape(x):
-                outcome.location = name
+                outcome.location, outcome.worst = name, k
                 words = "returned None" if g is None else shape_words(np.asarray(g), e)
                 outcome.diagnosis = f"{name}: {words}"
                 return None
-    for name, g, x, e in zip(names, got, inputs, grad, strict=True):
+    for k, (name, g, x, e) in enumerate(zip(names, got, inputs, grad, strict=True)):
         if np.asarray(g).dtype != np.asarray(x).dtype:
-            outcome.kind, outcome.location = "wrong dtype", name
+            outcome.kind, outcome.location, outcome.worst = "wrong dtype", name, k
             right = " (its values are right)" if _matches(g, e) else ""
             outcome.diagnosis = (
                 f"{name} came back as {np.asarray(g).dtype}{right}, its input is "

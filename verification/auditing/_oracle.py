@@ -36,6 +36,7 @@ import numpy as np
 from jax import tree_util
 
 import verification.reference  # noqa: F401  (turns on 64-bit JAX, as every reference needs)
+from verification.auditing._lowprec import is_float
 
 __all__ = [
     "Environment",
@@ -120,12 +121,12 @@ class SecondOpinion:
 
 
 def _is_float(leaf: Any) -> bool:
-    return bool(np.issubdtype(np.asarray(leaf).dtype, np.floating))
+    return is_float(np.asarray(leaf).dtype)
 
 
 def _to64(leaf: Any) -> np.ndarray[Any, Any]:
     a = np.asarray(leaf)
-    return a.astype(np.float64) if np.issubdtype(a.dtype, np.floating) else a
+    return a.astype(np.float64) if is_float(a.dtype) else a
 
 
 def _to32(leaf: jax.Array) -> jax.Array:

@@ -39,6 +39,9 @@ class Outcome:
     worst: int | None = None
     factor: float | None = None
     zero_pattern: bool = False
+    low_precision: list[str] = field(default_factory=list)
+    low_ratio: float = 0.0
+    offending: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -57,6 +60,8 @@ class Tally:
     first_output: list[np.ndarray[Any, Any]] | None = None
     first_input: list[np.ndarray[Any, Any]] | None = None
     uncertain_notes: list[str] = field(default_factory=list)
+    low_ratio: float = -1.0
+    low_precision: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(("candidate", "compare"), 0.0)
     )

@@ -21,6 +21,11 @@ def function_name(fn: Callable[..., Any]) -> str:
     return f"{module}:{qualname}"
 
 
+def _dtype_source(dtype: np.dtype[Any]) -> str:
+    """``np.float64``, or ``ml_dtypes.bfloat16`` (numpy has no bfloat16 of its own)."""
+    return "ml_dtypes.bfloat16" if dtype.name == "bfloat16" else f"np.{dtype.name}"
+
+
 def python_literal(value: Any) -> str:
     """Python source that rebuilds ``value`` exactly (numpy arrays, NamedTuples, tuples).
 
@@ -30,10 +35,10 @@ def python_literal(value: Any) -> str:
     '(np.array([[0.5, -1.0]], dtype=np.float64), np.float64(2.0))'
     """
     if isinstance(value, np.ndarray):
-        text = f"np.array({value.tolist()!r}, dtype=np.{value.dtype.name})"
+        text = f"np.array({value.tolist()!r}, dtype={_dtype_source(value.dtype)})"
         return f"{text}.reshape({value.shape})" if value.size == 0 else text
     if isinstance(value, np.generic):
-        return f"np.{value.dtype.name}({value.item()!r})"
+        return f"{_dtype_source(value.dtype)}({value.item()!r})"
     if isinstance(value, tuple) and hasattr(value, "_fields"):
         inner = ", ".join(
             f"{f}={python_literal(v)}" for f, v in zip(value._fields, value, strict=True)
@@ -142,6 +147,9 @@ class AuditReport:
     out_of_domain: int = 0
     spread_ulp: float = 0.0
     finite_difference_note: str | None = None
+    low_precision: list[str] = field(default_factory=list)
+    offending: list[str] = field(default_factory=list)
+    arg_names: list[str] = field(default_factory=list)
     stage: str | None = None
     title: str | None = None
     reproducer_calls: list[str] = field(default_factory=list)
@@ -169,11 +177,14 @@ class AuditReport:
         if not self.reproducer_calls:
             imports.add("from verification import audit")
         _namedtuple_imports(self.counterexample, imports)
+        source = self._args_source()
+        if any("ml_dtypes." in line for line in source):
+            imports.add("import ml_dtypes")
         lines = sorted(imports)
         lines += [
             _import_line(self.grad_fn, "grad_fn"),
             _import_line(self.loss_fn, "loss_fn"),
-            f"args = {python_literal(self.counterexample)}",
+            *source,
         ]
         if self.reproducer_calls:  # another kind of audit (audit_vjp) or declared kinks
             lines += self.reproducer_calls
@@ -185,6 +196,28 @@ class AuditReport:
                 f"print(audit(grad_fn, loss_fn, args, argnums={self.argnums!r}))",
             ]
         return "\n".join(lines)
+
+    def _args_source(self) -> list[str]:
+        """``args = ...`` as literals, or (above ``LITERAL_LIMIT`` elements) loaded from a
+        saved ``.npz``."""
+        from verification.auditing._reproducer import (
+            LITERAL_LIMIT,
+            rebuild_source,
+            save_counterexample,
+        )
+
+        if self.counterexample_size[0] <= LITERAL_LIMIT:
+            return [f"args = {python_literal(self.counterexample)}"]
+        return rebuild_source(self.counterexample, save_counterexample(self.counterexample))
+
+    def _large_input_lines(self) -> list[str]:
+        """Shapes of a counterexample too large to print."""
+        from verification.auditing._reproducer import LITERAL_LIMIT, shape_lines
+
+        if self.counterexample is None or self.counterexample_size[0] <= LITERAL_LIMIT:
+            return []
+        lines = ["  input (too large to print; saved, see the reproducer):"]
+        return lines + ["    " + t for t in shape_lines(self.counterexample, self.arg_names)]
 
     def _summary_lines(self) -> list[str]:
         """Uncertain and out-of-domain examples on their own lines, with the warnings."""
@@ -242,6 +275,7 @@ class AuditReport:
                     f"  two calls on one input differed by up to {self.spread_ulp:.3g} ulp: "
                     "within what reordering the candidate's sums explains"
                 )
+            lines += [f"  {t}" for t in self.low_precision]
             return "\n".join([*lines, *self._summary_lines(), f"  {oracle}"])
         elements, nonzero = self.counterexample_size
         lines = [
@@ -267,6 +301,11 @@ class AuditReport:
         lines += [f"    {leaf}" for leaf in self.leaves]
         if self.stage:
             lines.append(f"  stage: {self.stage}")
+        if self.offending:
+            lines.append("  offending elements (worst first):")
+            lines += [f"    {t}" for t in self.offending]
+        lines += [f"  {t}" for t in self.low_precision]
+        lines += self._large_input_lines()
         if self.warnings:
             lines.append("  the candidate warned: " + "; ".join(self.warnings[:3]))
         if self.traceback:
@@ -310,7 +349,9 @@ class AuditReport:
             "rtol": self.rtol,
             "atol": self.atol,
             "counterexample": (
-                None if self.counterexample is None else python_literal(self.counterexample)
+                None
+                if self.counterexample is None
+                else "\n".join(self._args_source()).removeprefix("args = ")
             ),
             "counterexample_elements": self.counterexample_size[0],
             "traceback": self.traceback,
@@ -323,6 +364,8 @@ class AuditReport:
             },
             "timings": self.timings,
             "compilations": self.compilations,
+            "low_precision": self.low_precision,
+            "offending": self.offending,
         }
 
 

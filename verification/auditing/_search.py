@@ -47,6 +47,12 @@ def _check_one(
             tally.max_rel = max(tally.max_rel, outcome.max_rel)
             tally.max_scaled = max(tally.max_scaled, outcome.max_scaled)
             tally.spread_ulp = max(tally.spread_ulp, outcome.spread_ulp)
+            if (
+                outcome.low_precision
+                and not outcome.uncertain
+                and outcome.low_ratio > tally.low_ratio
+            ):
+                tally.low_ratio, tally.low_precision = outcome.low_ratio, outcome.low_precision
             return
         if tally.first_failure is None:
             tally.first_failure, tally.first_failing = tally.examples, outcome

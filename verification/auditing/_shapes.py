@@ -43,6 +43,7 @@ from verification.auditing._grammar import (
     size_names,
     size_value,
 )
+from verification.auditing._lowprec import BFLOAT16, default_bounds
 
 __all__ = ["ArgKind", "ShapeSpec", "named_arrays", "parse_shapes", "size_profiles"]
 
@@ -172,8 +173,14 @@ def _bounded(low: float, high: float, dtype: np.dtype[Any]) -> tuple[float, floa
     return float(lo), float(hi)
 
 
+def _drawn(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """The dtype hypothesis draws for ``dtype``: bfloat16 is drawn as float32, then rounded."""
+    return np.dtype(np.float32) if dtype == BFLOAT16 else dtype
+
+
 def _elements(value: Value, dtype: np.dtype[Any], bound: float) -> st.SearchStrategy[Any]:
-    width: Literal[32, 64] = 32 if dtype == np.float32 else 64
+    dtype = _drawn(dtype)
+    width: Literal[16, 32, 64] = 16 if dtype == np.float16 else 32 if dtype == np.float32 else 64
 
     def floats(low: float, high: float, **kw: bool) -> st.SearchStrategy[float]:
         lo, hi = _bounded(low, high, dtype)
@@ -228,7 +235,8 @@ def _one_array(
         return draw(hnp.arrays(np.int64, shape, elements=st.integers(0, k - 1)))
     bound = draw(bounds) if value.kind in ("real", "positive", "away", "interval") else 1.0
     elements = _elements(value, dtype, bound)
-    return draw(hnp.arrays(dtype, shape, elements=elements, unique=value.distinct))
+    out = draw(hnp.arrays(_drawn(dtype), shape, elements=elements, unique=value.distinct))
+    return out if out.dtype == dtype else out.astype(dtype)
 
 
 def _draw_node(
@@ -256,7 +264,7 @@ def named_arrays(
     dims: Mapping[str, Sequence[int]] | None = None,
     dtype: DTypeLike = np.float64,
     kinds: Mapping[str, str] | None = None,
-    bounds: Sequence[float] = DEFAULT_BOUNDS,
+    bounds: Sequence[float] | None = None,
 ) -> st.SearchStrategy[tuple[Any, ...]]:
     """A strategy for the argument tuple described by ``spec``, with consistent shapes.
 
@@ -269,11 +277,13 @@ def named_arrays(
         those (a pytree argument).
     dims : dimension name -> sizes to draw from, independently per dimension. Default: the
         joint profiles of ``size_profiles`` (few shapes, so few JAX compilations).
-    dtype : float64 (default) or float32, the dtype of every float array.
+    dtype : float64 (default), float32, float16 or bfloat16 (``ml_dtypes.bfloat16``), the
+        dtype of every float array (the audit judges float16 and bfloat16 by ``_lowprec``).
     kinds : argument name -> a KIND of the grammar for that (array) argument, e.g. "onehot",
         "prob" (kept from the first version of this function; the spec string can say it).
     bounds : each "real" array draws its bound on |element| from these (shrinking towards the
-        first); also the upper end of "positive" and "|x|>=d".
+        first); also the upper end of "positive" and "|x|>=d". Default (3, 1000); (3, 8) for
+        float16, whose range ends at 65504.
 
     Returns
     -------
@@ -283,7 +293,7 @@ def named_arrays(
     ------
     ValueError : a malformed spec, a kind for an unknown argument, sizes missing from ``dims``
         or a size < 1, no size profile where every derived size is >= 1, a dtype other than
-        float32/float64, or no bounds.
+        float32/float64 (or float16, bfloat16), or no bounds.
 
     Examples
     --------
@@ -299,8 +309,10 @@ def named_arrays(
     (1, 1, 2)
     """
     dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16), BFLOAT16):
+        raise ValueError(f"dtype must be float32 or float64 (or float16, bfloat16), got {dt}")
+    if bounds is None:
+        bounds = default_bounds(dt) or DEFAULT_BOUNDS
     if not bounds or any(not (b > 0 and np.isfinite(b)) for b in bounds):
         raise ValueError(f"bounds must be positive finite numbers, got {list(bounds)}")
     nodes, fixed = _normalise(spec, dict(kinds or {}))

@@ -15,6 +15,7 @@ import numpy as np
 from jax import tree_util
 
 from verification.auditing._diagnose import Dimension
+from verification.auditing._lowprec import is_low_precision
 
 __all__ = [
     "copy_leaves",
@@ -47,7 +48,8 @@ def pristine(tree: Any) -> Any:
 
 def is_float(x: Any) -> bool:
     """Whether ``x`` holds floating-point (or complex) values."""
-    return bool(np.issubdtype(np.asarray(x).dtype, np.inexact))
+    dtype = np.asarray(x).dtype
+    return bool(np.issubdtype(dtype, np.inexact)) or is_low_precision(dtype)
 
 
 def same(a: Sequence[Any], b: Sequence[Any]) -> bool:

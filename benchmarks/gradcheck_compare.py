@@ -1,0 +1,366 @@
+"""Side by side: this audit, ``torch.autograd.gradcheck`` and ``jax.test_util.check_grads``.
+
+Each checker judges the same hand-written gradients of the seed network (linear, ReLU, linear,
+softmax, cross-entropy; the differentiated arguments are the four parameters) on one concrete
+input per size (``benchmarks.sgd_step.SIZES``: tiny, mnist, large):
+
+(a) correct (``manual_bp``, float64): must pass;
+(b) the 1/m of the mean missing (every gradient m times too large);
+(c) one wrong element: dW1[0, 0] off by 10% of dW1's largest element (one among the 100,352
+    of dW1 at mnist size);
+(d) one wrong row: the last row of dW1 zero (a loop that stops one row short);
+(e) correct in float32 (``manual_bp`` on float32 inputs): must pass;
+(f) correct in bfloat16 (torch autograd on bfloat16 tensors): must pass.
+
+The audit runs ``verification.audit`` on the concrete input (``argnums=0``). The others see the
+candidate through the hook each library has for a custom gradient: a ``torch.autograd.Function``
+whose backward returns the candidate's gradient (gradcheck with its defaults, and with
+``fast_mode=True``), and a ``jax.custom_jvp`` whose tangent is <candidate gradient, tangent>
+(check_grads with ``modes=("fwd",)`` and ``modes=("rev",)``, order 1). Every checker gets the
+inputs in the candidate's own dtype. A check still running after the time cap is stopped
+(``did not finish in N s``) and the same checker is not run on the other candidates of that
+size. Times are wall-clock on the shared machine; "steps" divides by the candidate's own time
+for one gradient at that size (the fastest of three calls).
+
+    python -m benchmarks --only gradcheck_compare [--quick]
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+from numpy.typing import NDArray
+
+import manual_bp as mb
+from benchmarks._report import Section, fmt_time, markdown_table
+from benchmarks.sgd_step import SIZES
+
+__all__ = ["CANDIDATES", "CHECKERS", "gradcheck_compare_figure", "run"]
+
+Array = NDArray[Any]
+Grad = Callable[[mb.MLPParams, Array, Array], mb.MLPParams]
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+
+def _correct(params: mb.MLPParams, x: Array, y: Array) -> mb.MLPParams:
+    return mb.mlp_loss_and_grads(params, x, y)[1]
+
+
+def _missing_mean(params: mb.MLPParams, x: Array, y: Array) -> mb.MLPParams:
+    m = x.shape[0]
+    return mb.MLPParams(*(g * g.dtype.type(m) for g in _correct(params, x, y)))
+
+
+def _one_element(params: mb.MLPParams, x: Array, y: Array) -> mb.MLPParams:
+    g = _correct(params, x, y)
+    dW1 = g.W1.copy()
+    dW1[0, 0] += 0.1 * np.max(np.abs(dW1))
+    return g._replace(W1=dW1)
+
+
+def _one_row(params: mb.MLPParams, x: Array, y: Array) -> mb.MLPParams:
+    g = _correct(params, x, y)
+    dW1 = g.W1.copy()
+    dW1[-1] = 0.0
+    return g._replace(W1=dW1)
+
+
+def _torch(a: Array) -> Any:
+    import torch
+
+    if a.dtype == BF16:
+        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _numpy(t: Any) -> Array:
+    import torch
+
+    if t.dtype == torch.bfloat16:
+        out: Array = t.detach().contiguous().view(torch.int16).numpy().view(BF16)
+        return out
+    return np.asarray(t.detach().numpy())
+
+
+def _torch_loss(leaves: Sequence[Any], x: Any, y: Any) -> Any:
+    import torch
+
+    W1, b1, W2, b2 = leaves
+    logits = torch.relu(x @ W1 + b1) @ W2 + b2
+    return -(y * torch.log_softmax(logits, dim=1)).sum() / x.shape[0]
+
+
+def _bfloat16_torch(params: mb.MLPParams, x: Array, y: Array) -> mb.MLPParams:
+    """torch autograd of the network on bfloat16 tensors (CPU: float32 accumulation)."""
+    import torch
+
+    leaves = [_torch(p).requires_grad_(True) for p in params]
+    loss = _torch_loss(leaves, _torch(x), _torch(y))
+    return mb.MLPParams(*(_numpy(g) for g in torch.autograd.grad(loss, leaves)))
+
+
+CANDIDATES: dict[str, tuple[Grad, Any, bool]] = {
+    "(a) correct": (_correct, np.float64, True),
+    "(b) missing 1/m": (_missing_mean, np.float64, False),
+    "(c) one wrong element": (_one_element, np.float64, False),
+    "(d) one wrong row": (_one_row, np.float64, False),
+    "(e) correct float32": (_correct, np.float32, True),
+    "(f) correct bfloat16": (_bfloat16_torch, BF16, True),
+}
+"""name -> (gradient function, dtype of its inputs, whether it is correct)."""
+
+
+def _problem(size: tuple[int, int, int, int], dtype: Any) -> tuple[mb.MLPParams, Array, Array]:
+    m, n, h, k = size
+    rng = np.random.default_rng(0)
+    params = mb.init_mlp(rng, n, h, k)
+    params = params._replace(b1=rng.uniform(-0.1, 0.1, h), b2=rng.uniform(-0.1, 0.1, k))
+    x = rng.standard_normal((m, n))
+    y = np.eye(k)[rng.integers(0, k, m)]
+    cast = mb.MLPParams(*(np.asarray(p).astype(dtype) for p in params))
+    return cast, x.astype(dtype), y.astype(dtype)
+
+
+# --- the checkers: each returns True when it passes the candidate ----------------------------
+
+
+def _audit(grad: Grad, problem: tuple[mb.MLPParams, Array, Array]) -> bool:
+    from verification import audit, reference
+
+    return audit(grad, reference.mlp_loss, problem, argnums=0, seed=0).passed
+
+
+def _torch_function(grad: Grad, x: Array, y: Array) -> Any:
+    import torch
+
+    class Candidate(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, *leaves: Any) -> Any:
+            ctx.save_for_backward(*leaves)
+            return _torch_loss(leaves, _torch(x), _torch(y))
+
+        @staticmethod
+        def backward(ctx: Any, grad_output: Any) -> Any:
+            params = mb.MLPParams(*(_numpy(t) for t in ctx.saved_tensors))
+            return tuple(_torch(g) * grad_output for g in grad(params, x, y))
+
+    return Candidate.apply
+
+
+def _gradcheck(fast: bool) -> Callable[[Grad, tuple[mb.MLPParams, Array, Array]], bool]:
+    def check(grad: Grad, problem: tuple[mb.MLPParams, Array, Array]) -> bool:
+        import torch
+
+        params, x, y = problem
+        leaves = tuple(_torch(p).requires_grad_(True) for p in params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "not double precision" for (e) and (f)
+            return bool(
+                torch.autograd.gradcheck(
+                    _torch_function(grad, x, y), leaves, raise_exception=False, fast_mode=fast
+                )
+            )
+
+    return check
+
+
+def _check_grads(mode: str) -> Callable[[Grad, tuple[mb.MLPParams, Array, Array]], bool]:
+    def check(grad: Grad, problem: tuple[mb.MLPParams, Array, Array]) -> bool:
+        import jax
+        import jax.numpy as jnp
+        from jax.test_util import check_grads
+
+        from verification import reference
+
+        params, x, y = problem
+        shapes = tuple(
+            jax.ShapeDtypeStruct(p.shape, p.dtype)  # type: ignore[no-untyped-call]
+            for p in params
+        )
+
+        def numpy_grad(*leaves: Any) -> tuple[Array, ...]:
+            out = grad(mb.MLPParams(*(np.asarray(v) for v in leaves)), x, y)
+            return tuple(np.asarray(g) for g in out)
+
+        @jax.custom_jvp
+        def loss(*leaves: Any) -> Any:
+            return reference.mlp_loss(mb.MLPParams(*leaves), x, y)
+
+        @loss.defjvp
+        def loss_jvp(primals: Any, tangents: Any) -> Any:
+            g = jax.pure_callback(numpy_grad, shapes, *primals)
+            return loss(*primals), sum(jnp.vdot(a, t) for a, t in zip(g, tangents, strict=True))
+
+        try:
+            check_grads(  # type: ignore[no-untyped-call]
+                loss, tuple(jnp.asarray(p) for p in params), order=1, modes=(mode,)
+            )
+        except AssertionError:
+            return False
+        return True
+
+    return check
+
+
+CHECKERS: dict[str, Callable[[Grad, tuple[mb.MLPParams, Array, Array]], bool]] = {
+    "this audit": _audit,
+    "gradcheck": _gradcheck(fast=False),
+    "gradcheck fast_mode": _gradcheck(fast=True),
+    "check_grads fwd": _check_grads("fwd"),
+    "check_grads rev": _check_grads("rev"),
+}
+
+
+class _TimeUpError(Exception):
+    pass
+
+
+@contextmanager
+def _time_cap(seconds: float) -> Iterator[None]:
+    def stop(signum: int, frame: Any) -> None:
+        raise _TimeUpError
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _step_seconds(grad: Grad, problem: tuple[mb.MLPParams, Array, Array]) -> float:
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        grad(*problem)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _one(
+    checker: Callable[[Grad, tuple[mb.MLPParams, Array, Array]], bool],
+    grad: Grad,
+    problem: tuple[mb.MLPParams, Array, Array],
+    cap: float,
+) -> tuple[str, float]:
+    start = time.perf_counter()
+    try:
+        with _time_cap(cap), np.errstate(all="ignore"):
+            outcome = "pass" if checker(grad, problem) else "FAIL"
+    except _TimeUpError:
+        outcome = "timeout"
+    except Exception as error:  # a checker that cannot take this input at all
+        outcome = f"error: {type(error).__name__}"
+    return outcome, time.perf_counter() - start
+
+
+def run(*, quick: bool = False) -> Section:
+    """Every checker on every candidate at every size; the markdown table and the payload."""
+    cap = 10.0 if quick else 30.0
+    rows: list[dict[str, Any]] = []
+    for size_name, size in SIZES.items():
+        problems = {np.dtype(dt): _problem(size, dt) for dt in (np.float64, np.float32, BF16)}
+        for checker_name, checker in CHECKERS.items():
+            stopped = False
+            for cand_name, (grad, dtype, correct) in CANDIDATES.items():
+                problem = problems[np.dtype(dtype)]
+                step = _step_seconds(grad, problem)
+                if stopped:
+                    outcome, seconds = "not run", float("nan")
+                else:
+                    outcome, seconds = _one(checker, grad, problem, cap)
+                    stopped = outcome == "timeout"
+                right = outcome == ("pass" if correct else "FAIL")
+                rows.append(
+                    {
+                        "size": size_name,
+                        "shape": list(size),
+                        "checker": checker_name,
+                        "candidate": cand_name,
+                        "correct": correct,
+                        "outcome": outcome,
+                        "right": right,
+                        "seconds": seconds,
+                        "candidate_step_s": step,
+                        "steps": seconds / step,
+                    }
+                )
+                print(
+                    f"  {size_name} {checker_name} {cand_name}: {outcome} {seconds:.2f} s",
+                    flush=True,
+                )
+    payload = {"cap_s": cap, "rows": rows, "sizes": {k: list(v) for k, v in SIZES.items()}}
+    return Section("gradcheck_compare", _TITLE, payload, _markdown(rows, cap))
+
+
+_TITLE = "This audit against torch.autograd.gradcheck and jax.test_util.check_grads"
+
+
+def _cell(row: dict[str, Any], cap: float) -> str:
+    outcome = row["outcome"]
+    if outcome == "timeout":
+        return f"did not finish in {cap:.0f} s"
+    if outcome == "not run":
+        return "not run (cap)"
+    mark = "right" if row["right"] else "WRONG"
+    return f"{outcome} ({mark}), {fmt_time(row['seconds'])}, {row['steps']:.0f} steps"
+
+
+def _markdown(rows: list[dict[str, Any]], cap: float) -> str:
+    parts = []
+    for size_name in SIZES:
+        these = [r for r in rows if r["size"] == size_name]
+        header = ["candidate", *CHECKERS]
+        table = []
+        for cand in CANDIDATES:
+            cells = [
+                _cell(next(r for r in these if r["checker"] == c and r["candidate"] == cand), cap)
+                for c in CHECKERS
+            ]
+            table.append([cand, *cells])
+        shape = "x".join(str(s) for s in SIZES[size_name])
+        parts.append(f"**{size_name}** (m, n, h, k = {shape})\n\n" + markdown_table(header, table))
+    return "\n\n".join(parts)
+
+
+def gradcheck_compare_figure(payload: dict[str, Any], path: Path) -> Path:
+    """Wall time per checker and size (log scale), marked where the verdict was wrong."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = payload["rows"]
+    sizes = list(payload["sizes"])
+    checkers = list(dict.fromkeys(r["checker"] for r in rows))
+    fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4.2), sharey=True)
+    for ax, size_name in zip(np.atleast_1d(axes), sizes, strict=True):
+        for j, checker in enumerate(checkers):
+            these = [r for r in rows if r["size"] == size_name and r["checker"] == checker]
+            for i, r in enumerate(these):
+                seconds = (
+                    payload["cap_s"] if r["outcome"] in ("timeout", "not run") else r["seconds"]
+                )
+                color = "tab:green" if r["right"] else "tab:red"
+                marker = "x" if r["outcome"] in ("timeout", "not run") else "o"
+                ax.scatter(j + (i - 2.5) * 0.1, seconds, color=color, marker=marker, s=24)
+        ax.set_xticks(range(len(checkers)), checkers, rotation=30, ha="right", fontsize=8)
+        ax.set_yscale("log")
+        ax.axhline(payload["cap_s"], color="grey", lw=0.8, ls="--")
+        ax.set_title(f"{size_name} {tuple(payload['sizes'][size_name])}", fontsize=9)
+    np.atleast_1d(axes)[0].set_ylabel("seconds (x: did not finish; dashed: cap)")
+    fig.suptitle("Six candidates (a)-(f) per checker: green right verdict, red wrong", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

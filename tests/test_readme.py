@@ -1,0 +1,133 @@
+"""README.md quotes only what the code prints: every marked output block is rerun by
+``tools/readme_outputs.py`` and must match (parts marked ``varies``, such as timings and
+library versions, excepted). Regenerate with ``python tools/readme_outputs.py``."""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "readme_outputs", ROOT / "tools/readme_outputs.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["readme_outputs"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+ro = _load()
+README_LINES = (ROOT / "README.md").read_text(encoding="utf-8").split("\n")
+BLOCKS = [b for b in ro.parse(README_LINES) if b.kind == "output"]
+FILES = [b for b in ro.parse(README_LINES) if b.kind == "file"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", BLOCKS, ids=[b.label for b in BLOCKS])
+def test_readme_output_is_what_the_command_prints(block: Any) -> None:
+    same, new = ro.compare(block, ro.run(block, FILES))
+    diff = "\n".join(difflib.unified_diff(block.content, new, "README.md", "fresh", lineterm=""))
+    assert same, f"README drifted; rerun python tools/readme_outputs.py\n{diff}"
+
+
+def test_readme_marks_the_outputs_it_quotes() -> None:
+    commands = " ".join(b.label for b in BLOCKS)
+    for command in ("python -m manual_bp.train", "python -m verification twin", "audit"):
+        assert command in commands
+
+
+# The machinery itself, on a small README of its own --------------------------------------
+
+DEMO = """\
+<!-- file: greet.py -->
+```python
+import sys, time
+print("hello", sys.argv[1])
+print(f"took {time.perf_counter() % 1:.3f} s")
+```
+
+<!-- output varies="seconds" -->
+```console
+$ python greet.py world
+hello world
+took 0.123 s
+$ echo a; echo b; echo c; echo d
+a
+...
+d
+```
+
+<!-- output run="python greet.py table" varies="seconds" -->
+| a | b |
+hello table
+took 9.999 s
+<!-- /output -->
+"""
+
+
+def _demo(text: str, tmp_path: Path, *args: str) -> tuple[int, str]:
+    readme = tmp_path / "README.md"
+    readme.write_text(text, encoding="utf-8")
+    status = ro.main(["--readme", str(readme), *args])
+    return status, readme.read_text(encoding="utf-8")
+
+
+def test_check_passes_when_only_the_marked_parts_differ(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = DEMO.replace("| a | b |\n", "")
+    status, after = _demo(text, tmp_path, "--check")
+    assert status == 0, capsys.readouterr().out
+    assert after == text  # --check never writes
+
+
+def test_check_fails_and_shows_the_diff_when_the_output_drifts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _ = _demo(DEMO.replace("hello world", "hello there"), tmp_path, "--check")
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "DRIFTED README.md:9: python greet.py world" in out
+    assert "\n-hello there\n" in out
+    assert "\n+hello world\n" in out
+    assert "DRIFTED README.md:19: python greet.py table" in out  # the stray table row
+
+
+def test_rewrite_puts_fresh_output_in_keeping_elisions_and_commands(tmp_path: Path) -> None:
+    status, after = _demo(DEMO.replace("hello world", "stale"), tmp_path)
+    assert status == 0
+    assert "$ python greet.py world\nhello world\ntook " in after
+    assert "$ echo a; echo b; echo c; echo d\na\n...\nd\n```" in after
+    assert '<!-- output run="python greet.py table" varies="seconds" -->\nhello table\n' in after
+    assert _demo(after, tmp_path, "--check")[0] == 0
+
+
+def test_pip_install_commands_are_shown_but_not_run(tmp_path: Path) -> None:
+    text = '<!-- output -->\n```console\n$ python -m pip install ".[nothing-here]"\n$ echo ok\nok\n```\n'
+    assert _demo(text, tmp_path, "--check")[0] == 0
+
+
+def test_unknown_attributes_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown attribute"):
+        _demo('<!-- output timing="x" -->\n```\n$ echo\n```\n', tmp_path, "--check")
+
+
+def test_list_names_unmarked_output_blocks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _demo(DEMO + "\n```\n$ echo unchecked\nunchecked\n```\n", tmp_path, "--list")
+    out = capsys.readouterr().out
+    assert "file   greet.py" in out
+    assert "unmarked output-like block at README.md:" in out

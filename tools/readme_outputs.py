@@ -1,0 +1,292 @@
+r"""Regenerate every command output quoted in README.md from a real run, or check for drift.
+
+``python tools/readme_outputs.py`` reruns each marked block and writes the fresh output into
+README.md; ``--check`` only compares and exits 1 naming each block that drifted (with a
+diff); ``--list`` shows the marked blocks and the fenced blocks that look like output but are
+not marked. ``tests/test_readme.py`` runs the check for every block.
+
+Markup (HTML comments, invisible on GitHub), on the line just above a fenced block:
+
+``<!-- file: NAME -->``
+    The block is a file: it is written as NAME into the folder where the commands run.
+``<!-- output -->``
+    The block is a console session: lines ``$ COMMAND`` (a trailing ``\`` continues the
+    command on the next line) each followed by what the command prints, stdout and stderr
+    together, as a user sees it.
+``<!-- output run="COMMAND" -->``
+    The whole block is what COMMAND prints (the command is not shown in the block, e.g. the
+    output of a Python snippet given as a ``file:`` block). Without a fenced block below it,
+    the marker covers the lines up to ``<!-- /output -->`` (a markdown table the command
+    prints, say).
+
+Attributes (``key="value"``, ``\"`` for a quote inside a value):
+
+``varies="REGEX"``
+    Parts of the output that change from run to run or machine to machine (timings, library
+    versions), marked so: what REGEX matches is excepted from the comparison and refreshed on
+    a rewrite. ``seconds`` stands for a duration like ``0.32 s`` or ``(3.5 s)``; several
+    patterns are joined by ``|`` as in any regex.
+``setup="COMMAND"``
+    Run first, not shown and not compared (e.g. a sed that fixes the bug in a ``file:``).
+
+A line ``...`` in an output stands for any number of lines. Commands run through bash in a
+fresh temporary folder holding the ``file:`` blocks, with ``python`` being the interpreter
+that runs this script, the repository on PYTHONPATH, PYTHONUNBUFFERED=1, COLUMNS=100 and no
+HYPOTHESIS_PROFILE; ``pip install`` commands are shown but not run (they are the reader's
+install step). Exit statuses are not compared (a failing audit is a legitimate output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+ALIASES = {"seconds": r"\d+(?:\.\d+)? ?(?:s|ms|us)\b"}
+MARKER = re.compile(r"^<!--\s*(output|file)(?::\s*(\S+))?((?:\s+\w+=\"(?:[^\"\\]|\\.)*\")*)\s*-->$")
+ATTRIBUTE = re.compile(r"(\w+)=\"((?:[^\"\\]|\\.)*)\"")
+END_MARKER = "<!-- /output -->"
+TIMEOUT_S = 900
+
+
+@dataclass
+class Block:
+    """A marked fenced block: where it lies in the README and what it asks for."""
+
+    kind: str  # "output" or "file"
+    line: int  # 0-based index of the first content line (after the opening fence, if any)
+    content: list[str]
+    name: str = ""  # file name for "file" blocks
+    attrs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        first = self.attrs.get("run") or next(
+            (c[2:] for c in self.content if c.startswith("$ ")), "?"
+        )
+        first = first.rstrip(" \\")[:70]
+        return f"README.md:{self.line}: {first}"
+
+
+def parse(lines: list[str]) -> list[Block]:
+    """The marked blocks of a README given as lines (without line ends)."""
+    blocks = []
+    for i, line in enumerate(lines[:-1]):
+        match = MARKER.match(line.strip())
+        if not match:
+            continue
+        if lines[i + 1].startswith("```"):
+            start = i + 2
+            end = next(j for j in range(start, len(lines)) if lines[j].startswith("```"))
+        else:  # a region up to <!-- /output -->, e.g. a markdown table the command prints
+            start = i + 1
+            end = next(j for j in range(start, len(lines)) if lines[j].strip() == END_MARKER)
+        attrs = {k: v.replace('\\"', '"') for k, v in ATTRIBUTE.findall(match.group(3) or "")}
+        unknown = set(attrs) - {"run", "varies", "setup"}
+        if unknown:
+            raise ValueError(f"README.md:{i + 1}: unknown attribute(s) {sorted(unknown)}")
+        blocks.append(Block(match.group(1), start, lines[start:end], match.group(2) or "", attrs))
+    return blocks
+
+
+def unmarked_output_blocks(lines: list[str]) -> list[int]:
+    """1-based lines of fenced blocks that look like output (plain ``` or console with "$ ")
+    but carry no marker: outputs the drift check does not cover."""
+    found, inside = [], False
+    for i, line in enumerate(lines):
+        if not line.startswith("```"):
+            continue
+        if not inside and line.strip() in ("```", "```console", "```text"):
+            marked = i > 0 and MARKER.match(lines[i - 1].strip()) is not None
+            if not marked:
+                found.append(i + 1)
+        inside = not inside
+    return found
+
+
+def _sessions(block: Block) -> list[tuple[str, list[str]]]:
+    """(command, its output lines) pairs: from ``$`` lines, or the single ``run`` command."""
+    if "run" in block.attrs:
+        return [(block.attrs["run"], block.content)]
+    sessions: list[tuple[str, list[str]]] = []
+    lines = iter(block.content)
+    for line in lines:
+        if line.startswith("$ "):
+            command = line[2:]
+            while command.endswith("\\"):
+                command = command[:-1] + next(lines).strip()
+            sessions.append((command, []))
+        elif sessions:
+            sessions[-1][1].append(line)
+        else:
+            raise ValueError(f"{block.label}: output before the first '$ ' command")
+    return sessions
+
+
+def _shown(block: Block) -> list[str]:
+    """The block's command lines as shown (with continuations), in order."""
+    shown, continuing = [], False
+    for line in block.content:
+        if line.startswith("$ ") or continuing:
+            shown.append(line)
+        continuing = (line.startswith("$ ") or continuing) and line.endswith("\\")
+    return shown
+
+
+def _environment(workdir: Path) -> dict[str, str]:
+    bindir = workdir / ".bin"
+    bindir.mkdir()
+    python = bindir / "python"  # a script, not a symlink: a venv's python must keep its path
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', encoding="utf-8")
+    python.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "HYPOTHESIS_PROFILE"}
+    path = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return {
+        **env,
+        "PATH": f"{bindir}{os.pathsep}{env.get('PATH', '')}",
+        "PYTHONPATH": path,
+        "PYTHONUNBUFFERED": "1",
+        "COLUMNS": "100",
+        "TERM": "dumb",
+    }
+
+
+def run(block: Block, files: list[Block]) -> list[list[str]]:
+    """Run the block's commands in a fresh folder; the output lines of each command."""
+    with tempfile.TemporaryDirectory(prefix="readme-") as tmp:
+        workdir = Path(tmp)
+        for f in files:
+            (workdir / f.name).write_text("\n".join(f.content) + "\n", encoding="utf-8")
+        env = _environment(workdir)
+        if "setup" in block.attrs:
+            subprocess.run(["bash", "-c", block.attrs["setup"]], cwd=workdir, env=env, check=True)
+        outputs = []
+        for command, _ in _sessions(block):
+            if re.search(r"\bpip install\b", command):
+                outputs.append([])
+                continue
+            done = subprocess.run(
+                ["bash", "-c", command],
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=TIMEOUT_S,
+            )
+            outputs.append([line.rstrip() for line in done.stdout.rstrip("\n").split("\n")])
+        return outputs
+
+
+def _varies(block: Block) -> str | None:
+    pattern = block.attrs.get("varies")
+    if not pattern:
+        return None
+    return "|".join(ALIASES.get(part, part) for part in pattern.split("|"))
+
+
+def _pattern(expected: list[str], varies: str | None) -> re.Pattern[str]:
+    """A regex for the whole output: literal lines, ``...`` as any lines, varying parts free."""
+    parts = []
+    for line in expected:
+        if line.strip() == "...":
+            parts.append(rf"(?P<skip{len(parts)}>(?:[^\n]*\n)*?)")
+            continue
+        pieces = re.split(f"(?:{varies})", line) if varies else [line]
+        body = f"(?:{varies})".join(re.escape(piece) for piece in pieces)
+        parts.append(body + r"\n")
+    return re.compile("".join(parts) + r"\Z")
+
+
+def _elide(expected: list[str], actual: list[str], varies: str | None) -> list[str] | None:
+    """``actual`` with the lines that ``...`` covered put back as ``...``; None if no match."""
+    text = "".join(line + "\n" for line in actual)
+    match = _pattern([e.rstrip() for e in expected], varies).match(text)
+    if match is None:
+        return None
+    out, position = [], 0
+    for name in match.groupdict():
+        start, end = match.span(name)
+        out += [text[position:start], "...\n"]
+        position = end
+    out.append(text[position:])
+    return "".join(out).rstrip("\n").split("\n")
+
+
+def compare(block: Block, outputs: list[list[str]]) -> tuple[bool, list[str]]:
+    """(whether the block matches the fresh outputs, the block's new content)."""
+    varies = _varies(block)
+    new: list[str] = []
+    same = True
+    shown = iter(_shown(block))
+    for (command, expected), actual in zip(_sessions(block), outputs, strict=True):
+        if "run" not in block.attrs:
+            new.append(next(shown))
+            while new[-1].endswith("\\"):
+                new.append(next(shown))
+        if not actual and re.search(r"\bpip install\b", command):
+            new += expected
+            continue
+        elided = _elide(expected, actual, varies)
+        same = same and elided is not None
+        new += actual if elided is None else elided
+    return same, new
+
+
+def check_blocks(lines: list[str], only: str = "") -> list[tuple[Block, bool, list[str]]]:
+    """Run every marked output block (whose label contains ``only``); the results."""
+    blocks = parse(lines)
+    files = [b for b in blocks if b.kind == "file"]
+    results = []
+    for block in blocks:
+        if block.kind != "output" or only not in block.label:
+            continue
+        same, new = compare(block, run(block, files))
+        results.append((block, same, new))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python tools/readme_outputs.py",
+        description="Regenerate (default) or --check the command outputs quoted in README.md.",
+    )
+    p.add_argument("--check", action="store_true", help="compare only; exit 1 on drift")
+    p.add_argument("--list", action="store_true", help="list marked and unmarked blocks")
+    p.add_argument("--only", default="", metavar="TEXT", help="blocks whose command has TEXT")
+    p.add_argument("--readme", type=Path, default=README, help="default: %(default)s")
+    args = p.parse_args(argv)
+    lines = args.readme.read_text(encoding="utf-8").split("\n")
+    if args.list:
+        for block in parse(lines):
+            print(f"{block.kind:7}{block.name or block.label}")
+        for line in unmarked_output_blocks(lines):
+            print(f"unmarked output-like block at README.md:{line}")
+        return 0
+    results = check_blocks(lines, args.only)
+    drifted = [(b, new) for b, same, new in results if not same]
+    for block, same, _ in results:
+        print(f"{'ok     ' if same else 'DRIFTED'} {block.label}", flush=True)
+    if args.check:
+        for block, new in drifted:
+            diff = difflib.unified_diff(block.content, new, "README.md", "fresh run", lineterm="")
+            print("\n".join(diff))
+        return 1 if drifted else 0
+    for block, _, new in sorted(results, key=lambda r: -r[0].line):
+        lines[block.line : block.line + len(block.content)] = new
+    args.readme.write_text("\n".join(lines), encoding="utf-8")
+    print(f"{len(results)} block(s) rewritten, {len(drifted)} had drifted")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
