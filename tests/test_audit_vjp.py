@@ -224,7 +224,7 @@ BUGS: dict[str, Bug] = {
         "softmax cross-entropy", softmax_ce_backward_ignores_dout, "mismatch", "z"
     ),
     "softmax CE: missing 1/m": Bug(
-        "softmax cross-entropy", softmax_ce_backward_missing_one_over_m, "mismatch", "1/m"
+        "softmax cross-entropy", softmax_ce_backward_missing_one_over_m, "mismatch", "1/m|2 times"
     ),
 }
 
