@@ -75,12 +75,6 @@ def relu_backward(da: Array, z: Array) -> Array:
     return out
 
 
-def relu_backward_one_at_zero(da: Array, z: Array) -> Array:
-    """Bug at the kink only: relu'(0) = 1 (da * 1[z >= 0])."""
-    out: Array = da * (z >= 0)
-    return out
-
-
 def relu_backward_mask_only(da: Array, z: Array) -> Array:
     """Bug: the local derivative 1[z > 0] returned without the upstream gradient."""
     return (z > 0).astype(da.dtype)
