@@ -90,6 +90,18 @@ def test_kinks_relu_turns_the_uncertain_kink_into_a_failure(
     ("argv", "message"),
     [
         (["nocolon", "--reference", "m:f", "--shapes", "z=m"], "MODULE:FUNCTION"),
+        (
+            [
+                "{m}:softmax_backward",
+                "--reference",
+                "m:f",
+                "--shapes",
+                "z=m",
+                "--max-examples",
+                "0",
+            ],
+            "give 1 or more",
+        ),
         (["{m}:softmax_backward", "--reference", "{m}:nope", "--shapes", "z=m"], "no attribute"),
         (["{m}:softmax_backward", "--reference", "{m}:softmax_forward", "--shapes", "z"], "dim"),
         (
