@@ -335,7 +335,7 @@ class Checker:
             names,
             rng,
         )
-        outcome.low_precision, outcome.low_ratio = check.lines(), check.worst_ratio
+        outcome.low_precision, outcome.low_rank = check.lines(), check.rank
         if not all(math.isfinite(e) for e in check.reference_errors):
             outcome.out_of_domain = True
             outcome.diagnosis = (

@@ -64,15 +64,18 @@ def mask_words(
     others: Sequence[tuple[Any, ...]] = (),
 ) -> str | None:
     """The words ", the pattern of a missing mask ..." when a mask's pattern (wrong only where the
-    reference is exactly 0, right at one informative element at least) is seen at two inputs
-    at least: the counterexample (``here``) and the ``variants``; else None."""
-    seen = int(here)
+    reference is exactly 0, right at one informative element at least) is seen at two inputs:
+    the counterexample (``here``) and the other inputs (``variants``, ``others``); or at one
+    of the others when the counterexample's reference is 0 at every element (wrong only
+    there, consistent with a mask but too small to show one); else None."""
+    seen = 0
     inputs = [*variants(args, argnums, rng, bigger=True), *others]
     for other in inputs:
         pair = probe(other)
         if pair is not None and np.shape(pair[0]) == np.shape(pair[1]):
             seen += bool(mask_pattern(pair[0], pair[1]))
-    if seen < 2:
+    seen += here
+    if seen < 2 - (not here):
         return None
     return (
         f": the pattern of a missing mask (e.g. ReLU's), seen at {seen} of {len(inputs) + 1} "
@@ -106,7 +109,7 @@ def _perturbed(
 def variants(
     args: tuple[Any, ...], argnums: Sequence[int], rng: np.random.Generator, *, bigger: bool
 ) -> list[tuple[Any, ...]]:
-    """Other inputs to re-check a signature at: one mild and two strong perturbations of the
+    """Other inputs to re-check a signature at: one mild and five strong perturbations of the
     counterexample first, then (``bigger``) two strong perturbations of it with every axis doubled
     four strong perturbations of it with every axis doubled (more elements, so that a
     pattern has room to show)."""
@@ -117,8 +120,7 @@ def variants(
     doubled: tuple[Any, ...] = tree_util.tree_unflatten(treedef, tiled)
     same_size = [
         _perturbed(args, argnums, rng, strong=False),
-        _perturbed(args, argnums, rng, strong=True),
-        _perturbed(args, argnums, rng, strong=True),
+        *(_perturbed(args, argnums, rng, strong=True) for _ in range(5)),
     ]
     if not bigger:
         return same_size
@@ -203,23 +205,30 @@ def name_factor(
     """The words for a factor ``c`` seen on ``args``, after the re-checks of the module
     docstring (``probe`` evaluates candidate and reference at new arguments)."""
     agree = 0
-    for k, other in enumerate([*variants(args, argnums, rng, bigger=True), *others]):
+    same_size = variants(args, argnums, rng, bigger=False)
+    # Near inputs at the same size must show the same factor; inputs drawn by the search
+    # (``others``: other sizes, in the user's domain) must show a factor (it may follow a
+    # dimension). Doubled variants are not used: tiling breaks labels (a one-hot row twice).
+    for k, other in enumerate([*same_size, *others]):
         pair = probe(other)
         if pair is None or np.shape(pair[0]) != np.shape(pair[1]):
             continue  # outside the loss's domain, or the candidate failed otherwise: no evidence
         got, ref = np.asarray(pair[0], np.float64), pair[1]
         scale = float(np.max(np.abs(ref), initial=0.0))
-        if scale > 0 and np.allclose(got, ref, rtol=1e-9, atol=1e-9 * scale):
-            continue  # right there: no evidence either way
+        if scale == 0:
+            continue  # a reference of zeros: no evidence either way
+        drawn = k >= len(same_size)
+        if drawn and np.allclose(got, ref, rtol=1e-9, atol=1e-9 * scale):
+            continue  # another size, where the factor may be 1 (m = 1): no evidence
         with np.errstate(all="ignore"):
             there = informative_factor(got, ref, scale, at_least=1)
-        # With every axis doubled a factor may follow a dimension; it must still be a factor.
-        if there is None or (k < 3 and not _same_factor(there, c)):
+        # Right where the reference is not 0 contradicts a constant factor c != 1, too.
+        if there is None or (not drawn and not _same_factor(there, c)):
             return (
                 f"every element is {c:.6g} times the reference on this input, but not at "
                 "another input near it: no constant factor, no cause named"
             )
-        agree += k < 3
+        agree += not drawn
     if agree == 0:
         return f"every element is {c:.6g} times the reference on this input (not re-checked)"
     sizes = sorted({s for leaf in tree_util.tree_leaves(args) for s in np.shape(leaf) if s > 1})

@@ -65,6 +65,7 @@ __all__ = [
     "reference_errors",
     "reference_for",
     "tolerances",
+    "unit_roundoff",
 ]
 
 FACTOR = 16.0
@@ -116,7 +117,8 @@ def default_bounds(dtype: DTypeLike) -> tuple[float, ...] | None:
     return (3.0, 8.0) if np.dtype(dtype) == np.dtype(np.float16) else None
 
 
-def _unit_roundoff(dtype: np.dtype[Any]) -> float:
+def unit_roundoff(dtype: np.dtype[Any]) -> float:
+    """u = eps / 2 of ``dtype`` (bfloat16 included): 2^-11 for float16, 2^-8 for bfloat16."""
     return _finfo(dtype)[0] / 2
 
 
@@ -128,7 +130,7 @@ def nudged(args: tuple[Any, ...], argnums: Sequence[int], rng: np.random.Generat
         a = np.asarray(leaf)
         if not is_low_precision(a.dtype):
             return leaf
-        u = _unit_roundoff(a.dtype)
+        u = unit_roundoff(a.dtype)
         factor = 1.0 + 2 * u * rng.choice([-1.0, 1.0], a.shape) * rng.integers(0, 2, a.shape)
         return (a.astype(np.float64) * factor).astype(a.dtype)
 
@@ -203,7 +205,7 @@ def reference_errors(
     >>> reference_errors(np.dtype(np.float16), g, [g[0] + 0.25], g, g)
     [0.25]
     """
-    floor = _unit_roundoff(dtype) * max(float(np.max(np.abs(g), initial=0.0)) for g in grad)
+    floor = unit_roundoff(dtype) * max(float(np.max(np.abs(g), initial=0.0)) for g in grad)
     out = []
     for g, r, g2, r2 in zip(grad, low, grad_nudged, low_nudged, strict=True):
         if not (np.all(np.isfinite(r)) and np.all(np.isfinite(r2))):
@@ -226,7 +228,7 @@ def tolerances(dtype: np.dtype[Any], errors: Sequence[float]) -> list[tuple[floa
     >>> tolerances(np.dtype(np.float16), [0.01])[0][0] == 2.0**-11
     True
     """
-    u = _unit_roundoff(dtype)
+    u = unit_roundoff(dtype)
     tiny = _finfo(dtype)[1]
     return [(u, FACTOR * e + tiny) for e in errors]
 
@@ -261,9 +263,15 @@ class LowPrecisionCheck:
         """The largest ratio over the leaves."""
         return max(self.ratios, default=0.0)
 
+    @property
+    def rank(self) -> tuple[float, float]:
+        """(worst ratio, largest E): which passing example the report shows (among equal
+        ratios, e.g. 1 where candidate and reference both round to 0, the largest errors)."""
+        return self.worst_ratio, max(self.reference_errors, default=0.0)
+
     def lines(self) -> list[str]:
         """The report's lines: the rule, then each leaf's errors and their ratio."""
-        u = _unit_roundoff(self.dtype)
+        u = unit_roundoff(self.dtype)
         head = (
             f"low precision ({self.dtype.name}): allowed error per leaf = {FACTOR:g} x the "
             f"{self.dtype.name} reference's error E + {u:.3g} |reference|; the reference: "

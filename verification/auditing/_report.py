@@ -178,7 +178,7 @@ class AuditReport:
             imports.add("from verification import audit")
         _namedtuple_imports(self.counterexample, imports)
         source = self._args_source()
-        if any("ml_dtypes." in line for line in source):
+        if any("ml_dtypes." in line for line in source) and "import ml_dtypes" not in source:
             imports.add("import ml_dtypes")
         lines = sorted(imports)
         lines += [
@@ -283,7 +283,9 @@ class AuditReport:
             f"  after {self.examples - self.shrink_steps} examples, shrunk in "
             f"{self.shrink_steps} more; seed {self.seed}",
         ]
-        if self.location is not None:
+        if self.location is not None and self.candidate is None:
+            lines.append(f"  at {self.location}")
+        if self.location is not None and self.candidate is not None:
             where = f"  worst element {self.location}: candidate {self.candidate!r}, "
             where += f"reference {self.reference!r}"
             if self.finite_difference is not None and math.isfinite(self.finite_difference):

@@ -94,15 +94,14 @@ def _node(value: Any, where: str) -> Any:
             raise ValueError(f"spec entry {where}: {error}") from None
     if isinstance(value, tuple) and not hasattr(value, "_fields"):
         if all(isinstance(d, str) for d in value):
-            dims = []
-            for d in value:
-                try:
-                    dims.append(parse_size(d))
-                except ValueError:
+            try:  # a tuple of SIZEs is one array's dimensions ...
+                return ArraySpec(tuple(parse_size(d) for d in value))
+            except ValueError:  # ... a tuple of spec strings ("m,n", "m:pm1") is a tuple pytree
+                if not any("," in d or ":" in d for d in value):
+                    bad = next(d for d in value if not _is_size(d))
                     raise ValueError(
-                        f"dimension {d!r} of {where} is neither a name nor a size"
+                        f"dimension {bad!r} of {where} is neither a name nor a size"
                     ) from None
-            return ArraySpec(tuple(dims))
         return tuple(_node(v, f"{where}[{i}]") for i, v in enumerate(value))
     if isinstance(value, tuple):  # a NamedTuple of specs
         fields: tuple[str, ...] = getattr(value, "_fields")  # noqa: B009
@@ -110,6 +109,14 @@ def _node(value: Any, where: str) -> Any:
     if isinstance(value, list):
         return [_node(v, f"{where}[{i}]") for i, v in enumerate(value)]
     return {k: _node(v, f"{where}[{k!r}]") for k, v in value.items()}
+
+
+def _is_size(text: str) -> bool:
+    try:
+        parse_size(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _arrays_in(node: Any) -> list[ArraySpec]:
