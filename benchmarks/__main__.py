@@ -27,6 +27,8 @@ from benchmarks._figures import (
 )
 from benchmarks._machine import machine_info, machine_line
 from benchmarks._report import Section, write_json
+from benchmarks.gradcheck_compare import gradcheck_compare_figure
+from benchmarks.lowprec_factor import lowprec_factor_figure
 from manual_bp._cli import ArgumentParser, UsageError
 
 __all__ = ["main"]
@@ -35,6 +37,8 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], Path], Path]]] = {
     "sgd_step": ("benchmarks.sgd_step", sgd_step_figure),
     "gradient_cost": ("benchmarks.gradient_cost", gradient_cost_figure),
     "verification_speed": ("benchmarks.verification_speed", verification_speed_figure),
+    "gradcheck_compare": ("benchmarks.gradcheck_compare", gradcheck_compare_figure),
+    "lowprec_factor": ("benchmarks.lowprec_factor", lowprec_factor_figure),
 }
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "bench"
@@ -47,6 +51,9 @@ Benchmarks of manual-bp. Sections:
   gradient_cost       the full gradient against finite differences and forward mode, as the
                       network grows
   verification_speed  verification throughput against the rate of generating the problems
+  gradcheck_compare   the audit against torch.autograd.gradcheck and jax check_grads on six
+                      candidates at tiny, mnist and large sizes
+  lowprec_factor      the measurements behind the float16/bfloat16 audit's factor
 
 Each section prints markdown tables and writes OUT/SECTION.json and OUT/SECTION.png.
 The README's figures in docs/bench/ change only with --update-docs.

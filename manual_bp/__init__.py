@@ -40,9 +40,11 @@ from manual_bp.losses import (
 )
 from manual_bp.network import (
     MLPCache as MLPCache,
+    MLPIntermediates as MLPIntermediates,
     MLPParams as MLPParams,
     init_mlp as init_mlp,
     mlp_backward as mlp_backward,
+    mlp_backward_intermediates as mlp_backward_intermediates,
     mlp_forward as mlp_forward,
     mlp_loss_and_grads as mlp_loss_and_grads,
 )
@@ -51,6 +53,7 @@ from manual_bp.optim import sgd_step as sgd_step
 __all__ = [
     "LogRegParams",
     "MLPCache",
+    "MLPIntermediates",
     "MLPParams",
     "binary_cross_entropy",
     "binary_cross_entropy_grad",
@@ -62,6 +65,7 @@ __all__ = [
     "logreg_loss_and_grads",
     "logreg_predict_proba",
     "mlp_backward",
+    "mlp_backward_intermediates",
     "mlp_forward",
     "mlp_loss_and_grads",
     "one_hot",

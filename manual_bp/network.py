@@ -39,9 +39,11 @@ from manual_bp.linear import _param_grads
 
 __all__ = [
     "MLPCache",
+    "MLPIntermediates",
     "MLPParams",
     "init_mlp",
     "mlp_backward",
+    "mlp_backward_intermediates",
     "mlp_forward",
     "mlp_loss_and_grads",
 ]
@@ -71,6 +73,20 @@ class MLPCache(NamedTuple):
     a1: FloatArray
     relu_mask: FloatArray
     log_p: FloatArray
+
+
+class MLPIntermediates(NamedTuple):
+    """The gradients the backward pass forms on its way, one per stage of the chain.
+
+    dZ2: (m, k), dJ/dZ2 (the softmax cross-entropy's gradient); dA1: (m, h), dJ/dA1 =
+    dZ2 W2^T (back through the second layer); dZ1: (m, h), dJ/dZ1 = dA1 * 1[Z1 > 0] (through the
+    ReLU). The parameter gradients follow from them: dW2 = A1^T dZ2, dW1 = X^T dZ1, the bias
+    gradients are their column sums.
+    """
+
+    dZ2: FloatArray  # noqa: N815  (the names of the document: dZ2, dA1, dZ1)
+    dA1: FloatArray  # noqa: N815
+    dZ1: FloatArray  # noqa: N815
 
 
 def init_mlp(
@@ -149,14 +165,19 @@ def _forward(params: MLPParams, x: FloatArray) -> MLPCache:
     return MLPCache(x, a1, relu_mask, _log_softmax(z2))
 
 
-def _backward(params: MLPParams, cache: MLPCache, y: FloatArray) -> MLPParams:
+def _chain(params: MLPParams, cache: MLPCache, y: FloatArray) -> MLPIntermediates:
     m = cache.x.shape[0]
     p = np.exp(cache.log_p)
     # dJ/dZ2 = (P * rowsum(Y) - Y)/m: the softmax Jacobian chained with dJ/dP = -Y/(mP).
     dz2 = (p * np.sum(y, axis=1, keepdims=True) - y) / m
-    dW2, db2 = _param_grads(dz2, cache.a1)
-    dz1 = (dz2 @ params.W2.T) * cache.relu_mask  # back through W2, then relu'(Z1)
-    dW1, db1 = _param_grads(dz1, cache.x)
+    da1 = dz2 @ params.W2.T  # back through W2
+    return MLPIntermediates(dz2, da1, da1 * cache.relu_mask)  # then relu'(Z1)
+
+
+def _backward(params: MLPParams, cache: MLPCache, y: FloatArray) -> MLPParams:
+    chain = _chain(params, cache, y)
+    dW2, db2 = _param_grads(chain.dZ2, cache.a1)
+    dW1, db1 = _param_grads(chain.dZ1, cache.x)
     return MLPParams(dW1, db1, dW2, db2)
 
 
@@ -219,6 +240,45 @@ def mlp_backward(params: MLPParams, cache: MLPCache, y: ArrayLike) -> MLPParams:
     >>> mlp_backward(params, cache, np.array([[1.0, 0.0]])).b2.round(4)
     array([-0.2689,  0.2689])
     """
+    checked, ya = _check_backward(params, cache, y)
+    return _backward(checked, cache, ya)
+
+
+def mlp_backward_intermediates(
+    params: MLPParams, cache: MLPCache, y: ArrayLike
+) -> MLPIntermediates:
+    r"""The gradients :func:`mlp_backward` forms on its way: dZ2, dA1 and dZ1.
+
+    .. math::
+        dZ_2 = \tfrac{1}{m}(P \odot (Y\mathbf{1}) - Y),\quad dA_1 = dZ_2 W_2^\top,\quad
+        dZ_1 = dA_1 \odot \mathbb{1}[Z_1 > 0]
+
+    The same computation as :func:`mlp_backward` (one code path), stopped before the parameter
+    gradients; each is the gradient of the loss with respect to one stage of the forward pass,
+    so a check of the chain can say which stage went wrong.
+
+    Args:
+        params, cache, y: as for :func:`mlp_backward`.
+
+    Returns:
+        :class:`MLPIntermediates`: dZ2 (m, k), dA1 (m, h), dZ1 (m, h), in the params' dtype.
+
+    Raises:
+        TypeError, ValueError: as :func:`mlp_backward`.
+
+    >>> params = MLPParams(np.eye(2), np.zeros(2), np.eye(2), np.zeros(2))
+    >>> _, cache = mlp_forward(params, np.array([[1.0, -1.0]]))
+    >>> chain = mlp_backward_intermediates(params, cache, np.array([[1.0, 0.0]]))
+    >>> chain.dA1.round(4), chain.dZ1.round(4)
+    (array([[-0.2689,  0.2689]]), array([[-0.2689,  0.    ]]))
+    """
+    checked, ya = _check_backward(params, cache, y)
+    return _chain(checked, cache, ya)
+
+
+def _check_backward(
+    params: MLPParams, cache: MLPCache, y: ArrayLike
+) -> tuple[MLPParams, FloatArray]:
     checked = _check_mlp(params)
     if not isinstance(cache, MLPCache):
         raise TypeError(f"cache must be the MLPCache from mlp_forward, got {type(cache).__name__}")
@@ -227,7 +287,7 @@ def mlp_backward(params: MLPParams, cache: MLPCache, y: ArrayLike) -> MLPParams:
     for name, arr, width in (("a1", cache.a1, h), ("relu_mask", cache.relu_mask, h)):
         check_shape(f"cache.{name}", arr, (m, width), f"params (h = {h}) and cache.x")
     check_shape("cache.log_p", cache.log_p, (m, k), f"params (k = {k}) and cache.x")
-    return _backward(checked, cache, _check_y(y, m, checked))
+    return checked, _check_y(y, m, checked)
 
 
 def mlp_loss_and_grads(

@@ -641,6 +641,7 @@ def _cases(dt: Any) -> list[tuple[str, Callable[..., Any], tuple[Any, ...]]]:
         ("linear_backward", mb.linear_backward, (z[:2], x, w)),
         ("mlp_forward", mb.mlp_forward, (mlp, xm)),
         ("mlp_backward", mb.mlp_backward, (mlp, cache, ym)),
+        ("mlp_backward_intermediates", mb.mlp_backward_intermediates, (mlp, cache, ym)),
         ("mlp_loss_and_grads", mb.mlp_loss_and_grads, (mlp, xm, ym)),
         ("logreg_loss_and_grads", mb.logreg_loss_and_grads, (lr, x, np.array([1.0, 0.0], dt))),
         ("logreg_predict_proba", mb.logreg_predict_proba, (lr, x)),

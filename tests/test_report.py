@@ -3,6 +3,7 @@ the ``__main__`` dispatch between ``report`` and ``audit``."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -15,7 +16,8 @@ import pytest
 
 import manual_bp
 from verification import __main__ as entry, _cache
-from verification.report import CHECKS, main
+from verification._report_cli import Progress
+from verification.report import CHECKS, Row, main
 
 
 def test_real_package_passes_with_exit_status_0_and_writes_json(
@@ -123,7 +125,7 @@ def test_help_gives_the_subcommands_and_every_default(capsys: pytest.CaptureFixt
     assert stopped.value.code == 0
     text = capsys.readouterr().out
     usage = text.split("\n\n")[0]
-    for subcommand in ("[report]", "verification audit", "verification merge"):
+    for subcommand in ("[report]", "verification audit", "verification merge", "verification twin"):
         assert subcommand in usage
     for option in ("--max-examples", "--dtype", "--only", "--jobs", "--shard", "--json"):
         assert option in usage
@@ -132,19 +134,44 @@ def test_help_gives_the_subcommands_and_every_default(capsys: pytest.CaptureFixt
     assert "MANUAL_BP_JAX_CACHE" in text
 
 
-def test_each_row_is_reported_on_stderr_as_it_finishes(
+def test_progress_off_a_terminal_is_a_line_per_quarter_on_stderr(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["--max-examples", "2", "--only", "relu", "--only", "sigmoid"]) == 0
+    argv = ["--max-examples", "2", "--only", "relu", "--only", "sigmoid", "--only", "softmax"]
+    assert main([*argv, "--only", "linear"]) == 0  # 8 rows: lines after rows 2, 4, 6, 8
     out, err = capsys.readouterr()
-    assert err.splitlines() == [
-        line
-        for line in err.splitlines()
-        if line.startswith(("[1/4] PASS", "[2/4] PASS", "[3/4] PASS", "[4/4] PASS"))
-    ]
-    assert len(err.splitlines()) == 4
-    assert "relu [float64] (2 examples" in err
-    assert "[" not in out.split("|")[0]  # progress never mixes into the table on stdout
+    lines = err.splitlines()
+    assert [line.split(" rows done")[0] for line in lines] == ["[2/8]", "[4/8]", "[6/8]", "[8/8]"]
+    assert all(", 0 failed (" in line for line in lines)
+    assert "rows done" not in out  # never mixed into the table on stdout
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _row(name: str, failures: int = 0) -> Row:
+    return Row(name, "f", name, "float64", examples=3, failures=failures)
+
+
+def test_progress_on_a_terminal_rewrites_one_line_and_keeps_failures() -> None:
+    terminal = _Terminal()
+    progress = Progress(3, terminal)
+    for row in (_row("relu"), _row("softmax", failures=2), _row("linear")):
+        progress(row)
+    text = terminal.getvalue()
+    assert text.count("\n") == 1  # only the failure stays on screen
+    assert "\r\033[K[2/3] FAIL (2) softmax [float64]\n" in text
+    assert "[1/3] PASS relu [float64]" in text
+    assert text.endswith("\r\033[K")  # the line is cleared before the table
+
+
+def test_progress_off_a_terminal_names_a_failure_at_once() -> None:
+    log = io.StringIO()
+    progress = Progress(8, log)
+    progress(_row("relu", failures=1))
+    assert log.getvalue() == "[1/8] FAIL (1) relu [float64]\n"
 
 
 def test_entry_point_accepts_report_subcommand(monkeypatch: pytest.MonkeyPatch) -> None:

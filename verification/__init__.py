@@ -37,7 +37,15 @@ from verification.auditing import (
     AuditSpecError as AuditSpecError,
     assert_gradient_correct as assert_gradient_correct,
     audit as audit,
+    audit_vjp as audit_vjp,
     named_arrays as named_arrays,
 )
 
-__all__ += ["AuditReport", "AuditSpecError", "assert_gradient_correct", "audit", "named_arrays"]
+__all__ += [
+    "AuditReport",
+    "AuditSpecError",
+    "assert_gradient_correct",
+    "audit",
+    "audit_vjp",
+    "named_arrays",
+]

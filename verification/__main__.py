@@ -1,5 +1,5 @@
-"""``python -m verification [report|audit|merge|twin] ...``: the main job (default), the audit
-CLI, the merge of sharded outputs, or the JAX twin of a training run."""
+"""``python -m verification [report|audit|audit-vjp|merge|twin] ...``: the main job
+(default), the audit CLIs, the merge of sharded outputs, or the JAX twin of a training run."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Dispatch: ``audit ...`` to ``verification._audit_cli.main``; ``merge ...`` to
-    ``verification._report_cli.merge_main``; ``twin ...`` to ``verification.twin.main``;
+    """Dispatch: ``audit ...`` to ``verification._audit_cli.main``; ``audit-vjp ...`` to
+    ``verification._vjp_cli.main``; ``merge ...`` to ``verification._report_cli.merge_main``;
+    ``twin ...`` to ``verification.twin.main``;
     ``report ...`` or anything else to ``verification.report.main``. Returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "twin":
@@ -32,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         return int(module.main(args[1:]) or 0)
+    if args and args[0] == "audit-vjp":
+        from verification._vjp_cli import main as vjp_main
+
+        return vjp_main(args[1:])
     if args and args[0] == "merge":
         from verification._report_cli import merge_main
 

@@ -64,18 +64,29 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Path | None:
     return Path(value).expanduser() if value else default_directory(env)
 
 
+def _usable(folder: Path) -> Path | None:
+    """``folder``, created if need be, when this process can write there; else ``None``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK) else None
+
+
 def configure(path: str | os.PathLike[str] | None) -> Path | None:
-    """Turn the persistent cache on in ``path`` (created on first write), or off for ``None``.
+    """Turn the persistent cache on in ``path`` (created if need be), or off for ``None``.
 
     Takes effect for the next compilation, also after earlier ones (JAX's cache object is
-    reset). Returns the directory in use (absolute), or ``None``.
+    reset). Returns the directory in use (absolute), or ``None``: also when ``path`` cannot be
+    created or written (a read-only home directory), so that importing ``verification`` never
+    fails and JAX never warns on each compilation.
     """
     compilation_cache.reset_cache()
-    if path is None:
+    folder = None if path is None else _usable(Path(path).expanduser().absolute())
+    if folder is None:
         jax.config.update("jax_enable_compilation_cache", False)  # type: ignore[no-untyped-call]
         jax.config.update("jax_compilation_cache_dir", None)  # type: ignore[no-untyped-call]
         return None
-    folder = Path(path).expanduser().absolute()
     jax.config.update("jax_enable_compilation_cache", True)  # type: ignore[no-untyped-call]
     jax.config.update("jax_compilation_cache_dir", str(folder))  # type: ignore[no-untyped-call]
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # type: ignore[no-untyped-call]

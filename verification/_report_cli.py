@@ -1,9 +1,9 @@
 """``python -m verification [report] ...`` and ``python -m verification merge ...``.
 
 Every argument and output path is checked before any work: a mistake is answered with one
-line on stderr and exit status 2. While the job runs, each row is reported on stderr as it
-finishes; the table goes to stdout at the end, in the table's order, whatever the number of
-jobs or the shard.
+line on stderr and exit status 2. While the job runs, ``Progress`` reports the rows on stderr
+as they finish; the table goes to stdout at the end, in the table's order, whatever the number
+of jobs or the shard.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from verification import _cache
 from verification._jobs import parse_shard, run_tasks, shard, tasks
 from verification._results import MergeError, Run, from_document, merge, to_document
 from verification.report import CHECKS_BY_NAME, Row, format_table
 
-__all__ = ["main", "merge_main"]
+__all__ = ["Progress", "main", "merge_main"]
 
 PROG = "python -m verification"
 USAGE = (
@@ -30,7 +30,8 @@ USAGE = (
     "[--jobs N] [--shard I/N] [--json PATH] [--cache-dir DIR | --no-cache]\n"
     f"       {PROG} audit MODULE:GRAD_FN --loss MODULE:LOSS_FN --shapes SPEC ... "
     f"(see {PROG} audit --help)\n"
-    f"       {PROG} merge FILE.json FILE.json ... [--json PATH]"
+    f"       {PROG} merge FILE.json FILE.json ... [--json PATH]\n"
+    f"       {PROG} twin [--dataset NAME] ... (see {PROG} twin --help)"
 )
 
 
@@ -76,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Check every formula of manual_bp against JAX on generated problems and "
         "print one table row per formula and dtype (exit status 1 if any row fails, 2 for a "
         "usage error). Subcommands: report (the default), audit (check a gradient function "
-        "of your own), merge (join the --json outputs of --shard runs).",
+        "of your own), merge (join the --json outputs of --shard runs), twin (a training run "
+        "of manual_bp replayed with JAX's gradients).",
         epilog=f"The compiled JAX references are cached in {_cache.default_directory()} "
         f"($XDG_CACHE_HOME/manual-bp/jax); the environment variable {_cache.ENV_VAR} sets "
         "another directory, or 'off'.",
@@ -131,15 +133,42 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_row(row: Row, index: int, total: int) -> None:
-    result = "PASS" if row.passed else f"FAIL ({row.failures})"
-    width = len(str(total))
-    print(
-        f"[{index:>{width}}/{total}] {result} {row.name} [{row.dtype}] "
-        f"({row.examples} examples, {row.seconds:.1f} s)",
-        file=sys.stderr,
-        flush=True,
-    )
+class Progress:
+    """Rows as they finish, on ``stream`` (stderr): on a terminal, one line rewritten in place;
+    elsewhere (a CI log, a pipe) a plain line at each quarter of the rows. A failing row is
+    always a line of its own, at once."""
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total, self.stream = total, stream
+        self.tty = stream.isatty()
+        self.done = self.failed = 0
+        self.start = time.perf_counter()
+
+    def __call__(self, row: Row) -> None:
+        self.done += 1
+        self.failed += not row.passed
+        width = len(str(self.total))
+        head = f"[{self.done:>{width}}/{self.total}]"
+        if not row.passed:
+            self._line(f"{head} FAIL ({row.failures}) {row.name} [{row.dtype}]")
+        elif self.tty:
+            self._write(f"\r\033[K{head} PASS {row.name} [{row.dtype}]")
+        if self.tty and self.done == self.total:
+            self._write("\r\033[K")
+        elif not self.tty and self._quarter():
+            elapsed = time.perf_counter() - self.start
+            self._line(f"{head} rows done, {self.failed} failed ({elapsed:.1f} s)")
+
+    def _quarter(self) -> bool:
+        """Whether this row crosses a quarter of the total (or is the last one)."""
+        return any(self.done == -(-self.total * q // 4) for q in (1, 2, 3, 4))
+
+    def _line(self, text: str) -> None:
+        self._write(("\r\033[K" if self.tty else "") + text + "\n")
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
 
 
 def _print_run(run: Run, note: str) -> None:
@@ -182,14 +211,7 @@ def main(argv: Sequence[str]) -> int:
     everything = tasks(dtypes, args.only)
     selected = shard(everything, *part) if part else everything
     start = time.perf_counter()
-    finished = 0
-
-    def progress(row: Row) -> None:
-        nonlocal finished
-        finished += 1
-        _print_row(row, finished, len(selected))
-
-    rows = run_tasks(selected, args.max_examples, args.jobs, progress)
+    rows = run_tasks(selected, args.max_examples, args.jobs, Progress(len(selected), sys.stderr))
     run = Run(rows, args.max_examples, everything, args.shard, time.perf_counter() - start)
     of_shard = f", shard {args.shard}" if args.shard else ""
     _print_run(run, f"{run.seconds:.1f} s{of_shard}")

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 from numpy.typing import DTypeLike
 
@@ -80,13 +81,13 @@ def tolerance(dtype: DTypeLike, *, scale: float = 1.0, terms: int = 1) -> tuple[
     True
     """
     dt = np.dtype(dtype)
-    if not np.issubdtype(dt, np.floating):
+    if not (np.issubdtype(dt, np.floating) or dt.name == "bfloat16"):
         raise ValueError(f"dtype must be a floating dtype, got {dt}")
     if not (math.isfinite(scale) and scale >= 0):
         raise ValueError(f"scale must be finite and >= 0, got {scale}")
     if terms < 1:
         raise ValueError(f"terms must be >= 1, got {terms}")
-    info = np.finfo(dt)
+    info = ml_dtypes.finfo(dt)  # type: ignore[no-untyped-call]  # numpy's finfo lacks bfloat16
     rtol = SAFETY * float(info.eps) * math.sqrt(terms)
     return rtol, rtol * scale + float(info.smallest_normal)
 

@@ -20,6 +20,9 @@ Layout (one concept per module; every kind of audit runs through the one engine)
 * ``_oracle``: the float64 ``jax.grad`` reference, second opinions, finite differences.
 * ``_tolerance``: the tolerance rule; ``_diagnose``: bug signatures in words.
 * ``_report``: ``AuditReport``, its text, reproducer and JSON.
+* ``_vjp``: ``audit_vjp``, a layer's backward against ``jax.vjp`` (the engine on
+  <forward(inputs), random cotangent>); ``_stages``: the stage that went wrong (intermediate
+  gradients against ``jax.grad`` of each stage); ``_kinks``: declared conventions at kinks.
 * ``_shapes``: ``named_arrays`` and the ``--shapes`` grammar; ``_outcome``, ``_trees``:
   per-example outcome and tally, pytree helpers.
 """
@@ -29,6 +32,12 @@ from verification.auditing._audit import (
     audit as audit,
 )
 from verification.auditing._errors import AuditSpecError as AuditSpecError
+from verification.auditing._kinks import (
+    MAX_TIES as MAX_TIES,
+    MLP_RELU as MLP_RELU,
+    RELU as RELU,
+    Kinks as Kinks,
+)
 from verification.auditing._oracle import (
     Environment as Environment,
     OracleRefusedError as OracleRefusedError,
@@ -39,16 +48,30 @@ from verification.auditing._shapes import (
     parse_shapes as parse_shapes,
     size_profiles as size_profiles,
 )
+from verification.auditing._stages import (
+    MLP_STAGES as MLP_STAGES,
+    Stage as Stage,
+    StageVerdict as StageVerdict,
+)
 from verification.auditing._tolerance import KAPPA_SAFETY as KAPPA_SAFETY
+from verification.auditing._vjp import audit_vjp as audit_vjp
 
 __all__ = [
     "KAPPA_SAFETY",
+    "MAX_TIES",
+    "MLP_RELU",
+    "MLP_STAGES",
+    "RELU",
     "AuditReport",
     "AuditSpecError",
     "Environment",
+    "Kinks",
     "OracleRefusedError",
+    "Stage",
+    "StageVerdict",
     "assert_gradient_correct",
     "audit",
+    "audit_vjp",
     "named_arrays",
     "parse_shapes",
     "size_profiles",

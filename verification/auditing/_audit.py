@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hypothesis import strategies as st
@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from verification.auditing._check import Policy
 from verification.auditing._engine import run_audit
 from verification.auditing._errors import AuditSpecError
+from verification.auditing._kinks import Kinks
 from verification.auditing._report import AuditReport
+from verification.auditing._stages import Stage
 
 __all__ = ["assert_gradient_correct", "audit"]
 
@@ -31,6 +33,9 @@ def audit(
     atol: float | None = None,
     seed: int | None = None,
     arg_names: Sequence[str] | None = None,
+    kinks: Kinks | None = None,
+    stages: Mapping[str, Stage | str] | None = None,
+    intermediates: Callable[..., Any] | None = None,
 ) -> AuditReport:
     """Search for an input where ``grad_fn`` is not the gradient of ``loss_fn``.
 
@@ -50,6 +55,15 @@ def audit(
         ``verification.auditing._tolerance`` (derived from the dtype and the problem's scale).
     seed : the search's random seed (None: a fresh one, printed in the report).
     arg_names : names of the arguments for the report (default ``args[i]``).
+    kinks : a ``Kinks`` declaration (``RELU``, ``MLP_RELU``, ``MAX_TIES``): my convention at
+        these kinks is the reference's. Inputs are then aimed exactly at them, and a
+        disagreement there is a failure "at a kink under the declared convention" instead of
+        oracle-uncertain (``verification.auditing._kinks``).
+    stages, intermediates : ``intermediates(*args)`` -> the candidate's intermediate gradients
+        by name (a mapping or NamedTuple), and ``stages``: name -> ``Stage`` or a name of
+        ``MLP_STAGES`` ("Z2", "A1", "Z1"), in the order the backward pass forms them. On a
+        failure the report's ``stage`` says which intermediates agree and which first differs
+        (``verification.auditing._stages``).
 
     Returns
     -------
@@ -108,6 +122,9 @@ def audit(
         arg_names=arg_names,
         policy=Policy(rtol=rtol, atol=atol),
         argnums_shown=argnums if isinstance(argnums, int) else argnums_t,
+        kinks=kinks,
+        stages=stages,
+        intermediates=intermediates,
     )
 
 

@@ -30,6 +30,7 @@ from verification.auditing._guards import (
     run_candidate,
     wrong_order,
 )
+from verification.auditing._kinks import at_kink
 from verification.auditing._lowprec import (
     check_low_precision,
     low_precision_dtype,
@@ -104,12 +105,16 @@ class Policy:
     tolerance : the tolerance rule (``leaf_tolerances``'s signature).
     compare : the comparison of candidate and reference leaves under those tolerances.
     rtol, atol : fixed tolerances passed to the rule (None: the rule decides).
+    kinks : the user's declared convention at kinks (``_kinks.Kinks.convention``), or None: a
+        disagreement that finite differences show to be at a kink is then a failure, not
+        oracle-uncertain.
     """
 
     tolerance: ToleranceRule = leaf_tolerances
     compare: LeafComparison = compare_leaves
     rtol: float | None = None
     atol: float | None = None
+    kinks: str | None = None
 
 
 DEFAULT_POLICY = Policy()
@@ -358,7 +363,7 @@ class Checker:
             names,
             rng,
         )
-        outcome.low_precision, outcome.low_ratio = check.lines(), check.worst_ratio
+        outcome.low_precision, outcome.low_rank = check.lines(), check.rank
         if not all(math.isfinite(e) for e in check.reference_errors):
             outcome.out_of_domain = True
             outcome.diagnosis = (
@@ -390,6 +395,14 @@ class Checker:
             and fd.truncation <= norm / 8
             and fd.rounding <= norm / 8
         )
+        if not confirmed and self.policy.kinks is not None and at_kink(fd, ref_d, norm):
+            outcome.diagnosis = (
+                f"at a kink, under the declared convention {self.policy.kinks} (one-sided finite "
+                f"differences {fd.forward:.6g} and {fd.backward:.6g}: no derivative here, so the "
+                f"reference's {ref_d:.6g} is the convention; the candidate gives {ref_d + norm:.6g}"
+                f"); {outcome.diagnosis}"
+            )
+            return outcome
         if not confirmed:
             outcome.kind, outcome.uncertain = None, True
             outcome.diagnosis = (

@@ -11,7 +11,7 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -21,6 +21,7 @@ from jax import tree_util
 
 from verification.auditing._check import DEFAULT_POLICY, Checker, Policy
 from verification.auditing._diagnose import mask_pattern
+from verification.auditing._errors import AuditSpecError
 from verification.auditing._evidence import (
     Probe,
     mask_words,
@@ -28,12 +29,15 @@ from verification.auditing._evidence import (
     values_right_elsewhere,
 )
 from verification.auditing._guards import nondeterministic_words
+from verification.auditing._kinks import Kinks, aimed, source as kinks_source
 from verification.auditing._oracle import Oracle
 from verification.auditing._outcome import Outcome, Tally
 from verification.auditing._repeat import spread
-from verification.auditing._report import AuditReport, function_name
+from verification.auditing._report import AuditReport, count_elements, function_name
+from verification.auditing._reproducer import LITERAL_LIMIT
 from verification.auditing._search import search
 from verification.auditing._simplify import simplify
+from verification.auditing._stages import Stage, locate_stage, resolve_stages
 from verification.auditing._trees import copy_leaves, leaf_names, none_leaf
 from verification.pinned import pinned_generation
 
@@ -63,11 +67,23 @@ def run_audit(
     arg_names: Sequence[str] | None = None,
     policy: Policy = DEFAULT_POLICY,
     argnums_shown: int | tuple[int, ...] | None = None,
+    kinks: Kinks | None = None,
+    stages: Mapping[str, Stage | str] | None = None,
+    intermediates: Callable[..., Any] | None = None,
 ) -> AuditReport:
     """Search for an input where ``grad_fn`` is not the gradient of ``loss_fn`` (validated
     arguments; see ``audit``) and return the report. ``policy`` holds the tolerance rule and
-    the comparison; ``argnums_shown`` is how the report spells ``argnums``."""
+    the comparison; ``argnums_shown`` is how the report spells ``argnums``; ``kinks`` aims the
+    strategy at declared kinks (``_kinks``); ``stages`` and ``intermediates`` locate the stage
+    of a failure (``_stages``)."""
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
+    chain = None if stages is None else resolve_stages(stages)
+    if (chain is None) != (intermediates is None):
+        raise AuditSpecError("stages and intermediates go together: give both or neither")
+    if kinks is not None:
+        policy = replace(policy, kinks=kinks.convention)
+        if isinstance(args, st.SearchStrategy):
+            args = aimed(args, kinks, argnums)
     oracle = oracle_for(loss_fn, argnums)
     checker = Checker(grad_fn, oracle, argnums, arg_names, seed, policy)
     tally = checker.tally
@@ -109,6 +125,30 @@ def run_audit(
     )
     if failure is not None:
         _fill_failure(report, failure, checker, tally, args)
+        if kinks is not None:  # the reproducer declares the same convention
+            line, name = kinks_source(kinks)
+            report.reproducer_calls = [
+                "from verification import audit",
+                line,
+                "print(grad_fn(*args))",
+                f"print(audit(grad_fn, loss_fn, args, argnums={report.argnums!r}, kinks={name}))",
+            ]
+        # Values that are wrong, not a guard's failure; and not a stale result (the memo note
+        # of ``_guards.note_memoised``), which is no stage's fault.
+        args_found = report.counterexample
+        located = report.kind in ("mismatch", "wrong shape") and bool(args_found)
+        located = located and "memoised" not in (report.diagnosis or "")
+        if chain is not None and intermediates is not None and args_found and located:
+            report.stage = str(
+                locate_stage(
+                    intermediates,
+                    chain,
+                    args_found,
+                    oracle_for=oracle_for,
+                    failing_location=report.location,
+                    seed=seed,
+                )
+            )
     return report
 
 
@@ -119,7 +159,8 @@ def _fill_failure(
     tally: Tally,
     drawn: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...],
 ) -> None:
-    if failure.kind in ("mismatch", "wrong shape", "wrong dtype", "wrong structure"):
+    small = count_elements(failure.args)[0] <= LITERAL_LIMIT  # zeroing 64 of 10^5: no use
+    if small and failure.kind in ("mismatch", "wrong shape", "wrong dtype", "wrong structure"):
         failure = simplify(checker.check, failure, checker.argnums)
     first = tally.first_failing
     others = [first.args] if first is not None and first.args is not failure.args else []

@@ -40,7 +40,7 @@ class Outcome:
     factor: float | None = None
     zero_pattern: bool = False
     low_precision: list[str] = field(default_factory=list)
-    low_ratio: float = 0.0
+    low_rank: tuple[float, float] = (0.0, 0.0)
     offending: list[str] = field(default_factory=list)
 
 
@@ -60,7 +60,7 @@ class Tally:
     first_output: list[np.ndarray[Any, Any]] | None = None
     first_input: list[np.ndarray[Any, Any]] | None = None
     uncertain_notes: list[str] = field(default_factory=list)
-    low_ratio: float = -1.0
+    low_rank: tuple[float, float] = (-1.0, 0.0)
     low_precision: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(("candidate", "compare"), 0.0)

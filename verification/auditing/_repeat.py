@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from verification.auditing._lowprec import is_float
 from verification.compare import tolerance
 
 __all__ = ["Spread", "spread"]
@@ -69,9 +70,9 @@ def spread(first: Sequence[Any], second: Sequence[Any], *, terms: int) -> Spread
         a, b = np.asarray(x), np.asarray(y)
         if a.shape != b.shape or a.dtype != b.dtype:
             return Spread(False, math.inf, math.inf, 0.0, f"[{k}]", math.nan, math.nan)
-        if np.array_equal(a, b, equal_nan=np.issubdtype(a.dtype, np.inexact)):
+        if np.array_equal(a, b, equal_nan=is_float(a.dtype)):
             continue
-        if not np.issubdtype(a.dtype, np.floating):
+        if not is_float(a.dtype):
             diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
             rtol, atol, ulp = 0.0, 0.0, 1.0
         else:

@@ -110,6 +110,10 @@ class AuditReport:
     spread_ulp : the largest difference between two calls on one input that rounding explains
         (ulp of the leaf's largest element), over the examples checked.
     finite_difference_note : how ``finite_difference`` was taken (step, sides, kink).
+    stage : where the chain of intermediate gradients broke (``_stages.StageVerdict``), when
+        the candidate exposes its intermediates.
+    title, reproducer_calls : set by other kinds of audit (``audit_vjp``): the report's first
+        line after the verdict, and the reproducer's lines after ``args = ...``.
     """
 
     passed: bool
@@ -146,6 +150,9 @@ class AuditReport:
     low_precision: list[str] = field(default_factory=list)
     offending: list[str] = field(default_factory=list)
     arg_names: list[str] = field(default_factory=list)
+    stage: str | None = None
+    title: str | None = None
+    reproducer_calls: list[str] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -166,10 +173,12 @@ class AuditReport:
         """Python code that re-runs the candidate and the audit on the counterexample."""
         if self.counterexample is None:
             return ""
-        imports = {"import numpy as np", "from verification import audit"}
+        imports = {"import numpy as np"}
+        if not self.reproducer_calls:
+            imports.add("from verification import audit")
         _namedtuple_imports(self.counterexample, imports)
         source = self._args_source()
-        if any("ml_dtypes." in line for line in source):
+        if any("ml_dtypes." in line for line in source) and "import ml_dtypes" not in source:
             imports.add("import ml_dtypes")
         lines = sorted(imports)
         lines += [
@@ -177,7 +186,9 @@ class AuditReport:
             _import_line(self.loss_fn, "loss_fn"),
             *source,
         ]
-        if self.kind == "nondeterministic":
+        if self.reproducer_calls:  # another kind of audit (audit_vjp) or declared kinks
+            lines += self.reproducer_calls
+        elif self.kind == "nondeterministic":
             lines += ["print(grad_fn(*args))", "print(grad_fn(*args))  # the same input again"]
         else:
             lines += [
@@ -239,7 +250,7 @@ class AuditReport:
 
     def __str__(self) -> str:
         """A readable verdict, with a copy-paste reproducer when it failed."""
-        head = (
+        head = self.title or (
             f"gradient audit of {self.grad_fn} against jax.grad of {self.loss_fn} "
             f"(argnums={self.argnums!r})"
         )
@@ -290,6 +301,8 @@ class AuditReport:
         if self.diagnosis:
             lines.append(f"  diagnosis: {self.diagnosis}")
         lines += [f"    {leaf}" for leaf in self.leaves]
+        if self.stage:
+            lines.append(f"  stage: {self.stage}")
         if self.offending:
             lines.append("  offending elements (worst first):")
             lines += [f"    {t}" for t in self.offending]
@@ -327,6 +340,7 @@ class AuditReport:
             "argnums": list(self.argnums) if isinstance(self.argnums, tuple) else self.argnums,
             "location": self.location,
             "diagnosis": self.diagnosis,
+            "stage": self.stage,
             "candidate": number(self.candidate),
             "reference": number(self.reference),
             "finite_difference": number(self.finite_difference),

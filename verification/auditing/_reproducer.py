@@ -91,8 +91,10 @@ def rebuild_source(args: Any, path: Path) -> list[str]:
     template = tree_util.tree_map(placeholder, args)
     lines = [f"data = dict(np.load({str(path)!r}))"]
     if bf16:
+        keys = ", ".join(repr(f"a{i}") for i in bf16)
         lines.append("import ml_dtypes")
-        lines += [f"data['a{i}'] = data['a{i}'].view(ml_dtypes.bfloat16)" for i in bf16]
+        lines.append(f"for key in ({keys},):  # bfloat16, saved as its bits")
+        lines.append("    data[key] = data[key].view(ml_dtypes.bfloat16)")
     lines.append(f"args = {python_literal(template)}")
     return lines
 

@@ -50,9 +50,9 @@ def _check_one(
             if (
                 outcome.low_precision
                 and not outcome.uncertain
-                and outcome.low_ratio > tally.low_ratio
+                and outcome.low_rank > tally.low_rank
             ):
-                tally.low_ratio, tally.low_precision = outcome.low_ratio, outcome.low_precision
+                tally.low_rank, tally.low_precision = outcome.low_rank, outcome.low_precision
             return
         if tally.first_failure is None:
             tally.first_failure, tally.first_failing = tally.examples, outcome

@@ -1,0 +1,146 @@
+"""Bugs at the kink: a declared convention, inputs aimed exactly at kinks, failures there.
+
+At a kink (a ReLU pre-activation exactly 0, a tie between maxima) the derivative is a
+convention: ``jax.nn.relu`` takes relu'(0) = 0, ``jnp.argmax`` gives a tie to the first index.
+Finite differences cannot side with either answer there, so by default the audit counts a
+disagreement at a kink as *oracle-uncertain*, never as a failure: a relu'(0) = 1 bug is
+invisible. A user who declares that their convention is the reference's, with a ``Kinks``,
+changes two things:
+
+* the strategy aims inputs exactly at the kinks (``aimed``): some elements exactly 0 (``RELU``),
+  whole hidden units of the network with pre-activation exactly 0 (``MLP_RELU``: a zero column
+  of W1 and a zero entry of b1, so Z1 = 0 however the candidate sums), or rows with a tied
+  maximum (``MAX_TIES``);
+* a disagreement that finite differences do not confirm is a failure when they show a kink
+  there (``at_kink``: the one-sided slopes are reliable, small truncation and rounding, yet they
+  do not both match the reference: the loss is not differentiable within the step), and the
+  report says it failed at a kink under the declared convention.
+
+Without a declaration nothing changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+from jax import tree_util
+
+from verification.auditing._oracle import FiniteDifferences
+
+__all__ = ["MAX_TIES", "MLP_RELU", "RELU", "Kinks", "aimed", "at_kink", "source"]
+
+Aim = Callable[[st.DrawFn, tuple[Any, ...], tuple[int, ...]], tuple[Any, ...]]
+"""``aim(draw, args, argnums) -> args`` with some elements moved exactly onto kinks."""
+
+
+@dataclass(frozen=True)
+class Kinks:
+    """A declaration: at these kinks, my convention is the reference's.
+
+    convention : in words, for the report (e.g. "relu'(0) = 0, as jax.nn.relu").
+    aim : ``aim(draw, args, argnums) -> args``: the drawn example with some elements moved
+        exactly onto kinks (``draw`` draws which, so that hypothesis can shrink it).
+    """
+
+    convention: str
+    aim: Aim
+
+
+def _bool_mask(draw: st.DrawFn, shape: tuple[int, ...]) -> np.ndarray[Any, Any]:
+    n = int(np.prod(shape, dtype=np.int64))
+    flags = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    return np.array(flags, dtype=bool).reshape(shape)
+
+
+def _map_differentiated(
+    args: tuple[Any, ...],
+    argnums: tuple[int, ...],
+    fn: Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]],
+) -> tuple[Any, ...]:
+    out = list(args)
+    for i in argnums:
+        out[i] = tree_util.tree_map(lambda a: fn(np.array(a, copy=True)), args[i])
+    return tuple(out)
+
+
+def _zeros(draw: st.DrawFn, args: tuple[Any, ...], argnums: tuple[int, ...]) -> tuple[Any, ...]:
+    def put(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        a[_bool_mask(draw, a.shape)] = 0
+        return a
+
+    return _map_differentiated(args, argnums, put)
+
+
+def _ties(draw: st.DrawFn, args: tuple[Any, ...], argnums: tuple[int, ...]) -> tuple[Any, ...]:
+    def tie(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        if a.ndim == 0 or a.shape[-1] < 2:
+            return a
+        rows = a.reshape(-1, a.shape[-1])
+        for row, flag in zip(rows, _bool_mask(draw, (rows.shape[0],)), strict=True):
+            if flag:
+                best = int(np.argmax(row))
+                other = draw(st.integers(0, row.size - 2))
+                row[other + (other >= best)] = row[best]
+        return rows.reshape(a.shape)
+
+    return _map_differentiated(args, argnums, tie)
+
+
+def _mlp_units(draw: st.DrawFn, args: tuple[Any, ...], argnums: tuple[int, ...]) -> tuple[Any, ...]:
+    params, *rest = args
+    units = _bool_mask(draw, (np.shape(params.W1)[1],))
+    W1, b1 = np.array(params.W1, copy=True), np.array(params.b1, copy=True)
+    W1[:, units] = 0
+    b1[units] = 0
+    return (params._replace(W1=W1, b1=b1), *rest)
+
+
+RELU = Kinks("relu'(0) = 0, as jax.nn.relu", _zeros)
+"""relu'(0) = 0; aims by setting drawn elements of the differentiated arguments exactly to 0
+(for a layer whose input is the pre-activation)."""
+
+MLP_RELU = Kinks("relu'(0) = 0, as jax.nn.relu", _mlp_units)
+"""relu'(0) = 0 for the network's ``(params, x, y)``: drawn hidden units get a zero column of W1
+and a zero entry of b1, so their pre-activation Z1 is exactly 0 for every sample."""
+
+MAX_TIES = Kinks("a tie of maxima goes where the reference sends it", _ties)
+"""Ties of maxima; aims by copying the maximum of drawn rows (last axis) of the differentiated
+arguments to another drawn position in the row."""
+
+
+def aimed(
+    strategy: st.SearchStrategy[tuple[Any, ...]], kinks: Kinks, argnums: Sequence[int]
+) -> st.SearchStrategy[tuple[Any, ...]]:
+    """``strategy`` with each example moved onto the kinks of ``kinks`` (shrinkable)."""
+    positions = tuple(argnums)
+
+    @st.composite
+    def aim(draw: st.DrawFn) -> tuple[Any, ...]:
+        return kinks.aim(draw, draw(strategy), positions)
+
+    return aim()
+
+
+def at_kink(fd: FiniteDifferences, reference: float, resolution: float) -> bool:
+    """Whether the one-sided slopes show a kink within the step.
+
+    Both quotients are reliable (truncation and rounding below ``resolution`` / 8), yet at least
+    one of them differs from the reference's slope by more than ``resolution`` / 4: the loss
+    has no derivative here, and the reference's value is its convention.
+    """
+    reliable = fd.truncation <= resolution / 8 and fd.rounding <= resolution / 8
+    off = max(abs(fd.forward - reference), abs(fd.backward - reference))
+    return reliable and off > resolution / 4
+
+
+def source(kinks: Kinks) -> tuple[str, str]:
+    """(a line of Python that defines it, its name) for a reproducer: the import of a built-in
+    declaration, or a placeholder for the user's own."""
+    for name, builtin in (("RELU", RELU), ("MLP_RELU", MLP_RELU), ("MAX_TIES", MAX_TIES)):
+        if kinks is builtin:
+            return f"from verification.auditing import {name}", name
+    return "kinks = ...  # your Kinks declaration: paste it here", "kinks"
