@@ -241,19 +241,9 @@ class Oracle:
         args32 = tree_util.tree_map(_to32, args)
         diff32 = tuple(args32[i] for i in self.argnums)
         grad32 = jax.grad(lambda d: self._loss_at(args32, d))(diff32)
-        # Both signs of the perturbation: one sign alone can leave a ReLU on the flat side of
-        # its kink (a pre-activation that cancels to 0 moves below 0) and see no rounding.
-        grads_shaken = []
-        for sign in (1.0, -1.0):
-            moved_noise = tree_util.tree_map(lambda n, s=sign: s * n, noise)
-            shaken = tree_util.tree_map(_perturb, args, moved_noise)
-            diff_shaken = tuple(shaken[i] for i in self.argnums)
-            grads_shaken.append(jax.grad(lambda d, a=shaken: self._loss_at(a, d))(diff_shaken))
-        grad_shaken = tree_util.tree_map(
-            lambda g, a, b: jnp.where(jnp.abs(a - g) >= jnp.abs(b - g), a, b),
-            jax.grad(lambda d: self._loss_at(args, d))(diff),
-            *grads_shaken,
-        )
+        shaken = tree_util.tree_map(_perturb, args, noise)
+        diff_shaken = tuple(shaken[i] for i in self.argnums)
+        grad_shaken = jax.grad(lambda d: self._loss_at(shaken, d))(diff_shaken)
 
         def at(h: jax.Array) -> jax.Array:
             return loss(tree_util.tree_map(lambda a, b: a + h * b, diff, v))
