@@ -17,7 +17,6 @@ cached. The cache is trusted code: keep it in a directory only you can write to.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,10 +31,11 @@ ENV_VAR = "MANUAL_BP_JAX_CACHE"
 
 OFF = "off"
 
-MAX_BYTES = 1 << 30
-"""With ``filelock`` installed, the cache is kept under 1 GiB (least recently used entries
-go first) and every read and write holds a file lock, so that parallel processes (``--jobs``,
-``pytest -n``) never read a half-written entry. The main job's entries take about 1 MB."""
+# No size limit (JAX's default): JAX's least-recently-used eviction needs ``filelock`` and
+# keeps an access-time file beside each entry; a cache written by a process without it (another
+# virtual environment) then makes every write of an evicting process fail with a warning, and
+# each write rescans the whole folder. Entries are small: the main job's take about 1 MB, and
+# the whole test suite leaves some tens of MB. Delete the folder to reclaim the space.
 
 
 def default_directory(environ: Mapping[str, str] | None = None) -> Path:
@@ -91,8 +91,6 @@ def configure(path: str | os.PathLike[str] | None) -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(folder))  # type: ignore[no-untyped-call]
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # type: ignore[no-untyped-call]
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # type: ignore[no-untyped-call]
-    if importlib.util.find_spec("filelock") is not None:
-        jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)  # type: ignore[no-untyped-call]
     return folder
 
 
