@@ -110,7 +110,9 @@ def tests_minimum(session: nox.Session) -> None:
     session.log("lowest versions: " + ", ".join(lowest_constraints()))
     session.install("-c", str(constraints), "-e", ".[test]")
     session.run("pip", "list", "--format=freeze", silent=False)
-    _pytest(session, *session.posargs)
+    # The README quotes outputs of the current versions (hypothesis's draws depend on its
+    # version): their drift check belongs to the other sessions.
+    _pytest(session, "-m", "not readme", *session.posargs)
 
 
 @nox.session(python=OLDEST)

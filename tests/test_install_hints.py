@@ -83,3 +83,17 @@ def test_training_with_check_against_jax_but_no_jax_fails_before_training(
     assert out.stdout == ""  # nothing trained
     assert 'pip install ".[verify]"' in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_requires_module_raises_the_hint_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    monkeypatch.setitem(sys.modules, "jax", None)
+    monkeypatch.delitem(sys.modules, "verification._requires", raising=False)
+    with pytest.raises(ModuleNotFoundError, match=r"needs the `verify` extra") as info:
+        importlib.import_module("verification._requires")
+    assert info.value.name == "jax"
+    monkeypatch.setattr(sys, "argv", ["-m"])  # as while `python -m verification` locates it
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module("verification._requires")
+    assert exit_info.value.code == 1

@@ -35,9 +35,11 @@ FILES = [b for b in ro.parse(README_LINES) if b.kind == "file"]
 
 
 @pytest.mark.slow
+@pytest.mark.readme
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.label for b in BLOCKS])
 def test_readme_output_is_what_the_command_prints(block: Any) -> None:
-    same, new = ro.compare(block, ro.run(block, FILES))
+    same_versions = ro.recorded_environment(README_LINES) == ro.environment()
+    same, new = ro.compare(block, ro.run(block, FILES), same_versions)
     diff = "\n".join(difflib.unified_diff(block.content, new, "README.md", "fresh", lineterm=""))
     assert same, f"README drifted; rerun python tools/readme_outputs.py\n{diff}"
 
@@ -131,3 +133,15 @@ def test_list_names_unmarked_output_blocks(
     out = capsys.readouterr().out
     assert "file   greet.py" in out
     assert "unmarked output-like block at README.md:" in out
+
+
+def test_version_dependent_parts_count_only_when_the_versions_changed(tmp_path: Path) -> None:
+    text = '<!-- output versions="v[0-9]+" -->\n```\n$ echo built with v$((0 + 1))\nbuilt with v2\n```\n'
+    assert _demo(text, tmp_path, "--check")[0] == 0  # no record: versions may differ
+    status, after = _demo(text, tmp_path)  # a rewrite records this environment
+    assert status == 0
+    assert after.rstrip().endswith(ro.ENV_LINE.format(ro.environment()))
+    assert "built with v1" in after
+    other = after.replace("built with v1", "built with v7").replace("Python ", "Python 0")
+    assert _demo(other, tmp_path, "--check")[0] == 0  # other versions: v7 excepted
+    assert _demo(other.replace("Python 0", "Python "), tmp_path, "--check")[0] == 1

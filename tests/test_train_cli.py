@@ -336,3 +336,22 @@ def test_check_against_jax_runs_python_m_verification_twin_with_the_same_options
     assert main(["--epochs", "2", "--check-against-jax", "--seed", "4"]) == 3
     assert calls == [[sys.executable, "-m", "verification", "twin", "--epochs", "2", "--seed", "4"]]
     assert capsys.readouterr().out == ""  # the twin process does the training
+
+
+def test_cli_refuses_an_unwritable_plot_folder(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    assert main(["--plot", str(tmp_path / "x.png")]) == 2
+    _one_line_error(capsys.readouterr().err, "is not writable; choose another path")
+
+
+def test_cli_names_the_extra_when_loading_the_data_fails_to_import(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken_load(*args: object, **kwargs: object) -> None:
+        raise ImportError("No module named 'sklearn.datasets'", name="sklearn.datasets")
+
+    monkeypatch.setattr("manual_bp.train.cli.load", broken_load)
+    assert main(["--epochs", "1"]) == 1
+    _one_line_error(capsys.readouterr().err, "loading the data", 'pip install ".[train]"')

@@ -17,9 +17,10 @@ import pytest
 from manual_bp import LogRegParams, init_mlp
 from manual_bp.datasets import Split, load_breast_cancer, load_digits
 from manual_bp.train import train
+from manual_bp.train.cli import TrainedRun
 from verification import reference
 from verification.__main__ import main as dispatch
-from verification.twin import ULPS_PER_STEP, main as twin_main, tolerance, twin_run
+from verification.twin import ULPS_PER_STEP, check, main as twin_main, tolerance, twin_run
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +169,14 @@ def test_twin_command_reports_a_run_that_diverged_without_comparing(
     out = capsys.readouterr()
     assert "lower --lr" in out.err
     assert "JAX twin" not in out.out
+
+
+def test_twin_check_fails_when_the_manual_rerun_does_not_reproduce_the_trained_params(
+    cancer: Split, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params0 = LogRegParams(np.zeros(30), np.array(0.0))
+    untrained = TrainedRun(
+        params0, params0, cancer.x_train, cancer.labels_train, 0.1, 1, 32, np.random.default_rng(0)
+    )
+    assert check(untrained) == 1
+    assert "did not reproduce the trained parameters" in capsys.readouterr().err

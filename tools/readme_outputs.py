@@ -26,6 +26,11 @@ Attributes (``key="value"``, ``\"`` for a quote inside a value):
     versions), marked so: what REGEX matches is excepted from the comparison and refreshed on
     a rewrite. ``seconds`` stands for a duration like ``0.32 s`` or ``(3.5 s)``; several
     patterns are joined by ``|`` as in any regex.
+``versions="REGEX"``
+    Parts that depend on the versions of Python and the libraries (errors at rounding level,
+    a shrunk counterexample): excepted only when the versions running differ from those the
+    README's outputs were made with, which a rewrite records in the line
+    ``<!-- readme-outputs made with: ... -->`` at the end of README.md.
 ``setup="COMMAND"``
     Run first, not shown and not compared (e.g. a sed that fixes the bug in a ``file:``).
 
@@ -90,7 +95,7 @@ def parse(lines: list[str]) -> list[Block]:
             start = i + 1
             end = next(j for j in range(start, len(lines)) if lines[j].strip() == END_MARKER)
         attrs = {k: v.replace('\\"', '"') for k, v in ATTRIBUTE.findall(match.group(3) or "")}
-        unknown = set(attrs) - {"run", "varies", "setup"}
+        unknown = set(attrs) - {"run", "varies", "versions", "setup"}
         if unknown:
             raise ValueError(f"README.md:{i + 1}: unknown attribute(s) {sorted(unknown)}")
         blocks.append(Block(match.group(1), start, lines[start:end], match.group(2) or "", attrs))
@@ -187,8 +192,37 @@ def run(block: Block, files: list[Block]) -> list[list[str]]:
         return outputs
 
 
-def _varies(block: Block) -> str | None:
-    pattern = block.attrs.get("varies")
+def environment() -> str:
+    """The versions the outputs depend on, as recorded in README.md."""
+    from importlib import metadata
+
+    names = ("numpy", "jax", "jaxlib", "hypothesis", "scikit-learn", "matplotlib")
+    versions = []
+    for name in names:
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name} -")
+    return f"Python {sys.version.split()[0]}, " + ", ".join(versions)
+
+
+ENV_LINE = "<!-- readme-outputs made with: {} -->"
+
+
+def recorded_environment(lines: list[str]) -> str | None:
+    """The environment recorded by the last rewrite, if any."""
+    prefix, suffix = ENV_LINE.split("{}")
+    for line in lines:
+        if line.startswith(prefix) and line.endswith(suffix):
+            return line[len(prefix) : -len(suffix)]
+    return None
+
+
+def _varies(block: Block, same_versions: bool = True) -> str | None:
+    parts = [block.attrs.get("varies", "")]
+    if not same_versions:
+        parts.append(block.attrs.get("versions", ""))
+    pattern = "|".join(p for p in parts if p)
     if not pattern:
         return None
     return "|".join(ALIASES.get(part, part) for part in pattern.split("|"))
@@ -222,9 +256,12 @@ def _elide(expected: list[str], actual: list[str], varies: str | None) -> list[s
     return "".join(out).rstrip("\n").split("\n")
 
 
-def compare(block: Block, outputs: list[list[str]]) -> tuple[bool, list[str]]:
-    """(whether the block matches the fresh outputs, the block's new content)."""
-    varies = _varies(block)
+def compare(
+    block: Block, outputs: list[list[str]], same_versions: bool = True
+) -> tuple[bool, list[str]]:
+    """(whether the block matches the fresh outputs, the block's new content); with
+    ``same_versions`` False the ``versions`` parts are excepted too."""
+    varies = _varies(block, same_versions)
     new: list[str] = []
     same = True
     shown = iter(_shown(block))
@@ -246,11 +283,12 @@ def check_blocks(lines: list[str], only: str = "") -> list[tuple[Block, bool, li
     """Run every marked output block (whose label contains ``only``); the results."""
     blocks = parse(lines)
     files = [b for b in blocks if b.kind == "file"]
+    same_versions = recorded_environment(lines) == environment()
     results = []
     for block in blocks:
         if block.kind != "output" or only not in block.label:
             continue
-        same, new = compare(block, run(block, files))
+        same, new = compare(block, run(block, files), same_versions)
         results.append((block, same, new))
     return results
 
@@ -283,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if drifted else 0
     for block, _, new in sorted(results, key=lambda r: -r[0].line):
         lines[block.line : block.line + len(block.content)] = new
+    recorded = recorded_environment(lines)
+    if recorded is not None:
+        lines.remove(ENV_LINE.format(recorded))
+    while lines and not lines[-1]:
+        lines.pop()
+    lines += ["", ENV_LINE.format(environment()), ""]
     args.readme.write_text("\n".join(lines), encoding="utf-8")
     print(f"{len(results)} block(s) rewritten, {len(drifted)} had drifted")
     return 0

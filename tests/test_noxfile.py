@@ -1,0 +1,88 @@
+"""noxfile.py: ``nox`` tests the Python that runs it (never "skipped" as success), the matrix
+covers every supported version, and tests-minimum pins the lowest declared versions."""
+
+from __future__ import annotations
+
+import importlib.util
+import tomllib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+nox = pytest.importorskip("nox")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def noxfile() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("noxfile_under_test", ROOT / "noxfile.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sessions() -> dict[str, Any]:
+    from nox.registry import get
+
+    return dict(get())
+
+
+def test_plain_nox_runs_the_tests_on_the_interpreter_running_it(noxfile: ModuleType) -> None:
+    assert nox.options.sessions == ["tests"]
+    tests = _sessions()["tests"]
+    assert tests.python is None  # the interpreter running nox, whatever its version
+    # A session whose interpreter is missing fails instead of passing as "skipped".
+    assert nox.options.error_on_missing_interpreters is True
+
+
+def test_the_matrix_covers_every_supported_python(noxfile: ModuleType) -> None:
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert requires == ">=3.11"
+    sessions = _sessions()
+    for version in ("3.11", "3.12", "3.13"):
+        assert sessions[f"tests-{version}"].python == version
+    assert sessions["tests-minimum"].python == "3.11"
+
+
+def test_ci_runs_the_oldest_and_the_newest_python_then_lint_and_types() -> None:
+    script = (ROOT / ".ci/run").read_text()
+    assert "nox -s tests-3.11 tests-3.13 lint typecheck" in script
+
+
+def test_lowest_constraints_pin_every_declared_minimum(noxfile: ModuleType, tmp_path: Path) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "manual-bp"\ndependencies = ["numpy>=2.0"]\n'
+        "[project.optional-dependencies]\n"
+        'verify = ["jax>=0.8.0", "hypothesis>=6.113,<7"]\ntrain = ["tqdm>=4.66"]\n'
+        'bench = ["torch==2.13.0"]\n'
+        'test = ["manual-bp[verify,train]", "pytest>=8"]\n'
+    )
+    assert noxfile.lowest_constraints(pyproject) == [
+        "hypothesis==6.113",
+        "jax==0.8.0",
+        "numpy==2.0",
+        "pytest==8",
+        "tqdm==4.66",
+    ]
+
+
+def test_lowest_constraints_of_this_project_cover_the_test_extra(noxfile: ModuleType) -> None:
+    pins = dict(line.split("==") for line in noxfile.lowest_constraints())
+    for name in ("numpy", "jax", "jaxlib", "hypothesis", "scikit-learn", "pytest-xdist", "nox"):
+        assert name in pins
+    assert "torch" not in pins  # not in the test extra: PyPI's torch is a multi-GB CUDA build
+
+
+def test_torch_is_not_required_by_the_test_extra() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert not any(
+        r.startswith("torch") for r in extras["test"] + extras["verify"] + extras["train"]
+    )
+    assert "torch==2.13.0" in extras["bench"]
