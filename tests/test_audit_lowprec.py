@@ -90,15 +90,13 @@ def test_correct_torch_kernels_pass_in_low_precision(dtype: np.dtype[Any], kerne
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", LOW)
-@pytest.mark.parametrize(
-    "kernel", ["mlp_grads_lowp", "mlp_grads_torch", "mlp_grads_torch_autograd"]
-)
+@pytest.mark.parametrize("kernel", ["mlp_grads_lowp", "mlp_grads_torch_autograd"])
 def test_correct_kernels_pass_hundreds_of_examples(dtype: np.dtype[Any], kernel: str) -> None:
     if kernel != "mlp_grads_lowp":
         pytest.importorskip("torch")
-    for seed in (10, 11):
-        report = audit(getattr(kernels, kernel), reference.mlp_loss, _problems(dtype), seed=seed)
-        assert report.passed, str(report)
+    report = audit(getattr(kernels, kernel), reference.mlp_loss, _problems(dtype), seed=10)
+    assert report.passed, str(report)
+    assert report.examples >= 200
 
 
 # The phrase the diagnosis must contain, where it does not rest on a factor re-checked at
