@@ -161,15 +161,16 @@ def test_checker_accepts_a_complete_docstring() -> None:
     [
         ("Gradient of something.", "Gradient of something", "summary line"),
         (".. math:: J = z", "J is z", "no formula"),
-        ("        y: labels of the same shape.\n", "", "parameter 'y' not described"),
-        ("    Returns:\n        dJ/dz, in", "    dJ/dz is in", "no 'Returns:' section"),
+        ("    y: labels of the same shape.\n", "", "parameter 'y' not described"),
+        ("Returns:\n    dJ/dz, in", "dJ/dz is in", "no 'Returns:' section"),
         ("(m, k)", "(logits)", ""),  # "shape" still stated in words for y: no gap
         ("in ``z``'s dtype", "like z", "no dtype rule"),
-        (">>> 1 + 1\n    2", "1 + 1 is 2", "no doctest"),
+        (">>> 1 + 1\n2", "1 + 1 is 2", "no doctest"),
     ],
 )
 def test_checker_reports_each_missing_part(old: str, new: str, gap: str) -> None:
-    doc = _complete.__doc__ or ""
+    # Indentation as Python 3.13 keeps it (it strips the common indent at compile time).
+    doc = inspect.cleandoc(_complete.__doc__ or "")
     assert old in doc
     gaps = template_gaps(_with(doc.replace(old, new)))
     if gap:
@@ -180,6 +181,6 @@ def test_checker_reports_each_missing_part(old: str, new: str, gap: str) -> None
 
 
 def test_checker_reports_no_shape_when_neither_section_has_one() -> None:
-    doc = (_complete.__doc__ or "").replace(" of shape (m, k)", "")
+    doc = inspect.cleandoc(_complete.__doc__ or "").replace(" of shape (m, k)", "")
     doc = doc.replace(" of the same shape", "")
     assert template_gaps(_with(doc)) == ["no shape stated under 'Args:' or 'Returns:'"]
