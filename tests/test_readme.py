@@ -145,3 +145,17 @@ def test_version_dependent_parts_count_only_when_the_versions_changed(tmp_path: 
     other = after.replace("built with v1", "built with v7").replace("Python ", "Python 0")
     assert _demo(other, tmp_path, "--check")[0] == 0  # other versions: v7 excepted
     assert _demo(other.replace("Python 0", "Python "), tmp_path, "--check")[0] == 1
+
+
+def test_full_precision_numbers_are_excepted_only_when_the_versions_changed(
+    tmp_path: Path,
+) -> None:
+    text = "<!-- output -->\n```\n$ echo x 0.1529771082810822$((3 + 4)) y 0.2$((5))\nx 0.15297710828108227 y 0.25\n```\n"
+    status, after = _demo(text, tmp_path)  # records this environment
+    assert status == 0
+    last_digit = after.replace("x 0.15297710828108227", "x 0.1529771082810823")
+    assert _demo(last_digit, tmp_path, "--check")[0] == 1  # same versions: it drifted
+    other = last_digit.replace("Python ", "Python 0")
+    assert _demo(other, tmp_path, "--check")[0] == 0  # other versions: rounding-level digits
+    short = other.replace("y 0.25", "y 0.5")
+    assert _demo(short, tmp_path, "--check")[0] == 1  # a short number still counts

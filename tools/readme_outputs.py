@@ -30,7 +30,9 @@ Attributes (``key="value"``, ``\"`` for a quote inside a value):
     Parts that depend on the versions of Python and the libraries (errors at rounding level,
     a shrunk counterexample): excepted only when the versions running differ from those the
     README's outputs were made with, which a rewrite records in the line
-    ``<!-- readme-outputs made with: ... -->`` at the end of README.md.
+    ``<!-- readme-outputs made with: ... -->`` at the end of README.md. With other versions,
+    numbers printed to 12 or more decimals (float64 values in full, whose last digits
+    follow the library's order of operations) are excepted in every block too.
 ``setup="COMMAND"``
     Run first, not shown and not compared (e.g. a sed that fixes the bug in a ``file:``).
 
@@ -218,10 +220,14 @@ def recorded_environment(lines: list[str]) -> str | None:
     return None
 
 
+FULL_PRECISION = r"-?\d+\.\d{12,}(?:e[-+]?\d+)?"
+"""A number printed in full float64 precision: its last digits depend on the library versions."""
+
+
 def _varies(block: Block, same_versions: bool = True) -> str | None:
     parts = [block.attrs.get("varies", "")]
     if not same_versions:
-        parts.append(block.attrs.get("versions", ""))
+        parts += [block.attrs.get("versions", ""), FULL_PRECISION]
     pattern = "|".join(p for p in parts if p)
     if not pattern:
         return None
