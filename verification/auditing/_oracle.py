@@ -107,7 +107,8 @@ class SecondOpinion:
 
     grad32 : the gradient computed in float32 at the same input.
     grad_perturbed : the float64 gradient at the input with every float element multiplied by
-        (1 + r), |r| <= PERTURBATION: how much the gradient moves when the input does.
+        (1 + r) or by (1 - r), |r| <= PERTURBATION, per leaf the one farther from the gradient:
+        how much the gradient moves when the input does.
     grad_dot_v, jvp : reverse mode and forward mode along the unit direction v.
     secant : the largest of |L(x +- s v) - L(x)| / s (s = max(1, |x|)) and the slopes
         |L(x) - L(t x)| / ((1 - t) |x|) towards the origin (t = 0, 1/2), over the
@@ -119,6 +120,26 @@ class SecondOpinion:
     grad_dot_v: float
     jvp: float
     secant: float
+
+
+def spread(g: np.ndarray[Any, Any], other: np.ndarray[Any, Any] | None) -> float:
+    """max |other - g| over the finite differences (0 if ``other`` is None)."""
+    if other is None:
+        return 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        distance = np.abs(np.asarray(other, np.float64) - np.asarray(g, np.float64))
+    distance = distance[np.isfinite(distance)]
+    return float(distance.max()) if distance.size else 0.0
+
+
+def _farther(
+    grad: Sequence[np.ndarray[Any, Any]], *others: Sequence[Any]
+) -> list[np.ndarray[Any, np.dtype[np.float64]]]:
+    """Per leaf, the one of ``others`` farthest from ``grad`` (by ``spread``)."""
+    return [
+        max((np.asarray(other[i], np.float64) for other in others), key=lambda o: spread(g, o))
+        for i, g in enumerate(grad)
+    ]
 
 
 def _is_float(leaf: Any) -> bool:
@@ -224,10 +245,14 @@ class Oracle:
         diff = tuple(args[i] for i in self.argnums)
         return jax.value_and_grad(lambda d: self._loss_at(args, d))(diff)
 
+    def _grad_at(self, args: tuple[Any, ...]) -> Any:
+        diff = tuple(args[i] for i in self.argnums)
+        return jax.grad(lambda d: self._loss_at(args, d))(diff)
+
     def _second_fn(
         self, args: tuple[Any, ...], v: tuple[Any, ...], steps: jax.Array, noise: tuple[Any, ...]
     ) -> tuple[Any, ...]:
-        """(loss, jvp along v, float32 gradient, gradient at args * (1 + noise), losses at
+        """(loss, jvp along v, float32 gradient, gradients at args * (1 +- noise), losses at
         x + h v for h in steps and -steps, losses at 0 x and x / 2)."""
         diff = tuple(args[i] for i in self.argnums)
 
@@ -241,9 +266,12 @@ class Oracle:
         args32 = tree_util.tree_map(_to32, args)
         diff32 = tuple(args32[i] for i in self.argnums)
         grad32 = jax.grad(lambda d: self._loss_at(args32, d))(diff32)
-        shaken = tree_util.tree_map(_perturb, args, noise)
-        diff_shaken = tuple(shaken[i] for i in self.argnums)
-        grad_shaken = jax.grad(lambda d: self._loss_at(shaken, d))(diff_shaken)
+        # At +noise and at -noise: a quantity that cancels to 0 within rounding (a ReLU
+        # pre-activation) moves to one side of 0 under one sign and to the other under the other.
+        grad_shaken = tuple(
+            self._grad_at(tree_util.tree_map(_perturb, args, signed))
+            for signed in (noise, tree_util.tree_map(jnp.negative, noise))
+        )
 
         def at(h: jax.Array) -> jax.Array:
             return loss(tree_util.tree_map(lambda a, b: a + h * b, diff, v))
@@ -390,7 +418,7 @@ class Oracle:
         secants = [abs(float(x[0]) - value) / steps[0] for x in (plus, minus)] + origin
         return SecondOpinion(
             grad32=[np.asarray(g, dtype=np.float64) for g in tree_util.tree_leaves(grad32)],
-            grad_perturbed=[np.asarray(g, np.float64) for g in tree_util.tree_leaves(shaken)],
+            grad_perturbed=_farther(grad, *(tree_util.tree_leaves(g) for g in shaken)),
             grad_dot_v=float(sum(np.vdot(g, d) for g, d in zip(grad, v, strict=True))),
             jvp=jvp,
             secant=max([s for s in secants if math.isfinite(s)], default=0.0),
@@ -408,8 +436,8 @@ class Oracle:
 
         ``resolution`` is the smallest slope difference that matters (e.g. |candidate -
         reference| along d). The step is the smallest for which rounding stays well below it:
-        h = 64 eps (|L| + 1) / resolution (rounding error of a quotient ~ 2 eps |L| / h), capped
-        at 0.1 max(1, |x|). Then forward (L(x + h d) - L(x)) / h and backward (L(x) - L(x - h d)) / h
+        h = 64 eps (|L| + 1) / resolution (rounding error of a quotient ~ 2 eps |L| / h), at
+        least 1024 eps max(1, |x|) (a step the input can take) and at most 0.1 max(1, |x|). Then forward (L(x + h d) - L(x)) / h and backward (L(x) - L(x - h d)) / h
         differ by about h |L''| where the loss is smooth, and by the jump in slope where a kink
         lies within h (a ReLU pre-activation at 0, or within rounding of it): the two quotients
         side with the reference and the candidate respectively. ``step`` overrides h (e.g.
@@ -425,7 +453,11 @@ class Oracle:
         value = float(self._loss_value(args64))
         eps = float(np.finfo(np.float64).eps)
         if step is None:
-            step = min(64 * eps * (abs(value) + 1) / resolution, 0.1 * scale)
+            # Never below 1024 ulp of the largest input: a smaller step leaves x + h d equal to x
+            # in float64 (no step at all), and both quotients would read 0.
+            step = min(
+                max(64 * eps * (abs(value) + 1) / resolution, 1024 * eps * scale), 0.1 * scale
+            )
         value, _, _, _, plus, minus, steps, _ = self._along(args, d, step)
         h = steps[1]
         forward, backward = (plus[1] - value) / h, (value - minus[1]) / h

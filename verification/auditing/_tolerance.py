@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from verification.auditing._oracle import PERTURBATION
+from verification.auditing._oracle import PERTURBATION, spread
 from verification.compare import magnitude, tolerance
 
 __all__ = ["KAPPA_SAFETY", "leaf_tolerances"]
@@ -62,16 +62,6 @@ KAPPA_SAFETY = 64.0
 """Multiple of the rounding estimate allowed on top of ``compare.tolerance`` (module docstring)."""
 
 _EPS32 = float(np.finfo(np.float32).eps)
-
-
-def _spread(g: np.ndarray[Any, Any], other: np.ndarray[Any, Any] | None) -> float:
-    """max |other - g| over the finite differences (0 if ``other`` is None)."""
-    if other is None:
-        return 0.0
-    with np.errstate(invalid="ignore", over="ignore"):
-        spread = np.abs(np.asarray(other, np.float64) - np.asarray(g, np.float64))
-    spread = spread[np.isfinite(spread)]
-    return float(spread.max()) if spread.size else 0.0
 
 
 def leaf_tolerances(
@@ -115,9 +105,8 @@ def leaf_tolerances(
         rule_rtol, rule_atol = tolerance(dtype, scale=scale, terms=max(terms, 1))
         eps = float(np.finfo(dtype).eps)
         rounding = max(
-            (eps / _EPS32) * _spread(g, None if grad32 is None else grad32[i]),
-            (eps / PERTURBATION)
-            * _spread(g, None if grad_perturbed is None else grad_perturbed[i]),
+            (eps / _EPS32) * spread(g, None if grad32 is None else grad32[i]),
+            (eps / PERTURBATION) * spread(g, None if grad_perturbed is None else grad_perturbed[i]),
         )
         rule_atol += KAPPA_SAFETY * rounding
         out.append(
