@@ -5,7 +5,7 @@ fixed by an explicit ``seed``) whose features are standardised with the mean and
 deviation of the *training* split only, so nothing about the held-out rows leaks into the
 model. scikit-learn ships these sets inside its wheel; it is imported inside the functions,
 so ``import manual_bp.datasets`` needs numpy alone. Install the ``train`` extra
-(``pip install 'manual-bp[train]'``) to load the data.
+(``pip install ".[train]"`` in a clone) to load the data.
 
 ==============  =========  ========  =======  =================================
 name            samples    features  classes  model in ``python -m manual_bp.train``
@@ -24,9 +24,11 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
+from manual_bp._cli import install_hint
+
 __all__ = ["DATASETS", "Split", "load", "load_breast_cancer", "load_digits", "standardise"]
 
-_EXTRA_HINT = "install the `train` extra: pip install 'manual-bp[train]'"
+_EXTRA_HINT = f"install the `train` extra: {install_hint('train')}"
 
 
 class Split(NamedTuple):

@@ -120,7 +120,7 @@ def test_bad_arguments_raise_naming_the_argument(
 
 def test_missing_scikit_learn_names_the_train_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    with pytest.raises(ImportError, match=r"pip install 'manual-bp\[train\]'"):
+    with pytest.raises(ImportError, match=r'pip install "\.\[train\]" \(in a clone'):
         load_digits()
 
 
