@@ -161,3 +161,31 @@ def test_python_m_verification_audit_vjp_dispatches_here(module: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert "from layers_cli import softmax_backward_diagonal as grad_fn" in done.stdout
     assert "print(audit_vjp(grad_fn, loss_fn, args[:-1], cotangent=args[-1]" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["m:f", "--reference", "m:g", "--shapes", "z=m", "--bogus"],
+        ["m:f", "--shapes", "z=m"],  # --reference missing
+        ["m:f", "--reference", "m:g", "--shapes", "z=m", "--kinks", "tanh"],
+    ],
+)
+def test_argument_errors_are_one_line_with_exit_status_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("python -m verification audit-vjp: error:")
+
+
+def test_low_precision_dtypes_are_accepted_like_the_audit_command() -> None:
+    from verification._vjp_cli import _parser
+
+    options = _parser().parse_args(
+        ["m:f", "--reference", "m:g", "--shapes", "z=m", "--dtype", "bfloat16"]
+    )
+    assert options.dtype == "bfloat16"

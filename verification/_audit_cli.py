@@ -24,14 +24,26 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from verification.auditing import OracleRefusedError, audit, named_arrays
 from verification.auditing._grammar import GRAMMAR
 from verification.auditing._lowprec import BFLOAT16
 from verification.auditing._shapes import DEFAULT_BOUNDS, parse_shapes
 
-__all__ = ["EXIT_FAILED", "EXIT_INCONCLUSIVE", "EXIT_PASSED", "EXIT_USAGE", "main", "resolve"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INCONCLUSIVE",
+    "EXIT_PASSED",
+    "EXIT_USAGE",
+    "OneLineParser",
+    "SearchInputs",
+    "add_search_options",
+    "finish",
+    "main",
+    "resolve",
+    "search_inputs",
+]
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 _PROG = "python -m verification audit"
@@ -125,13 +137,15 @@ def _writable(path_text: str) -> Path:
     return path
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, not usage + error
-        self.exit(EXIT_USAGE, f"{_PROG}: error: {message} (see --help)\n")
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (exit status 2), not usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog=_PROG,
         description=(
             "Search for an input where a gradient function disagrees with jax.grad of a JAX "
@@ -150,13 +164,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("grad_fn", help="MODULE:FUNCTION, the gradient function audited")
     parser.add_argument("--loss", required=True, help="MODULE:FUNCTION, the JAX loss (required)")
+    add_search_options(parser)
+    return parser
+
+
+def add_search_options(parser: argparse.ArgumentParser, what: str = "arguments") -> None:
+    """The options every audit command shares (``--shapes`` names the ``what`` in order)."""
     parser.add_argument(
         "--shapes",
         required=True,
-        help='the arguments in order, in the grammar below (required), e.g. "x=m,n w=n,h"',
+        help=f'the {what} in order, in the grammar below (required), e.g. "x=m,n w=n,h"',
     )
     parser.add_argument(
-        "--argnums", default="0", help="differentiated argument(s): 0 or 0,1 (default: 0)"
+        "--argnums", default="0", help=f"differentiated {what}: 0 or 0,1 (default: 0)"
     )
     parser.add_argument(
         "--dtype",
@@ -194,7 +214,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--json", default=None, metavar="PATH", help="also write the report as JSON to PATH"
     )
-    return parser
 
 
 def _fail(message: str) -> int:
@@ -202,46 +221,68 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def main(argv: list[str]) -> int:
-    """Run the audit command; returns the exit status (0 passed, 1 failed, 2 usage error,
-    3 inconclusive)."""
-    options = _parser().parse_args(argv)
-    try:
-        if options.max_examples < 1:
-            raise UsageError(f"--max-examples {options.max_examples}: give 1 or more")
-        if options.seed is not None and options.seed < 0:
-            raise UsageError(f"--seed {options.seed}: give 0 or more")
-        json_path = _writable(options.json) if options.json else None
-        spec = parse_shapes(options.shapes)
-        argnums = _ints(options.argnums, "--argnums")
-        if max(argnums) >= len(spec) or min(argnums) < 0:
-            raise UsageError(
-                f"--argnums {options.argnums} does not fit the {len(spec)} arguments of "
-                f"--shapes ({', '.join(spec)}): count from 0"
-            )
-        bounds = _bounds(options.bounds) if options.bounds else None
-        strategy = named_arrays(
-            spec,
-            dims=_dims(options.dims) if options.dims else None,
-            dtype=BFLOAT16 if options.dtype == "bfloat16" else options.dtype,
-            bounds=bounds,
+class SearchInputs(NamedTuple):
+    """What the shared options give, checked: the output path, the spec, argnums, strategy."""
+
+    json_path: Path | None
+    spec: dict[str, Any]
+    argnums: int | tuple[int, ...]
+    strategy: Any
+
+
+def search_inputs(options: argparse.Namespace, what: str = "arguments") -> SearchInputs:
+    """Check the shared options (before any work) and build the input strategy.
+
+    Raises
+    ------
+    UsageError, ValueError : a mistake in an option, named with the fix.
+    """
+    if options.max_examples < 1:
+        raise UsageError(f"--max-examples {options.max_examples}: give 1 or more")
+    if options.seed is not None and options.seed < 0:
+        raise UsageError(f"--seed {options.seed}: give 0 or more")
+    json_path = _writable(options.json) if options.json else None
+    spec = parse_shapes(options.shapes)
+    argnums = _ints(options.argnums, "--argnums")
+    if max(argnums) >= len(spec) or min(argnums) < 0:
+        raise UsageError(
+            f"--argnums {options.argnums} does not fit the {len(spec)} {what} of "
+            f"--shapes ({', '.join(spec)}): count from 0"
         )
-        grad_fn = resolve(options.grad_fn)
-        loss_fn = resolve(options.loss)
-        report = audit(
-            grad_fn,
-            loss_fn,
-            strategy,
-            argnums=argnums[0] if len(argnums) == 1 else argnums,
-            max_examples=options.max_examples,
-            seed=options.seed,
-            arg_names=list(spec),
-        )
-    except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
-        return _fail(str(error))
+    strategy = named_arrays(
+        spec,
+        dims=_dims(options.dims) if options.dims else None,
+        dtype=BFLOAT16 if options.dtype == "bfloat16" else options.dtype,
+        bounds=_bounds(options.bounds) if options.bounds else None,
+    )
+    return SearchInputs(json_path, spec, argnums[0] if len(argnums) == 1 else argnums, strategy)
+
+
+def finish(report: Any, json_path: Path | None) -> int:
+    """Print ``report``, write its JSON where asked; the exit status of its verdict."""
     print(report)
     if json_path is not None:
         json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     if report.passed:
         return EXIT_PASSED
     return EXIT_INCONCLUSIVE if report.inconclusive else EXIT_FAILED
+
+
+def main(argv: list[str]) -> int:
+    """Run the audit command; returns the exit status (0 passed, 1 failed, 2 usage error,
+    3 inconclusive)."""
+    options = _parser().parse_args(argv)
+    try:
+        inputs = search_inputs(options)
+        report = audit(
+            resolve(options.grad_fn),
+            resolve(options.loss),
+            inputs.strategy,
+            argnums=inputs.argnums,
+            max_examples=options.max_examples,
+            seed=options.seed,
+            arg_names=list(inputs.spec),
+        )
+    except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
+        return _fail(str(error))
+    return finish(report, inputs.json_path)

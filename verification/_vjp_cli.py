@@ -2,7 +2,8 @@
 
     python -m verification audit-vjp MODULE:BACKWARD --reference MODULE:FORWARD_REF
         --shapes "x=m,n w=n,h b=h" [--forward MODULE:FORWARD] [--argnums 0,1,2]
-        [--kinks relu|mlp-relu|max-ties] [--dtype float64] [--max-examples 200] [--seed S]
+        [--kinks relu|mlp-relu|max-ties] [--dtype float64|float32|float16|bfloat16]
+        [--max-examples 200] [--seed S]
         [--dims "m=1,2,3 n=2"] [--bounds 3,1000] [--json PATH]
 
 BACKWARD(cotangent, *inputs) returns the gradients of the inputs at ``--argnums`` (default 0);
@@ -19,30 +20,19 @@ inconclusive.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from verification._audit_cli import (
-    EXIT_FAILED,
-    EXIT_INCONCLUSIVE,
-    EXIT_PASSED,
     EXIT_USAGE,
+    OneLineParser,
     UsageError,
-    _bounds,
-    _dims,
-    _ints,
-    _writable,
+    add_search_options,
+    finish,
     resolve,
+    search_inputs,
 )
-from verification.auditing import (
-    MAX_TIES,
-    MLP_RELU,
-    RELU,
-    OracleRefusedError,
-    audit_vjp,
-    named_arrays,
-)
-from verification.auditing._shapes import DEFAULT_BOUNDS, parse_shapes
+from verification.auditing import MAX_TIES, MLP_RELU, RELU, OracleRefusedError, audit_vjp
+from verification.auditing._grammar import GRAMMAR
 
 __all__ = ["main"]
 
@@ -51,23 +41,28 @@ _PROG = "python -m verification audit-vjp"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=_PROG,
         description="Search for inputs and a cotangent where a layer's backward disagrees "
-        "with jax.vjp of its JAX forward.",
+        "with jax.vjp of its JAX forward. Exit status: 0 passed, 1 failed, 2 usage error, "
+        "3 inconclusive.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="The --shapes grammar:\n" + GRAMMAR,
     )
     parser.add_argument("backward", help="MODULE:FUNCTION (or a torch.autograd.Function)")
-    parser.add_argument("--reference", required=True, help="MODULE:FUNCTION, the JAX forward")
-    parser.add_argument("--forward", default=None, help="MODULE:FUNCTION -> (out, cache)")
-    parser.add_argument("--shapes", required=True, help='input shapes, "x=m,n w=n,h b=h"')
-    parser.add_argument("--argnums", default="0", help="inputs whose gradients are returned")
-    parser.add_argument("--kinks", default=None, choices=sorted(KINKS))
-    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    parser.add_argument("--max-examples", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--dims", default=None, help='sizes per dimension, "m=1,2,3 n=2"')
-    parser.add_argument("--bounds", default=None, help="bounds on |values| to draw, 3,1000")
-    parser.add_argument("--json", default=None, metavar="PATH", help="also write the report")
+    parser.add_argument(
+        "--reference", required=True, help="MODULE:FUNCTION, the JAX forward (required)"
+    )
+    parser.add_argument(
+        "--forward", default=None, help="MODULE:FUNCTION -> (out, cache) (default: none)"
+    )
+    parser.add_argument(
+        "--kinks",
+        default=None,
+        choices=sorted(KINKS),
+        help="declare the reference's convention at these kinks (default: none)",
+    )
+    add_search_options(parser, what="inputs")
     return parser
 
 
@@ -76,39 +71,19 @@ def main(argv: list[str]) -> int:
     3 inconclusive)."""
     options = _parser().parse_args(argv)
     try:
-        if options.max_examples < 1:
-            raise UsageError(f"--max-examples {options.max_examples}: give 1 or more")
-        json_path = _writable(options.json) if options.json else None
-        spec = parse_shapes(options.shapes)
-        argnums = _ints(options.argnums, "--argnums")
-        if max(argnums) >= len(spec) or min(argnums) < 0:
-            raise UsageError(
-                f"--argnums {options.argnums} does not fit the {len(spec)} inputs of --shapes "
-                f"({', '.join(spec)}): count from 0"
-            )
-        strategy = named_arrays(
-            spec,
-            dims=_dims(options.dims) if options.dims else None,
-            dtype=options.dtype,
-            bounds=_bounds(options.bounds) if options.bounds else DEFAULT_BOUNDS,
-        )
+        inputs = search_inputs(options, what="inputs")
         report = audit_vjp(
             resolve(options.backward),
             resolve(options.reference),
-            strategy,
+            inputs.strategy,
             forward=resolve(options.forward) if options.forward else None,
-            argnums=argnums[0] if len(argnums) == 1 else argnums,
+            argnums=inputs.argnums,
             max_examples=options.max_examples,
             seed=options.seed,
-            arg_names=list(spec),
+            arg_names=list(inputs.spec),
             kinks=KINKS[options.kinks] if options.kinks else None,
         )
     except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
         print(f"{_PROG}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    print(report)
-    if json_path is not None:
-        json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    if report.passed:
-        return EXIT_PASSED
-    return EXIT_INCONCLUSIVE if report.inconclusive else EXIT_FAILED
+    return finish(report, inputs.json_path)
