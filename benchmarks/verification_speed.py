@@ -57,7 +57,7 @@ def generation_rate(
         nonlocal count
         count += 1
 
-    from verification.report import check_settings
+    from verification.mainjob.checks import check_settings
 
     start = time.perf_counter()
     for dtype in dtypes:
@@ -108,7 +108,7 @@ def _main_job(max_examples: int, jobs: int, cache: Path, label: str) -> dict[str
 def _warm_main_job(max_examples: int, cache: Path) -> dict[str, Any]:
     """The main job's rows twice in this process (cache loaded by the first); the second."""
     from verification import _cache
-    from verification._jobs import run_tasks, tasks
+    from verification.mainjob._jobs import run_tasks, tasks
 
     _cache.configure(cache)
     selected = tasks(["float64", "float32"])
@@ -126,7 +126,7 @@ def _warm_main_job(max_examples: int, cache: Path) -> dict[str, Any]:
 def _generation(max_examples: int) -> tuple[float, float]:
     """Examples per wall second and per CPU second of drawing every row's problems (both
     dtypes) with an empty test body."""
-    from verification.report import CHECKS
+    from verification.mainjob.checks import CHECKS
 
     counts, seconds, cpu = 0, 0.0, time.process_time()
     for check in CHECKS:

@@ -2,7 +2,7 @@
 
 Each property draws problems from ``verification.strategies`` and judges the manual result
 against the float64 JAX reference (``jax.grad`` / ``jax.jacobian`` / ``jax.vjp`` of ``jax.nn``)
-with the tolerance of ``verification.compare.tolerance`` (see ``verification.report.CHECKS``).
+with the tolerance of ``verification.compare.tolerance`` (see ``verification.mainjob.checks.CHECKS``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from hypothesis import given, strategies as st
 
 import manual_bp
 from verification import reference as ref, strategies as vs
-from verification.report import assert_check
+from verification.mainjob.checks import assert_check
 
 DTYPES = [np.float64, np.float32]
 ANY_SHAPE = st.sampled_from(vs.ELEMENTWISE_SHAPES)

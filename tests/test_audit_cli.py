@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from verification._audit_cli import main, resolve
+from verification.cli.audit import main, resolve
 
 MODULE = textwrap.dedent(
     '''

@@ -21,7 +21,6 @@ from hypothesis import find
 
 from manual_bp import MLPParams, init_mlp
 from verification import audit, reference
-from verification._audit_cli import main as cli_main
 from verification.auditing import named_arrays
 from verification.auditing._lowprec import (
     FACTOR,
@@ -32,6 +31,7 @@ from verification.auditing._lowprec import (
     tolerances,
 )
 from verification.auditing._tolerance import leaf_tolerances
+from verification.cli.audit import main as cli_main
 
 
 def _test_module(name: str) -> Any:

@@ -27,7 +27,7 @@ import collections, json, sys
 from jax import monitoring
 events = collections.Counter()
 monitoring.register_event_listener(lambda name, **kwargs: events.update([name]))
-from verification.report import main
+from verification.cli.report import main
 status = main(sys.argv[1:])
 prefix = "/jax/compilation_cache/"
 print(json.dumps({"status": status, **{k[len(prefix):]: v for k, v in events.items()

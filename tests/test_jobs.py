@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from hypothesis import given, strategies as st
 
-from verification import __main__ as entry, _cache, _jobs
-from verification._report_cli import main, merge_main
-from verification.report import CHECKS
+from verification import __main__ as entry, _cache
+from verification.cli.report import main, merge_main
+from verification.mainjob import _jobs
+from verification.mainjob.checks import CHECKS
 
 ROOT = Path(__file__).resolve().parent.parent
 _SMALL = ["--max-examples", "3", "--only", "relu", "--only", "softmax", "--only", "linear"]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from verification import strategies as vs
-from verification.report import assert_check
+from verification.mainjob.checks import assert_check
 
 DTYPES = [np.float64, np.float32]
 

@@ -12,7 +12,7 @@ from hypothesis import given, strategies as st
 
 import manual_bp
 from verification import strategies as vs
-from verification.report import assert_check
+from verification.mainjob.checks import assert_check
 
 DTYPES = [np.float64, np.float32]
 

@@ -13,7 +13,7 @@ from hypothesis import given, strategies as st
 import manual_bp
 from verification import reference as ref, strategies as vs
 from verification.compare import assert_trees_close, tolerance
-from verification.report import assert_check
+from verification.mainjob.checks import assert_check
 
 DTYPES = [np.float64, np.float32]
 

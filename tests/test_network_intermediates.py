@@ -20,7 +20,7 @@ import manual_bp
 from verification import strategies as vs
 from verification.auditing._stages import MLP_STAGES
 from verification.compare import assert_trees_close, magnitude, tolerance
-from verification.report import away_from_kink
+from verification.mainjob.checks import away_from_kink
 
 DTYPES = [np.float64, np.float32]
 STAGE_OF = {"dZ2": "Z2", "dA1": "A1", "dZ1": "Z1"}

@@ -2,7 +2,7 @@
 parameter gradient against ``jax.value_and_grad`` of ``verification.reference.mlp_loss``, in
 float64 and float32, with the ReLU kink handled on purpose.
 
-Pre-activations Z1 = X W1 + b1 within a small margin of 0 (``verification.report.away_from_kink``)
+Pre-activations Z1 = X W1 + b1 within a small margin of 0 (``verification.mainjob.checks.away_from_kink``)
 are excluded from the general property: there two roundings may disagree on the side of the
 kink. Exact zeros are tested on their own, where both sides take relu'(0) = 0.
 """
@@ -18,7 +18,7 @@ from hypothesis import given, strategies as st
 
 import manual_bp
 from verification import strategies as vs
-from verification.report import CHECKS_BY_NAME, assert_check, away_from_kink
+from verification.mainjob.checks import CHECKS_BY_NAME, assert_check, away_from_kink
 
 DTYPES = [np.float64, np.float32]
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 import manual_bp
 from verification import reference, strategies as vs
-from verification.report import check_settings, to_float64
+from verification.mainjob.checks import check_settings, to_float64
 
 # These checks only generate (no JAX): a strategy's contract shows within a few dozen draws,
 # so the ci profile's example count is capped here to keep the suite fast.

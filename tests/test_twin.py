@@ -1,6 +1,6 @@
-"""verification.twin: manual and jax.grad training runs agree to rounding at every step.
+"""verification.mainjob.twin: manual and jax.grad training runs agree to rounding at every step.
 
-The tolerance (``verification.twin.tolerance``) is ULPS_PER_STEP = 2 machine epsilons per
+The tolerance (``verification.mainjob.twin.tolerance``) is ULPS_PER_STEP = 2 machine epsilons per
 step, relative to max(1, largest parameter): rounding differences between the two gradient
 computations are a fraction of an ulp per step and accumulate at most linearly (measured:
 0.25 ulps after the first step, 5.5 ulps after the 1350 steps of the default digits run). A
@@ -20,7 +20,7 @@ from manual_bp.train import train
 from manual_bp.train.cli import TrainedRun
 from verification import reference
 from verification.__main__ import main as dispatch
-from verification.twin import ULPS_PER_STEP, check, main as twin_main, tolerance, twin_run
+from verification.mainjob.twin import ULPS_PER_STEP, check, main as twin_main, tolerance, twin_run
 
 
 @pytest.fixture(scope="module")

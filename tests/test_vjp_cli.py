@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from verification._vjp_cli import main
+from verification.cli.audit_vjp import main
 
 MODULE = textwrap.dedent(
     '''
@@ -183,7 +183,7 @@ def test_argument_errors_are_one_line_with_exit_status_2(
 
 
 def test_low_precision_dtypes_are_accepted_like_the_audit_command() -> None:
-    from verification._vjp_cli import _parser
+    from verification.cli.audit_vjp import _parser
 
     options = _parser().parse_args(
         ["m:f", "--reference", "m:g", "--shapes", "z=m", "--dtype", "bfloat16"]

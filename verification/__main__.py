@@ -5,47 +5,30 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "DEFAULT", "main"]
+
+#: Each subcommand: the module and function that run it (imported only when chosen).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "report": ("verification.cli.report", "main"),
+    "audit": ("verification.cli.audit", "main"),
+    "audit-vjp": ("verification.cli.audit_vjp", "main"),
+    "merge": ("verification.cli.report", "merge_main"),
+    "twin": ("verification.mainjob.twin", "main"),
+}
+#: The subcommand run when the first argument names none (``python -m verification --quick``).
+DEFAULT = "report"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Dispatch: ``audit ...`` to ``verification._audit_cli.main``; ``audit-vjp ...`` to
-    ``verification._vjp_cli.main``; ``merge ...`` to ``verification._report_cli.merge_main``;
-    ``twin ...`` to ``verification.twin.main``;
-    ``report ...`` or anything else to ``verification.report.main``. Returns the exit status."""
+    """Run the subcommand that the first argument names (``COMMANDS``), or ``DEFAULT`` with
+    all the arguments; returns its exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "twin":
-        from verification.twin import main as twin_main
-
-        return twin_main(args[1:])
-    if args and args[0] == "audit":
-        try:
-            module = importlib.import_module("verification._audit_cli")
-        except ModuleNotFoundError as error:
-            if error.name != "verification._audit_cli":
-                raise
-            print(
-                "python -m verification audit: the audit command is not installed "
-                "(verification/_audit_cli.py is missing)",
-                file=sys.stderr,
-            )
-            return 2
-        return int(module.main(args[1:]) or 0)
-    if args and args[0] == "audit-vjp":
-        from verification._vjp_cli import main as vjp_main
-
-        return vjp_main(args[1:])
-    if args and args[0] == "merge":
-        from verification._report_cli import merge_main
-
-        return merge_main(args[1:])
-    if args and args[0] == "report":
-        args = args[1:]
-    from verification.report import main as report_main
-
-    return report_main(args)
+    name = args.pop(0) if args and args[0] in COMMANDS else DEFAULT
+    module, function = COMMANDS[name]
+    run: Callable[[list[str]], int | None] = getattr(importlib.import_module(module), function)
+    return int(run(args) or 0)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ the data and the generator come in as arguments and the results go out as return
 Two levels:
 
 * :func:`descend` is the bare loop: it yields a :class:`Step` after every update. The JAX
-  twin (``verification.twin``) runs it twice with two gradient functions to compare runs
+  twin (``verification.mainjob.twin``) runs it twice with two gradient functions to compare runs
   step by step without a copy of the loop.
 * :func:`train` consumes :func:`descend` and evaluates loss and accuracy on the training and
   held-out data after each epoch, returning the trained params and a :class:`History`.

@@ -2,7 +2,7 @@
 
 :func:`main` parses and checks every option and output path before any work, loads the
 bundled data, trains with a progress display on stderr, prints a summary and writes the plot.
-``after`` is the hook that ``verification.twin`` plugs in to compare the run with ``jax.grad``;
+``after`` is the hook that ``verification.mainjob.twin`` plugs in to compare the run with ``jax.grad``;
 ``manual_bp`` itself never imports ``verification``: ``--check-against-jax`` hands the whole
 command to ``python -m verification twin`` in a new process, after checking that JAX is there.
 """
@@ -85,7 +85,7 @@ class TrainedRun(NamedTuple):
     rng: np.random.Generator
 
 
-#: ``after(run) -> exit status``: called once training succeeded (``verification.twin.check``).
+#: ``after(run) -> exit status``: called once training succeeded (``verification.mainjob.twin.check``).
 AfterTraining = Callable[[TrainedRun], int]
 
 

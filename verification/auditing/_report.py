@@ -10,8 +10,15 @@ from typing import Any
 import numpy as np
 
 from verification.auditing._oracle import Environment
+from verification.auditing._reproducer import (
+    LITERAL_LIMIT,
+    python_literal,
+    rebuild_source,
+    save_counterexample,
+    shape_lines,
+)
 
-__all__ = ["AuditReport", "function_name", "python_literal"]
+__all__ = ["AuditReport", "function_name"]
 
 
 def function_name(fn: Callable[..., Any]) -> str:
@@ -19,39 +26,6 @@ def function_name(fn: Callable[..., Any]) -> str:
     module = getattr(fn, "__module__", None) or "?"
     qualname = getattr(fn, "__qualname__", None) or type(fn).__name__
     return f"{module}:{qualname}"
-
-
-def _dtype_source(dtype: np.dtype[Any]) -> str:
-    """``np.float64``, or ``ml_dtypes.bfloat16`` (numpy has no bfloat16 of its own)."""
-    return "ml_dtypes.bfloat16" if dtype.name == "bfloat16" else f"np.{dtype.name}"
-
-
-def python_literal(value: Any) -> str:
-    """Python source that rebuilds ``value`` exactly (numpy arrays, NamedTuples, tuples).
-
-    Floats print with repr, which round-trips.
-
-    >>> python_literal((np.array([[0.5, -1.0]]), np.float64(2.0)))
-    '(np.array([[0.5, -1.0]], dtype=np.float64), np.float64(2.0))'
-    """
-    if isinstance(value, np.ndarray):
-        text = f"np.array({value.tolist()!r}, dtype={_dtype_source(value.dtype)})"
-        return f"{text}.reshape({value.shape})" if value.size == 0 else text
-    if isinstance(value, np.generic):
-        return f"{_dtype_source(value.dtype)}({value.item()!r})"
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        inner = ", ".join(
-            f"{f}={python_literal(v)}" for f, v in zip(value._fields, value, strict=True)
-        )
-        return f"{type(value).__name__}({inner})"
-    if isinstance(value, (tuple, list)):
-        items = [python_literal(v) for v in value]
-        if isinstance(value, list):
-            return "[" + ", ".join(items) + "]"
-        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k!r}: {python_literal(v)}" for k, v in value.items()) + "}"
-    return repr(value)
 
 
 def _namedtuple_imports(value: Any, found: set[str]) -> None:
@@ -200,20 +174,12 @@ class AuditReport:
     def _args_source(self) -> list[str]:
         """``args = ...`` as literals, or (above ``LITERAL_LIMIT`` elements) loaded from a
         saved ``.npz``."""
-        from verification.auditing._reproducer import (
-            LITERAL_LIMIT,
-            rebuild_source,
-            save_counterexample,
-        )
-
         if self.counterexample_size[0] <= LITERAL_LIMIT:
             return [f"args = {python_literal(self.counterexample)}"]
         return rebuild_source(self.counterexample, save_counterexample(self.counterexample))
 
     def _large_input_lines(self) -> list[str]:
         """Shapes of a counterexample too large to print."""
-        from verification.auditing._reproducer import LITERAL_LIMIT, shape_lines
-
         if self.counterexample is None or self.counterexample_size[0] <= LITERAL_LIMIT:
             return []
         lines = ["  input (too large to print; saved, see the reproducer):"]

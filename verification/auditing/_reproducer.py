@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 from jax import tree_util
 
-from verification.auditing._report import python_literal
-
 __all__ = [
     "LITERAL_LIMIT",
     "offending_elements",
+    "python_literal",
     "rebuild_source",
     "save_counterexample",
     "shape_lines",
@@ -41,6 +40,39 @@ class _Ref:
 
     def __repr__(self) -> str:
         return f"data['a{self.index}']"
+
+
+def _dtype_source(dtype: np.dtype[Any]) -> str:
+    """``np.float64``, or ``ml_dtypes.bfloat16`` (numpy has no bfloat16 of its own)."""
+    return "ml_dtypes.bfloat16" if dtype.name == "bfloat16" else f"np.{dtype.name}"
+
+
+def python_literal(value: Any) -> str:
+    """Python source that rebuilds ``value`` exactly (numpy arrays, NamedTuples, tuples).
+
+    Floats print with repr, which round-trips.
+
+    >>> python_literal((np.array([[0.5, -1.0]]), np.float64(2.0)))
+    '(np.array([[0.5, -1.0]], dtype=np.float64), np.float64(2.0))'
+    """
+    if isinstance(value, np.ndarray):
+        text = f"np.array({value.tolist()!r}, dtype={_dtype_source(value.dtype)})"
+        return f"{text}.reshape({value.shape})" if value.size == 0 else text
+    if isinstance(value, np.generic):
+        return f"{_dtype_source(value.dtype)}({value.item()!r})"
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        inner = ", ".join(
+            f"{f}={python_literal(v)}" for f, v in zip(value._fields, value, strict=True)
+        )
+        return f"{type(value).__name__}({inner})"
+    if isinstance(value, (tuple, list)):
+        items = [python_literal(v) for v in value]
+        if isinstance(value, list):
+            return "[" + ", ".join(items) + "]"
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {python_literal(v)}" for k, v in value.items()) + "}"
+    return repr(value)
 
 
 def _is_array(x: Any) -> bool:

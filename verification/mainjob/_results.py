@@ -12,8 +12,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from verification._jobs import Task
-from verification.report import Row
+from verification.mainjob._jobs import Task
+from verification.mainjob.checks import Row
 
 __all__ = ["MergeError", "Run", "from_document", "merge", "to_document"]
 

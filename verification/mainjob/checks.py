@@ -16,7 +16,6 @@ the exit status is 1 if any row fails.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +38,6 @@ __all__ = [
     "assert_check",
     "away_from_kink",
     "format_table",
-    "main",
     "run_check",
     "to_float64",
 ]
@@ -485,11 +483,3 @@ def format_table(rows: Sequence[Row]) -> str:
             f"{_fmt(r.max_abs_error)} | {_fmt(r.max_rel_error)} | {_fmt(r.rtol)} | {result} |"
         )
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run every check, print the table, optionally write JSON; 0 if all pass, 1 if one fails,
-    2 for a usage error (the command line is ``verification._report_cli``)."""
-    from verification._report_cli import main as cli_main
-
-    return cli_main(sys.argv[1:] if argv is None else argv)

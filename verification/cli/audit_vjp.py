@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from verification._audit_cli import (
+from verification.auditing import MAX_TIES, MLP_RELU, RELU, OracleRefusedError, audit_vjp
+from verification.auditing._grammar import GRAMMAR
+from verification.cli.audit import (
     EXIT_USAGE,
     OneLineParser,
     UsageError,
@@ -31,8 +33,6 @@ from verification._audit_cli import (
     resolve,
     search_inputs,
 )
-from verification.auditing import MAX_TIES, MLP_RELU, RELU, OracleRefusedError, audit_vjp
-from verification.auditing._grammar import GRAMMAR
 
 __all__ = ["main"]
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from verification import _cache
-from verification._jobs import parse_shard, run_tasks, shard, tasks
-from verification._results import MergeError, Run, from_document, merge, to_document
-from verification.report import CHECKS_BY_NAME, Row, format_table
+from verification.mainjob._jobs import parse_shard, run_tasks, shard, tasks
+from verification.mainjob._results import MergeError, Run, from_document, merge, to_document
+from verification.mainjob.checks import CHECKS_BY_NAME, Row, format_table
 
 __all__ = ["Progress", "main", "merge_main"]
 
@@ -30,6 +30,8 @@ USAGE = (
     "[--jobs N] [--shard I/N] [--json PATH] [--cache-dir DIR | --no-cache]\n"
     f"       {PROG} audit MODULE:GRAD_FN --loss MODULE:LOSS_FN --shapes SPEC ... "
     f"(see {PROG} audit --help)\n"
+    f"       {PROG} audit-vjp MODULE:BACKWARD --reference MODULE:FORWARD --shapes SPEC ... "
+    f"(see {PROG} audit-vjp --help)\n"
     f"       {PROG} merge FILE.json FILE.json ... [--json PATH]\n"
     f"       {PROG} twin [--dataset NAME] ... (see {PROG} twin --help)"
 )
@@ -77,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Check every formula of manual_bp against JAX on generated problems and "
         "print one table row per formula and dtype (exit status 1 if any row fails, 2 for a "
         "usage error). Subcommands: report (the default), audit (check a gradient function "
-        "of your own), merge (join the --json outputs of --shard runs), twin (a training run "
+        "of your own), audit-vjp (check a layer's backward against jax.vjp of its forward), "
+        "merge (join the --json outputs of --shard runs), twin (a training run "
         "of manual_bp replayed with JAX's gradients).",
         epilog=f"The compiled JAX references are cached in {_cache.default_directory()} "
         f"($XDG_CACHE_HOME/manual-bp/jax); the environment variable {_cache.ENV_VAR} sets "

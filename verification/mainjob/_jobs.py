@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from verification import _cache
-from verification.report import CHECKS, CHECKS_BY_NAME, Row, run_check
+from verification.mainjob.checks import CHECKS, CHECKS_BY_NAME, Row, run_check
 
 __all__ = [
     "Task",
