@@ -168,6 +168,29 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 
+#: Where ``nox -s docs`` writes the site (open ``index.html`` in a browser).
+SITE = ROOT / "docs" / "_build" / "html"
+
+
+@nox.session(python=OLDEST)
+def docs(session: nox.Session) -> None:
+    """The documentation site, strictly: fails on a broken link, a missing reference or a
+    failing example.
+
+    ``sphinx-build -W -n`` turns every warning into a failure (a reference to a function that
+    does not exist, a page outside the table of contents, a formula that cannot be rendered, a
+    docstring that cannot be read); ``tools/site_links.py`` then checks every link and anchor
+    of the built pages; ``tools/readme_outputs.py --check`` reruns every example the pages
+    quote and fails if an output drifted. The site lands in docs/_build/html.
+    """
+    session.install("-e", ".[docs]")
+    session.run("sphinx-build", "-W", "-n", "--keep-going", "-b", "html", "docs", str(SITE))
+    session.run("python", "tools/site_links.py", str(SITE))
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        if "<!-- output" in page.read_text(encoding="utf-8"):
+            session.run("python", "tools/readme_outputs.py", "--check", "--readme", str(page))
+
+
 @nox.session(python=None)
 def readme(session: nox.Session) -> None:
     """Regenerate every command output quoted in README.md (``-- --check`` only compares)."""

@@ -10,7 +10,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE / "_ext")]
 
 project = "manual-bp"
 author = "manual-bp contributors"
-copyright = "manual-bp contributors"  # noqa: A001  (Sphinx's name)
+copyright = "manual-bp contributors"
 
 extensions = [
     "myst_parser",

@@ -19,7 +19,9 @@ def _mathml(latex: str, display: str, node: nodes.Element) -> str:
     try:
         return convert(latex.strip(), display=display)
     except Exception as error:  # latex2mathml raises its own exception types per construct
-        raise ExtensionError(f"{node.source}:{node.line}: cannot render {latex!r}: {error}") from error
+        raise ExtensionError(
+            f"{node.source}:{node.line}: cannot render {latex!r}: {error}"
+        ) from error
 
 
 def visit_math(self: Any, node: nodes.Element) -> None:
