@@ -42,7 +42,10 @@ myst_fence_as_directive = ["math"]
 # has no target in an offline build, and a TypeVar or private protocol in a signature none.
 nitpick_ignore_regex = [
     (r"py:class", r"(?!manual_bp\.|verification\.).*"),
-    (r"py:class", r"(manual_bp|verification)\..*\.(P|T|_\w+)"),
+    (r"py:class", r"(manual_bp|verification)\.(?:\w+\.)*(?:_\w+|P|T)(?:\.\w+)*"),
 ]
 napoleon_use_param = False  # parameter types such as "(m, n) array" are prose, not class names
 napoleon_use_rtype = False
+napoleon_use_ivar = True  # an "Attributes" section is a field list, not a second entry per field
+# Constants of __all__ (GROWTH_LIMIT, CHECKS) are documented even without a docstring of their own.
+autodoc_default_options = {"undoc-members": True}
