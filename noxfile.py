@@ -3,7 +3,10 @@
 ``nox`` alone runs ``tests`` on the interpreter that runs nox (any supported Python). The
 matrix ``tests-3.11``, ``tests-3.12``, ``tests-3.13`` runs the suite on each version and fails
 when that interpreter is missing (never a silent "skipped"); ``tests-minimum`` runs it with the
-lowest version of every dependency that ``pyproject.toml`` declares.
+lowest version of every dependency that ``pyproject.toml`` declares; ``tests-locked`` runs it on
+Python 3.11 with the versions of ``locks/py3.11.txt``, those the quoted outputs were made with,
+so that the drift check compares them exactly (with other versions it compares what does not
+depend on rounding order: see ``tools/readme_outputs.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ OLDEST = PYTHONS[0]
 #: CUDA build, so no session downloads it; without the wheel those tests skip.
 TORCH = "torch==2.13.0"
 WHEELS = Path(os.environ.get("MANUAL_BP_WHEELS", "/opt/wheels"))
+#: The versions README.md's quoted outputs were made with (Python 3.11): pip constraints.
+LOCK = ROOT / "locks" / "py3.11.txt"
 
 
 def _pytest(session: nox.Session, *args: str) -> None:
@@ -81,6 +86,38 @@ def _tests_on(version: str) -> None:
 
 for _version in PYTHONS:
     _tests_on(_version)
+
+
+@nox.session(python=OLDEST, name="tests-locked")
+def tests_locked(session: nox.Session) -> None:
+    """The test suite with the locked versions the quoted outputs were made with (Python 3.11):
+    the README and docs drift check compares every quoted output exactly."""
+    session.install("-c", str(LOCK), "-e", ".[test]")
+    _install_local_torch(session, OLDEST)
+    _pytest(session, *session.posargs)
+
+
+def lock_lines(freeze: str) -> list[str]:
+    """The lock file's pins from ``pip freeze`` output: every installed distribution but this
+    project (editable) and torch (a local CPU wheel, installed apart)."""
+    pins = []
+    for line in freeze.splitlines():
+        name = line.split("==")[0].strip().lower().replace("_", "-")
+        if "==" in line and name not in ("manual-bp", "torch"):
+            pins.append(line.strip())
+    return sorted(pins, key=str.lower)
+
+
+@nox.session(python=OLDEST)
+def lock(session: nox.Session) -> None:
+    """Re-resolve the test extra's newest versions (Python 3.11) into locks/py3.11.txt; then
+    ``nox -s readme`` regenerates the quoted outputs under them."""
+    session.install("-e", ".[test]")
+    freeze = session.run("pip", "freeze", "--exclude-editable", silent=True)
+    header = LOCK.read_text(encoding="utf-8").split("\n")
+    comments = [line for line in header if line.startswith("#")]
+    LOCK.write_text("\n".join([*comments, *lock_lines(str(freeze))]) + "\n", encoding="utf-8")
+    session.log(f"wrote {LOCK.relative_to(ROOT)}")
 
 
 def lowest_constraints(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
@@ -183,16 +220,18 @@ def docs(session: nox.Session) -> None:
     of the built pages; ``tools/readme_outputs.py --check`` reruns every example the pages
     quote and fails if an output drifted. The site lands in docs/_build/html.
     """
-    session.install("-e", ".[docs]")
-    session.run("sphinx-build", "-W", "-n", "--keep-going", "-b", "html", "docs", str(SITE))
+    # The examples run with the locked versions, as README.md's do (nox -s readme).
+    session.install("-c", str(LOCK), "-e", ".[docs]")
+    session.run("sphinx-build", "-E", "-W", "-n", "--keep-going", "-b", "html", "docs", str(SITE))
     session.run("python", "tools/site_links.py", str(SITE))
     for page in sorted((ROOT / "docs").rglob("*.md")):
         if "<!-- output" in page.read_text(encoding="utf-8"):
             session.run("python", "tools/readme_outputs.py", "--check", "--readme", str(page))
 
 
-@nox.session(python=None)
+@nox.session(python=OLDEST)
 def readme(session: nox.Session) -> None:
-    """Regenerate every command output quoted in README.md (``-- --check`` only compares)."""
-    session.install("-e", ".[test]")
+    """Regenerate every command output quoted in README.md with the locked versions
+    (``-- --check`` only compares)."""
+    session.install("-c", str(LOCK), "-e", ".[test]")
     session.run("python", "tools/readme_outputs.py", *session.posargs)

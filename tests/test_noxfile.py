@@ -48,9 +48,39 @@ def test_the_matrix_covers_every_supported_python(noxfile: ModuleType) -> None:
     assert sessions["tests-minimum"].python == "3.11"
 
 
-def test_ci_runs_the_oldest_and_the_newest_python_then_lint_and_types() -> None:
+def test_ci_runs_the_locked_versions_and_the_newest_python_then_lint_and_types() -> None:
     script = (ROOT / ".ci/run").read_text()
-    assert "nox -s tests-3.11 tests-3.13 lint typecheck" in script
+    assert "nox -s tests-locked tests-3.13 lint typecheck" in script
+
+
+def test_the_locked_session_installs_the_lock_on_the_oldest_python(noxfile: ModuleType) -> None:
+    sessions = _sessions()
+    assert sessions["tests-locked"].python == "3.11"
+    assert sessions["readme"].python == "3.11"  # outputs are regenerated under the lock too
+    pins = dict(line.split("==") for line in noxfile.LOCK.read_text().splitlines() if "==" in line)
+    for name in ("numpy", "jax", "jaxlib", "hypothesis", "scikit-learn", "matplotlib"):
+        assert name in pins, name
+    assert "torch" not in pins  # the local CPU wheel, installed apart
+
+
+def test_the_lock_records_the_versions_the_readme_outputs_were_made_with(
+    noxfile: ModuleType,
+) -> None:
+    pins = {
+        k.lower(): v
+        for k, v in (
+            line.split("==") for line in noxfile.LOCK.read_text().splitlines() if "==" in line
+        )
+    }
+    made_with = (ROOT / "README.md").read_text().rstrip().splitlines()[-1]
+    for name in ("numpy", "jax", "jaxlib", "hypothesis", "scikit-learn", "matplotlib"):
+        assert f"{name} {pins[name]}" in made_with, (name, made_with)
+    assert "Python 3.11." in made_with
+
+
+def test_lock_lines_keep_every_pin_but_this_project_and_torch(noxfile: ModuleType) -> None:
+    freeze = "numpy==2.4.6\nmanual-bp==0.1.0\ntorch==2.13.0+cpu\nJax==0.10.2\n# comment\n"
+    assert noxfile.lock_lines(freeze) == ["Jax==0.10.2", "numpy==2.4.6"]
 
 
 def test_lowest_constraints_pin_every_declared_minimum(noxfile: ModuleType, tmp_path: Path) -> None:

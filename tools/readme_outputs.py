@@ -27,12 +27,24 @@ Attributes (``key="value"``, ``\"`` for a quote inside a value):
     a rewrite. ``seconds`` stands for a duration like ``0.32 s`` or ``(3.5 s)``; several
     patterns are joined by ``|`` as in any regex.
 ``versions="REGEX"``
-    Parts that depend on the versions of Python and the libraries (errors at rounding level,
-    a shrunk counterexample): excepted only when the versions running differ from those the
-    README's outputs were made with, which a rewrite records in the line
-    ``<!-- readme-outputs made with: ... -->`` at the end of README.md. With other versions,
-    numbers printed to 12 or more decimals (float64 values in full, whose last digits
-    follow the library's order of operations) are excepted in every block too.
+    Parts that depend on the versions of Python and the libraries (a shrunk counterexample,
+    whose draws follow hypothesis's version; the step where a rounding-level maximum falls):
+    excepted only when the versions running, or the processor, differ from those the README's
+    outputs were made with, which a rewrite records in the line
+    ``<!-- readme-outputs made with: ... -->`` at the end of README.md.
+
+Two rules, one per kind of environment:
+
+* **The versions the outputs were made with** (``locks/py3.11.txt``, installed by
+  ``nox -s tests-locked`` and ``nox -s readme``) on the same kind of processor (the widest
+  vector instructions numpy dispatches to, recorded beside the versions): every character
+  outside ``varies`` counts.
+* **Any other versions** (what pip resolves today for a newcomer): what does not depend on the
+  library's order of operations counts — every word, verdict, integer (counts, indices,
+  shapes, exit statuses), sign of structure and line — while every decimal number (``0.297573``,
+  ``8.35683e-17``, ``1e-05``: a measured value whose digits follow the order in which numpy or
+  XLA sums) may differ, and the ``versions`` parts are excepted too. A decimal number must
+  still stand where the README has one.
 ``setup="COMMAND"``
     Run first, not shown and not compared (e.g. a sed that fixes the bug in a ``file:``).
 
@@ -194,8 +206,23 @@ def run(block: Block, files: list[Block]) -> list[list[str]]:
         return outputs
 
 
+def cpu_level() -> str:
+    """The machine and the widest vector instructions numpy dispatches to (``x86_64 AVX2``,
+    ``x86_64 AVX512F``...): numpy's and XLA's kernels, hence the last digits of a sum, follow
+    them as much as the library versions."""
+    import platform
+
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # pragma: no cover - numpy < 2 or another layout
+        features = {}
+    levels = ("AVX512_SPR", "AVX512_ICL", "AVX512_SKX", "AVX512F", "AVX2", "SSE42", "SVE", "ASIMD")
+    found = next((name for name in levels if features.get(name)), "baseline")
+    return f"{platform.machine()} {found}"
+
+
 def environment() -> str:
-    """The versions the outputs depend on, as recorded in README.md."""
+    """The versions and the machine the outputs depend on, as recorded in README.md."""
     from importlib import metadata
 
     names = ("numpy", "jax", "jaxlib", "hypothesis", "scikit-learn", "matplotlib")
@@ -205,7 +232,7 @@ def environment() -> str:
             versions.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
             versions.append(f"{name} -")
-    return f"Python {sys.version.split()[0]}, " + ", ".join(versions)
+    return f"Python {sys.version.split()[0]}, " + ", ".join(versions) + f", cpu {cpu_level()}"
 
 
 ENV_LINE = "<!-- readme-outputs made with: {} -->"
@@ -220,14 +247,15 @@ def recorded_environment(lines: list[str]) -> str | None:
     return None
 
 
-FULL_PRECISION = r"-?\d+\.\d{12,}(?:e[-+]?\d+)?"
-"""A number printed in full float64 precision: its last digits depend on the library versions."""
+DECIMAL = r"(?<![\w.])-?(?:\d+\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)(?![\w.]*\d)"
+"""A decimal number (not an integer, not part of a version like 3.11.7): a measured value whose
+digits follow the library's order of operations, compared only under the recorded versions."""
 
 
 def _varies(block: Block, same_versions: bool = True) -> str | None:
     parts = [block.attrs.get("varies", "")]
     if not same_versions:
-        parts += [block.attrs.get("versions", ""), FULL_PRECISION]
+        parts += [block.attrs.get("versions", ""), DECIMAL]
     pattern = "|".join(p for p in parts if p)
     if not pattern:
         return None
