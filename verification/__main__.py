@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("verification.cli.report", "merge_main"),
     "twin": ("verification.mainjob.twin", "main"),
 }
-#: The subcommand run when the first argument names none (``python -m verification --quick``).
+#: The subcommand run when the first argument names none (``python -m verification --dtype float32``).
 DEFAULT = "report"
 
 

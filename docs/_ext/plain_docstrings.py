@@ -50,7 +50,8 @@ def _verbatim_if_invalid(
 
 def _summary(app: Sphinx, exception: Exception | None) -> None:
     if _VERBATIM:
-        print(f"plain_docstrings: {len(_VERBATIM)} docstrings shown verbatim")
+        names = ", ".join(sorted(set(_VERBATIM)))
+        print(f"plain_docstrings: {len(set(_VERBATIM))} docstrings shown verbatim: {names}")
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
