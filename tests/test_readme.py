@@ -1,6 +1,7 @@
-"""README.md quotes only what the code prints: every marked output block is rerun by
-``tools/readme_outputs.py`` and must match (parts marked ``varies``, such as timings and
-library versions, excepted). Regenerate with ``python tools/readme_outputs.py``."""
+"""README.md and the pages of docs/ quote only what the code prints: every marked output block
+of every page is rerun by ``tools/readme_outputs.py`` and must match (parts marked ``varies``,
+such as timings and library versions, excepted), under the same version rules on every page.
+Regenerate with ``python tools/readme_outputs.py``."""
 
 from __future__ import annotations
 
@@ -29,25 +30,61 @@ def _load() -> ModuleType:
 
 
 ro = _load()
-README_LINES = (ROOT / "README.md").read_text(encoding="utf-8").split("\n")
-BLOCKS = [b for b in ro.parse(README_LINES) if b.kind == "output"]
-FILES = [b for b in ro.parse(README_LINES) if b.kind == "file"]
+PAGE_LINES = {
+    ro.page_name(page): page.read_text(encoding="utf-8").split("\n") for page in ro.pages()
+}
+BLOCKS = [
+    b for name, lines in PAGE_LINES.items() for b in ro.parse(lines, name) if b.kind == "output"
+]
 
 
 @pytest.mark.slow
 @pytest.mark.readme
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.label for b in BLOCKS])
 def test_readme_output_is_what_the_command_prints(block: Any) -> None:
-    same_versions = ro.recorded_environment(README_LINES) == ro.environment()
-    same, new = ro.compare(block, ro.run(block, FILES), same_versions)
-    diff = "\n".join(difflib.unified_diff(block.content, new, "README.md", "fresh", lineterm=""))
-    assert same, f"README drifted; rerun python tools/readme_outputs.py\n{diff}"
+    lines = PAGE_LINES[block.page]
+    files = [b for b in ro.parse(lines, block.page) if b.kind == "file"]
+    same_versions = ro.recorded_environment(lines) == ro.environment()
+    same, new = ro.compare(block, ro.run(block, files), same_versions)
+    diff = "\n".join(difflib.unified_diff(block.content, new, block.page, "fresh", lineterm=""))
+    assert same, f"{block.page} drifted; rerun python tools/readme_outputs.py\n{diff}"
 
 
 def test_readme_marks_the_outputs_it_quotes() -> None:
     commands = " ".join(b.label for b in BLOCKS)
     for command in ("python -m manual_bp.train", "python -m verification twin", "audit"):
         assert command in commands
+
+
+def test_every_page_of_docs_that_quotes_an_output_is_checked() -> None:
+    """A page added under docs/ is covered as soon as it marks a block; built output is not."""
+    checked = set(PAGE_LINES)
+    assert "README.md" in checked
+    for page in (ROOT / "docs").rglob("*.md"):
+        name = str(page.relative_to(ROOT))
+        lines = page.read_text(encoding="utf-8").split("\n")
+        if "_build" not in page.parts and any(ln.startswith("<!-- output") for ln in lines):
+            assert name in checked, name
+
+
+def test_each_page_is_checked_with_its_own_files(tmp_path: Path) -> None:
+    """A command sees the file blocks of its own page only: the same file name on two pages
+    can hold different code."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (tmp_path / "README.md").write_text("# r\n", encoding="utf-8")
+    for name, word in (("a.md", "one"), ("b.md", "two")):
+        text = f"<!-- file: w.txt -->\n```\n{word}\n```\n\n<!-- output -->\n```\n$ cat w.txt\n{word}\n```\n"
+        (docs / name).write_text(text, encoding="utf-8")
+    found = ro.pages(tmp_path)
+    assert [p.name for p in found] == ["README.md", "a.md", "b.md"]
+    for page in found[1:]:
+        assert ro.process(page, check=True, listing=False, only="") == 0
+    (docs / "b.md").write_text(
+        (docs / "b.md").read_text(encoding="utf-8").replace("two\n```\n\n", "three\n```\n\n", 1),
+        encoding="utf-8",
+    )
+    assert ro.process(docs / "b.md", check=True, listing=False, only="") == 1
 
 
 # The machinery itself, on a small README of its own --------------------------------------

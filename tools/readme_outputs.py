@@ -1,9 +1,13 @@
-r"""Regenerate every command output quoted in README.md from a real run, or check for drift.
+r"""Regenerate every command output quoted in README.md and the pages of docs/ from a real run,
+or check for drift.
 
-``python tools/readme_outputs.py`` reruns each marked block and writes the fresh output into
-README.md; ``--check`` only compares and exits 1 naming each block that drifted (with a
+``python tools/readme_outputs.py`` reruns each marked block of every page (README.md and each
+Markdown page under docs/ that marks a block, ``pages``) and writes the fresh output in;
+``--readme PAGE`` takes one page; ``--check`` only compares and exits 1 naming each block that drifted (with a
 diff); ``--list`` shows the marked blocks and the fenced blocks that look like output but are
-not marked. ``tests/test_readme.py`` runs the check for every block.
+not marked. ``tests/test_readme.py`` runs the check for every block of every page. Each page is
+on its own: its ``file:`` blocks are the files its commands see, and the environment its outputs
+were made with is recorded at its end.
 
 Markup (HTML comments, invisible on GitHub), on the line just above a fenced block:
 
@@ -69,6 +73,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 ALIASES = {"seconds": r"\d+(?:\.\d+)? ?(?:s|ms|us)\b"}
 MARKER = re.compile(r"^<!--\s*(output|file)(?::\s*(\S+))?((?:\s+\w+=\"(?:[^\"\\]|\\.)*\")*)\s*-->$")
 ATTRIBUTE = re.compile(r"(\w+)=\"((?:[^\"\\]|\\.)*)\"")
@@ -85,6 +90,7 @@ class Block:
     content: list[str]
     name: str = ""  # file name for "file" blocks
     attrs: dict[str, str] = field(default_factory=dict)
+    page: str = "README.md"  # the page it lies in, relative to the repository
 
     @property
     def label(self) -> str:
@@ -92,11 +98,31 @@ class Block:
             (c[2:] for c in self.content if c.startswith("$ ")), "?"
         )
         first = first.rstrip(" \\")[:70]
-        return f"README.md:{self.line}: {first}"
+        return f"{self.page}:{self.line}: {first}"
 
 
-def parse(lines: list[str]) -> list[Block]:
-    """The marked blocks of a README given as lines (without line ends)."""
+def pages(root: Path = ROOT) -> list[Path]:
+    """README.md and every Markdown page under docs/ (built output left out) that marks a
+    block: the pages whose outputs are checked, each on its own."""
+    found = [root / "README.md"]
+    for page in sorted((root / "docs").rglob("*.md")):
+        if "_build" in page.relative_to(root).parts:
+            continue
+        if any(MARKER.match(line.strip()) for line in page.read_text(encoding="utf-8").split("\n")):
+            found.append(page)
+    return found
+
+
+def page_name(page: Path) -> str:
+    """The page's path relative to the repository (its own name if it lies elsewhere)."""
+    try:
+        return str(page.resolve().relative_to(ROOT))
+    except ValueError:
+        return page.name
+
+
+def parse(lines: list[str], page: str = "README.md") -> list[Block]:
+    """The marked blocks of a page (README.md by default) given as lines (without line ends)."""
     blocks = []
     for i, line in enumerate(lines[:-1]):
         match = MARKER.match(line.strip())
@@ -111,8 +137,9 @@ def parse(lines: list[str]) -> list[Block]:
         attrs = {k: v.replace('\\"', '"') for k, v in ATTRIBUTE.findall(match.group(3) or "")}
         unknown = set(attrs) - {"run", "varies", "versions", "setup"}
         if unknown:
-            raise ValueError(f"README.md:{i + 1}: unknown attribute(s) {sorted(unknown)}")
-        blocks.append(Block(match.group(1), start, lines[start:end], match.group(2) or "", attrs))
+            raise ValueError(f"{page}:{i + 1}: unknown attribute(s) {sorted(unknown)}")
+        kind, name = match.group(1), match.group(2) or ""
+        blocks.append(Block(kind, start, lines[start:end], name, attrs, page))
     return blocks
 
 
@@ -313,9 +340,11 @@ def compare(
     return same, new
 
 
-def check_blocks(lines: list[str], only: str = "") -> list[tuple[Block, bool, list[str]]]:
-    """Run every marked output block (whose label contains ``only``); the results."""
-    blocks = parse(lines)
+def check_blocks(
+    lines: list[str], only: str = "", page: str = "README.md"
+) -> list[tuple[Block, bool, list[str]]]:
+    """Run every marked output block of a page (whose label contains ``only``); the results."""
+    blocks = parse(lines, page)
     files = [b for b in blocks if b.kind == "file"]
     same_versions = recorded_environment(lines) == environment()
     results = []
@@ -327,32 +356,28 @@ def check_blocks(lines: list[str], only: str = "") -> list[tuple[Block, bool, li
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python tools/readme_outputs.py",
-        description="Regenerate (default) or --check the command outputs quoted in README.md.",
-    )
-    p.add_argument("--check", action="store_true", help="compare only; exit 1 on drift")
-    p.add_argument("--list", action="store_true", help="list marked and unmarked blocks")
-    p.add_argument("--only", default="", metavar="TEXT", help="blocks whose command has TEXT")
-    p.add_argument("--readme", type=Path, default=README, help="default: %(default)s")
-    args = p.parse_args(argv)
-    lines = args.readme.read_text(encoding="utf-8").split("\n")
-    if args.list:
-        for block in parse(lines):
+def process(path: Path, check: bool, listing: bool, only: str) -> int:
+    """Regenerate (or with ``check`` compare, or with ``listing`` list) the blocks of one
+    page; 1 if ``check`` found drift, else 0."""
+    page = page_name(path)
+    lines = path.read_text(encoding="utf-8").split("\n")
+    if listing:
+        for block in parse(lines, page):
             print(f"{block.kind:7}{block.name or block.label}")
         for line in unmarked_output_blocks(lines):
-            print(f"unmarked output-like block at README.md:{line}")
+            print(f"unmarked output-like block at {page}:{line}")
         return 0
-    results = check_blocks(lines, args.only)
+    results = check_blocks(lines, only, page)
     drifted = [(b, new) for b, same, new in results if not same]
     for block, same, _ in results:
         print(f"{'ok     ' if same else 'DRIFTED'} {block.label}", flush=True)
-    if args.check:
+    if check:
         for block, new in drifted:
-            diff = difflib.unified_diff(block.content, new, "README.md", "fresh run", lineterm="")
+            diff = difflib.unified_diff(block.content, new, page, "fresh run", lineterm="")
             print("\n".join(diff))
         return 1 if drifted else 0
+    if not results:
+        return 0
     for block, _, new in sorted(results, key=lambda r: -r[0].line):
         lines[block.line : block.line + len(block.content)] = new
     recorded = recorded_environment(lines)
@@ -361,9 +386,31 @@ def main(argv: list[str] | None = None) -> int:
     while lines and not lines[-1]:
         lines.pop()
     lines += ["", ENV_LINE.format(environment()), ""]
-    args.readme.write_text("\n".join(lines), encoding="utf-8")
-    print(f"{len(results)} block(s) rewritten, {len(drifted)} had drifted")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    print(f"{page}: {len(results)} block(s) rewritten, {len(drifted)} had drifted")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python tools/readme_outputs.py",
+        description="Regenerate (default) or --check the command outputs quoted in README.md "
+        "and the pages of docs/.",
+    )
+    p.add_argument("--check", action="store_true", help="compare only; exit 1 on drift")
+    p.add_argument("--list", action="store_true", help="list marked and unmarked blocks")
+    p.add_argument("--only", default="", metavar="TEXT", help="blocks whose command has TEXT")
+    p.add_argument(
+        "--readme",
+        type=Path,
+        default=None,
+        metavar="PAGE",
+        help="one page only (default: README.md and every page of docs/ that marks a block)",
+    )
+    args = p.parse_args(argv)
+    chosen = [args.readme] if args.readme is not None else pages()
+    statuses = [process(path, args.check, args.list, args.only) for path in chosen]
+    return max(statuses, default=0)
 
 
 if __name__ == "__main__":
