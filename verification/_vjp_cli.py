@@ -31,12 +31,13 @@ from verification._audit_cli import (
     resolve,
     search_inputs,
 )
-from verification.auditing import MAX_TIES, MLP_RELU, RELU, OracleRefusedError, audit_vjp
+from verification.auditing import OracleRefusedError, audit_vjp
 from verification.auditing._grammar import GRAMMAR
+from verification.auditing._kinks import BY_NAME
 
 __all__ = ["main"]
 
-KINKS = {"relu": RELU, "mlp-relu": MLP_RELU, "max-ties": MAX_TIES}
+KINKS = BY_NAME
 _PROG = "python -m verification audit-vjp"
 
 
