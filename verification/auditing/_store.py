@@ -110,7 +110,7 @@ def folder_name(key: str) -> str:
     >>> folder_name("tests/test_x.py::test_grad[relu]")
     'tests-test_x.py--test_grad-relu'
     """
-    safe = re.sub(r"[^A-Za-z0-9_.]+", "-", key.replace("::", "--")).strip("-.")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", key.replace("::", "--")).strip("-.")
     return safe or "audit"
 
 
