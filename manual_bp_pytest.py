@@ -150,7 +150,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     name, why = choose_profile(config.getoption("gradient_audit_profile"), os.environ)
     profile = PROFILES[name]
-    max_examples = config.getoption("gradient_audit_max_examples") or profile.max_examples
+    max_examples = config.getoption("gradient_audit_max_examples")
+    max_examples = profile.max_examples if max_examples is None else max_examples
     seed = config.getoption("gradient_audit_seed")
     if max_examples < 1 or (seed is not None and seed < 0):
         raise pytest.UsageError(

@@ -281,7 +281,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--json", default=None, metavar="PATH")
     options = parser.parse_args(list(argv))
     profile, _ = choose_profile(options.profile, os.environ)
-    max_examples = options.max_examples or PROFILES[profile].max_examples
+    max_examples = options.max_examples
+    if max_examples is None:
+        max_examples = PROFILES[profile].max_examples
     seed = PROFILES[profile].seed if options.seed is None else options.seed
     pyproject = Path(options.config).resolve()
     try:
