@@ -93,11 +93,14 @@ class Settings:
     pyproject: Path | None
     json: str | None
 
-    def header(self) -> str:
+    def header(self, rootpath: Path) -> str:
         seed = "a fresh seed per audit" if self.seed is None else f"seed {self.seed}"
+        store = (
+            self.store.relative_to(rootpath) if self.store.is_relative_to(rootpath) else self.store
+        )
         return (
             f"gradient audits: profile {self.profile} ({self.why}): {self.max_examples} "
-            f"examples, {seed}; counterexamples kept in {self.store}"
+            f"examples, {seed}; counterexamples kept in {store}/"
             + ("; --gradient-audit-update: stale entries removed" if self.update else "")
         )
 
@@ -176,7 +179,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return config.stash[_SETTINGS].header()
+    return config.stash[_SETTINGS].header(config.rootpath)
 
 
 class AuditFailedError(Exception):

@@ -297,3 +297,22 @@ def test_pip_installed_package_runs_declared_audits_end_to_end(tmp_path: Path) -
         )
 
     _check_declared_audit_cycle(project, run)
+
+
+def test_declared_audits_run_when_testpaths_leave_pyproject_out(tmp_path: Path) -> None:
+    text = PYPROJECT.split("[tool.manual-bp.audits.output-weights]")[0]
+    project = _project(tmp_path, text + '[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
+    (project / "tests").mkdir()
+    (project / "tests" / "test_plain.py").write_text("def test_nothing():\n    pass\n")
+    result = _pytest(project, "-v")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "tests/test_plain.py::test_nothing PASSED" in result.stdout
+    assert "pyproject.toml::softmax-cross-entropy PASSED" in result.stdout
+    only_tests = _pytest(project, "-v", "tests")
+    assert "softmax-cross-entropy" not in only_tests.stdout
+
+
+def test_bad_settings_are_a_usage_error(tmp_path: Path) -> None:
+    result = _pytest(tmp_path, "--gradient-audit-max-examples", "0")
+    assert result.returncode == 4
+    assert "--gradient-audit-max-examples must be >= 1" in result.stderr
