@@ -196,3 +196,20 @@ def test_python_m_verification_audit_config_from_the_project_folder(project: Pat
     )
     assert result.returncode == 0, result.stderr
     assert "PASSED: gradient audit of grads:dz against jax.grad of grads:loss" in result.stdout
+
+
+def test_kept_arguments_that_no_longer_fit_the_audit_are_reported_and_skipped(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(project / "pyproject.toml")
+    assert verification_main(["audit", "--config", config, "no-mean", "--seed", "0"]) == 1
+    grads = project / "grads.py"
+    grads.write_text(grads.read_text().replace("def loss(z, y):", "def loss(z, y, scale):"))
+    text = PYPROJECT.replace('"z=m,k y=m,k:onehot"', '"z=m,k y=m,k:onehot scale:=1.0"')
+    (project / "pyproject.toml").write_text(text)
+    sys.modules.pop("grads", None)
+    capsys.readouterr()
+    assert verification_main(["audit", "--config", config, "no-mean"]) == 1
+    out = capsys.readouterr().out
+    assert "skipped: counterexample-" in out
+    assert "it holds 2 arguments, the audit now takes 3 (skipped; delete it" in out

@@ -254,10 +254,17 @@ def run_configured(
             return audit(candidate, reference, strategy, replay=replay, **options)
 
     spec = {"audit": config.name, **table}
+
+    def fits(args: tuple[Any, ...]) -> str | None:
+        n = len(config.spec) + (config.kind == "vjp")  # audit_vjp's last argument: the cotangent
+        if len(args) == n:
+            return None
+        return f"it holds {len(args)} arguments, the audit now takes {n}"
+
     try:
         if store is None:
             return Kept(run([]))
-        return run_kept(run, store / folder_name(config.name), spec, update=update)
+        return run_kept(run, store / folder_name(config.name), spec, update=update, fits=fits)
     except (AuditSpecError, OracleRefusedError) as error:  # the loss does not fit the shapes
         raise ConfigError(f"{config.where}: {error}") from None
 

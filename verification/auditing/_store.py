@@ -57,7 +57,8 @@ class Kept:
     failed_again : the stored one that fails again (the audit stopped there), or None.
     saved : the counterexample written by this run, or None.
     stale : stored entries that pass now; ``removed`` when the update flag deleted them.
-    unreadable : entries that could not be rebuilt (one line each: path and why).
+    unreadable : entries not replayed: they could not be rebuilt, or do not fit the audit
+        (one line each: file and why).
     """
 
     report: AuditReport
@@ -92,7 +93,7 @@ class Kept:
         for path in self.stale:
             action = "removed" if self.removed else f"{update_flag} removes it"
             out.append(f"stale: {shown(path)} passes now ({action})")
-        out += [f"unreadable: {text}" for text in self.unreadable]
+        out += [f"skipped: {text}" for text in self.unreadable]
         return out
 
 
@@ -207,6 +208,7 @@ def run_kept(
     spec: dict[str, Any],
     *,
     update: bool,
+    fits: Callable[[tuple[Any, ...]], str | None] | None = None,
 ) -> Kept:
     """Run an audit with the entries of ``folder`` replayed first (``run(replay)``), then keep
     its new counterexample and report stale entries (module docstring).
@@ -214,9 +216,16 @@ def run_kept(
     A failure on a stored entry writes nothing new (the entry is the counterexample). A new
     failure is written beside the entries. Entries replayed before the failing one, or all of
     them when the audit passed or failed on a new input, pass now: stale. ``update`` removes
-    stale entries and rewrites the report of the entry that fails again.
+    stale entries and rewrites the report of the entry that fails again. ``fits(args)``: why
+    stored arguments cannot be replayed (None: they can); such entries are reported, not run.
     """
     entries, unreadable = load_entries(folder) if folder.is_dir() else ([], [])
+    misfits = [(e, why) for e in entries if (why := fits(e.args))] if fits else []
+    for entry, why in misfits:
+        entries.remove(entry)
+        unreadable.append(
+            f"{entry.path.name}: {why} (skipped; delete it to keep it from this list)"
+        )
     report = run([e.args for e in entries])
     kept = Kept(report, replayed=[e.path for e in entries], unreadable=unreadable)
     again = report.replay_failed
