@@ -216,7 +216,14 @@ class AuditItem(pytest.Item):
             raise AuditFailedError(str(kept.report))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        if excinfo.errisinstance(AuditFailedError) or type(excinfo.value).__name__ == "ConfigError":
+        """The report of a failed audit, or the one line of a mistake in its table."""
+        if excinfo.errisinstance(AuditFailedError):
+            return str(excinfo.value)
+        try:  # loaded by now, unless the verify extra is missing (then: the import's error)
+            from verification.auditing._config import ConfigError
+        except ImportError:
+            return str(super().repr_failure(excinfo, style))
+        if excinfo.errisinstance(ConfigError):
             return str(excinfo.value)
         return str(super().repr_failure(excinfo, style))
 
