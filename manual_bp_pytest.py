@@ -219,10 +219,10 @@ class AuditItem(pytest.Item):
         """The report of a failed audit, or the one line of a mistake in its table."""
         if excinfo.errisinstance(AuditFailedError):
             return str(excinfo.value)
-        try:  # loaded by now, unless the verify extra is missing (then: the import's error)
+        try:  # loaded by now, unless the verify extra is missing
             from verification.auditing._config import ConfigError
-        except ImportError:
-            return str(super().repr_failure(excinfo, style))
+        except ImportError as error:  # its message is the install command (verification._requires)
+            return str(error)
         if excinfo.errisinstance(ConfigError):
             return str(excinfo.value)
         return str(super().repr_failure(excinfo, style))

@@ -185,6 +185,12 @@ FIXTURE_TESTS = textwrap.dedent(
         gradient_audit(grads.dw, grads.loss_w, SHAPES, argnums=1)
 
 
+    def test_nothing_checkable(gradient_audit):
+        import jax.numpy as jnp
+        never_finite = lambda x: jnp.sum(jnp.log(-(x ** 2) - 1.0))
+        gradient_audit(lambda x: x, never_finite, named_arrays({"x": "m"}), max_examples=5)
+
+
     @pytest.mark.gradient_audit(kinks="relu", max_examples=10)
     def test_vjp_with_declared_kinks(gradient_audit):
         import jax
@@ -201,13 +207,14 @@ def test_fixture_and_marker_report_json_and_junit(tmp_path: Path, workers: list[
     result = _pytest(project, *workers, *args, "--gradient-audit-json", "audits.json")
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
-    assert "1 failed, 3 passed" in out
+    assert "2 failed, 3 passed" in out
     assert "FAILED (mismatch): gradient audit of grads:dw" in out
+    assert "INCONCLUSIVE: gradient audit of" in out
     assert "Traceback" not in out
-    assert "4 audits: 3 passed, 1 failed, 0 inconclusive" in out
+    assert "5 audits: 3 passed, 1 failed, 1 inconclusive" in out
     document = json.loads((project / "audits.json").read_text())
     assert document["summary"]["failed"] == 1
-    assert document["summary"]["audits"] == 4
+    assert document["summary"]["audits"] == 5
     records = {r["test"].rpartition("::")[2]: r for r in document["audits"]}
     assert records["test_marker_limits_examples"]["examples"] == 3
     assert records["test_correct"]["examples"] > 3  # the profile's 50
@@ -217,8 +224,9 @@ def test_fixture_and_marker_report_json_and_junit(tmp_path: Path, workers: list[
     properties = [
         p.get("value") for p in junit.iter("property") if p.get("name") == "gradient_audit"
     ]
-    assert len(properties) == 4
-    assert {json.loads(str(v))["verdict"] for v in properties} == {"PASSED", "FAILED"}
+    assert len(properties) == 5
+    verdicts = {json.loads(str(v))["verdict"] for v in properties}
+    assert verdicts == {"PASSED", "FAILED", "INCONCLUSIVE"}
 
 
 def test_importing_the_plugin_or_running_pytest_with_it_imports_no_jax(tmp_path: Path) -> None:
