@@ -324,3 +324,20 @@ def test_bad_settings_are_a_usage_error(tmp_path: Path) -> None:
     result = _pytest(tmp_path, "--gradient-audit-max-examples", "0")
     assert result.returncode == 4
     assert "--gradient-audit-max-examples must be >= 1" in result.stderr
+
+
+def test_without_the_verify_extra_pytest_runs_and_an_audit_names_the_install(
+    tmp_path: Path,
+) -> None:
+    project = _project(tmp_path)
+    (project / "test_plain.py").write_text("def test_nothing():\n    pass\n")
+    stub = tmp_path / "stub" / "jax"  # shadows the installed jax: importing it fails
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'jax'\", name='jax')\n"
+    )
+    env = _env(PYTHONPATH=os.pathsep.join([str(tmp_path / "stub"), str(ROOT)]))
+    result = _pytest(project, "-q", "-k", "nothing or softmax", env=env)
+    assert "1 failed, 1 passed" in result.stdout, result.stdout + result.stderr
+    assert "verification needs the `verify` extra (no module named 'jax')" in result.stdout
+    assert "Traceback" not in result.stdout
