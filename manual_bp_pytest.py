@@ -33,7 +33,15 @@ from typing import Any
 
 import pytest
 
-__all__ = ["PROFILES", "STORE_DEFAULT", "Profile", "audit_names", "choose_profile", "read_tool"]
+__all__ = [
+    "PROFILES",
+    "STORE_DEFAULT",
+    "Profile",
+    "audit_names",
+    "choose_profile",
+    "read_tool",
+    "store_folder",
+]
 
 STORE_DEFAULT = "gradient-audits"
 """The folder (beside pyproject.toml) where failing audits keep their counterexamples."""
@@ -72,6 +80,12 @@ def read_tool(pyproject: Path) -> dict[str, Any]:
     with pyproject.open("rb") as file:
         tool = tomllib.load(file).get("tool", {}).get("manual-bp", {})
     return tool if isinstance(tool, dict) else {}
+
+
+def store_folder(pyproject: Path, tool: Mapping[str, Any]) -> Path:
+    """Where counterexamples are kept: ``[tool.manual-bp] counterexamples`` (default
+    ``STORE_DEFAULT``), relative to the folder of ``pyproject``."""
+    return pyproject.parent / str(tool.get("counterexamples", STORE_DEFAULT))
 
 
 def audit_names(tool: Mapping[str, Any]) -> list[str]:
@@ -170,7 +184,7 @@ def pytest_configure(config: pytest.Config) -> None:
         max_examples=max_examples,
         seed=profile.seed if seed is None else seed,
         update=bool(config.getoption("gradient_audit_update")),
-        store=pyproject.parent / str(tool.get("counterexamples", STORE_DEFAULT)),
+        store=store_folder(pyproject, tool),
         pyproject=pyproject if audit_names(tool) else None,
         json=config.getoption("gradient_audit_json"),
     )

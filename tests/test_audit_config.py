@@ -157,6 +157,10 @@ def test_audit_config_runs_the_declared_audits_and_keeps_the_failure(
         (["--config", "missing.toml"], "missing.toml: cannot read it"),
         (["--config", "pyproject.toml", "bad"], "no audit named 'bad'"),
         (["--config", "pyproject.toml", "--max-examples", "0"], "--max-examples must be >= 1"),
+        (
+            ["--config", "pyproject.toml", "--json", "no/such/out.json"],
+            "directory no/such does not",
+        ),
     ],
 )
 def test_audit_config_mistakes_exit_2_with_one_line(

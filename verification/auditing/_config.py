@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from manual_bp_pytest import PROFILES, STORE_DEFAULT, audit_names, choose_profile, read_tool
+from manual_bp_pytest import PROFILES, audit_names, choose_profile, read_tool, store_folder
 from verification.auditing._audit import audit
 from verification.auditing._errors import AuditSpecError
 from verification.auditing._kinks import BY_NAME
@@ -273,19 +273,29 @@ def main(argv: Sequence[str]) -> int:
     """``python -m verification audit --config PYPROJECT [NAME ...]``: run the declared audits;
     exit status 0 all passed, 1 one failed, 3 none failed but one was inconclusive, 2 a
     mistake in the command or the configuration (one line)."""
-    from verification._audit_cli import EXIT_USAGE, OneLineParser
+    from verification._audit_cli import EXIT_USAGE, OneLineParser, UsageError, _writable
 
     prog = "python -m verification audit --config"
     parser = OneLineParser(
-        prog=prog, description="Run the audits declared in [tool.manual-bp.audits.NAME] tables."
+        prog=prog,
+        description="Run the audits declared in [tool.manual-bp.audits.NAME] tables of "
+        "PYPROJECT, with their kept counterexamples replayed first. Exit status: 0 passed, 1 "
+        "failed, 2 usage or configuration error, 3 inconclusive.",
     )
-    parser.add_argument("--config", required=True, metavar="PYPROJECT")
+    parser.add_argument("--config", required=True, metavar="PYPROJECT", help="pyproject.toml")
     parser.add_argument("names", nargs="*", metavar="NAME", help="audits to run (default: all)")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default=None)
-    parser.add_argument("--max-examples", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--update", action="store_true", help="rewrite kept counterexamples")
-    parser.add_argument("--json", default=None, metavar="PATH")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default=None,
+        help="as pytest's --gradient-audit-profile (default: thorough where CI is set, else quick)",
+    )
+    parser.add_argument("--max-examples", type=int, default=None, help="default: the profile's")
+    parser.add_argument("--seed", type=int, default=None, help="default: the profile's")
+    parser.add_argument(
+        "--update", action="store_true", help="remove kept counterexamples that pass now"
+    )
+    parser.add_argument("--json", default=None, metavar="PATH", help="write the reports to PATH")
     options = parser.parse_args(list(argv))
     profile, _ = choose_profile(options.profile, os.environ)
     max_examples = options.max_examples
@@ -296,8 +306,9 @@ def main(argv: Sequence[str]) -> int:
     try:
         if max_examples < 1 or (seed is not None and seed < 0):
             raise ConfigError("--max-examples must be >= 1 and --seed >= 0")
+        json_path = _writable(options.json) if options.json else None
         audits = load_audits(pyproject, options.names)
-        store = pyproject.parent / read_tool(pyproject).get("counterexamples", STORE_DEFAULT)
+        store = store_folder(pyproject, read_tool(pyproject))
         results = []
         for config in audits:
             kept = run_configured(
@@ -313,11 +324,11 @@ def main(argv: Sequence[str]) -> int:
                 print(line)
             print(kept.report)
             results.append((config.name, kept))
-    except ConfigError as error:
+    except (ConfigError, UsageError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    if options.json:
+    if json_path is not None:
         out = [{"name": n, **k.report.to_dict()} for n, k in results]
-        Path(options.json).write_text(json.dumps(out, indent=2) + "\n")
+        json_path.write_text(json.dumps(out, indent=2) + "\n")
     verdicts = {k.report.verdict for _, k in results}
     return 1 if "FAILED" in verdicts else 3 if "INCONCLUSIVE" in verdicts else 0
