@@ -177,7 +177,10 @@ def pytest_configure(config: pytest.Config) -> None:
     pyproject = config.rootpath / "pyproject.toml"
     if config.inipath is not None and config.inipath.name == "pyproject.toml":
         pyproject = config.inipath
-    tool = read_tool(pyproject) if pyproject.is_file() else {}
+    try:
+        tool = read_tool(pyproject) if pyproject.is_file() else {}
+    except tomllib.TOMLDecodeError as error:
+        raise pytest.UsageError(f"{pyproject}: not valid TOML: {error}") from None
     config.stash[_SETTINGS] = Settings(
         profile=name,
         why=why,
@@ -389,7 +392,7 @@ class _Summary:
         terminalreporter.line(
             f"{s['audits']} audits: {s['passed']} passed, {s['failed']} failed, "
             f"{s['inconclusive']} inconclusive; {s['uncertain_examples']} oracle-uncertain "
-            f"examples; {s['seconds']:.1f} s"
+            f"examples; {s['seconds']:.1f} s in audits"
         )
         for r in self.records:
             for path in r["stale"]:
