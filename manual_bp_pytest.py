@@ -53,13 +53,10 @@ class Profile:
 
     max_examples: int
     seed: int | None
-    use: str
 
 
-PROFILES = {
-    "quick": Profile(50, None, "local runs: few examples, a fresh seed each run"),
-    "thorough": Profile(500, 0, "CI: many examples, a fixed seed (the same examples each run)"),
-}
+PROFILES = {"quick": Profile(50, None), "thorough": Profile(500, 0)}
+"""quick: local runs, a fresh seed each run; thorough: CI, the same examples on every run."""
 
 
 def choose_profile(option: str | None, environ: Mapping[str, str]) -> tuple[str, str]:
