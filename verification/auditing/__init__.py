@@ -25,6 +25,9 @@ Layout (one concept per module; every kind of audit runs through the one engine)
   gradients against ``jax.grad`` of each stage); ``_kinks``: declared conventions at kinks.
 * ``_shapes``: ``named_arrays`` and the ``--shapes`` grammar; ``_outcome``, ``_trees``:
   per-example outcome and tally, pytree helpers.
+* ``_config``: audits declared in ``[tool.manual-bp.audits.NAME]`` tables (``audit --config``,
+  the pytest plugin ``manual_bp_pytest``); ``_store``: counterexamples kept in the user's
+  repository and replayed before any search (``replay=``).
 """
 
 from verification.auditing._audit import (

@@ -36,6 +36,7 @@ def audit(
     kinks: Kinks | None = None,
     stages: Mapping[str, Stage | str] | None = None,
     intermediates: Callable[..., Any] | None = None,
+    replay: Sequence[tuple[Any, ...]] = (),
 ) -> AuditReport:
     """Search for an input where ``grad_fn`` is not the gradient of ``loss_fn``.
 
@@ -64,6 +65,9 @@ def audit(
         ``MLP_STAGES`` ("Z2", "A1", "Z1"), in the order the backward pass forms them. On a
         failure the report's ``stage`` says which intermediates agree and which first differs
         (``verification.auditing._stages``).
+    replay : argument tuples checked first, in order, before any search (counterexamples kept
+        from earlier runs, ``verification.auditing._store``): a regression fails on its first
+        example; the report's ``replay_failed`` says which one failed again.
 
     Returns
     -------
@@ -125,6 +129,7 @@ def audit(
         kinks=kinks,
         stages=stages,
         intermediates=intermediates,
+        replay=replay,
     )
 
 

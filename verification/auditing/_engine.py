@@ -70,9 +70,11 @@ def run_audit(
     kinks: Kinks | None = None,
     stages: Mapping[str, Stage | str] | None = None,
     intermediates: Callable[..., Any] | None = None,
+    replay: Sequence[tuple[Any, ...]] = (),
 ) -> AuditReport:
     """Search for an input where ``grad_fn`` is not the gradient of ``loss_fn`` (validated
-    arguments; see ``audit``) and return the report. ``policy`` holds the tolerance rule and
+    arguments; see ``audit``) and return the report. ``replay``: argument tuples checked before
+    the search (stored counterexamples, ``_store``). ``policy`` holds the tolerance rule and
     the comparison; ``argnums_shown`` is how the report spells ``argnums``; ``kinks`` aims the
     strategy at declared kinks (``_kinks``); ``stages`` and ``intermediates`` locate the stage
     of a failure (``_stages``)."""
@@ -90,7 +92,9 @@ def run_audit(
     compile_before, compilations_before = oracle.compile_seconds, oracle.compilations
     run_before = oracle.run_seconds
     start = time.perf_counter()
-    failure = search(checker.check, tally, args, max_examples=max_examples, seed=seed)
+    failure = search(
+        checker.check, tally, args, max_examples=max_examples, seed=seed, replay=replay
+    )
     total = time.perf_counter() - start
     timings = dict(tally.timings)
     timings["compile"] = oracle.compile_seconds - compile_before
@@ -122,7 +126,11 @@ def run_audit(
         compilations=oracle.compilations - compilations_before,
         low_precision=tally.low_precision,
         arg_names=list(arg_names) if arg_names else [],
+        replayed=len(replay),
     )
+    first = tally.first_failure
+    if failure is not None and first is not None and first <= len(replay):
+        report.replay_failed = first - 1
     if failure is not None:
         _fill_failure(report, failure, checker, tally, args)
         if kinks is not None:  # the reproducer declares the same convention

@@ -31,7 +31,7 @@ from jax import tree_util
 
 from verification.auditing._oracle import FiniteDifferences
 
-__all__ = ["MAX_TIES", "MLP_RELU", "RELU", "Kinks", "aimed", "at_kink", "source"]
+__all__ = ["BY_NAME", "MAX_TIES", "MLP_RELU", "RELU", "Kinks", "aimed", "at_kink", "source"]
 
 Aim = Callable[[st.DrawFn, tuple[Any, ...], tuple[int, ...]], tuple[Any, ...]]
 """``aim(draw, args, argnums) -> args`` with some elements moved exactly onto kinks."""
@@ -110,6 +110,9 @@ and a zero entry of b1, so their pre-activation Z1 is exactly 0 for every sample
 MAX_TIES = Kinks("a tie of maxima goes where the reference sends it", _ties)
 """Ties of maxima; aims by copying the maximum of drawn rows (last axis) of the differentiated
 arguments to another drawn position in the row."""
+
+BY_NAME = {"relu": RELU, "mlp-relu": MLP_RELU, "max-ties": MAX_TIES}
+"""The built-in declarations by the names a user writes (``--kinks``, a pyproject table)."""
 
 
 def aimed(

@@ -86,6 +86,8 @@ class AuditReport:
     finite_difference_note : how ``finite_difference`` was taken (step, sides, kink).
     stage : where the chain of intermediate gradients broke (``_stages.StageVerdict``), when
         the candidate exposes its intermediates.
+    replayed, replay_failed : how many stored counterexamples were checked before the search
+        (``replay=``), and the index of the one that failed again (None: none did).
     title, reproducer_calls : set by other kinds of audit (``audit_vjp``): the report's first
         line after the verdict, and the reproducer's lines after ``args = ...``.
     """
@@ -127,6 +129,8 @@ class AuditReport:
     stage: str | None = None
     title: str | None = None
     reproducer_calls: list[str] = field(default_factory=list)
+    replayed: int = 0
+    replay_failed: int | None = None
 
     @property
     def verdict(self) -> str:
@@ -185,6 +189,17 @@ class AuditReport:
         lines = ["  input (too large to print; saved, see the reproducer):"]
         return lines + ["    " + t for t in shape_lines(self.counterexample, self.arg_names)]
 
+    def _replay_lines(self) -> list[str]:
+        """What the replay of stored counterexamples gave (none: no line)."""
+        if self.replay_failed is not None:
+            return [
+                f"  stored counterexample {self.replay_failed + 1} of {self.replayed}, replayed "
+                "before any search, fails again"
+            ]
+        if self.replayed:
+            return [f"  the {self.replayed} stored counterexample(s) replayed first pass"]
+        return []
+
     def _summary_lines(self) -> list[str]:
         """Uncertain and out-of-domain examples on their own lines, with the warnings."""
         lines = []
@@ -235,7 +250,7 @@ class AuditReport:
                     f"{self.max_scaled_error:.3g} of the gradient's scale (elementwise relative "
                     f"{self.max_rel_error:.3g})"
                 )
-            lines = [f"{self.verdict}: {head}", first]
+            lines = [f"{self.verdict}: {head}", first, *self._replay_lines()]
             if self.spread_ulp > 0:
                 lines.append(
                     f"  two calls on one input differed by up to {self.spread_ulp:.3g} ulp: "
@@ -248,6 +263,7 @@ class AuditReport:
             f"FAILED ({self.kind}): {head}",
             f"  after {self.examples - self.shrink_steps} examples, shrunk in "
             f"{self.shrink_steps} more; seed {self.seed}",
+            *self._replay_lines(),
         ]
         if self.location is not None and self.candidate is None:
             lines.append(f"  at {self.location}")
@@ -334,6 +350,8 @@ class AuditReport:
             "compilations": self.compilations,
             "low_precision": self.low_precision,
             "offending": self.offending,
+            "replayed": self.replayed,
+            "replay_failed": self.replay_failed,
         }
 
 

@@ -8,7 +8,7 @@ any ``@given`` test).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -68,16 +68,21 @@ def search(
     *,
     max_examples: int,
     seed: int,
+    replay: Sequence[tuple[Any, ...]] = (),
 ) -> Outcome | None:
     """The shrunk failing example's ``Outcome``, or None when every example passed.
 
     ``check`` judges one example; ``tally`` gathers counts over the examples. A failure that
     does not reproduce when hypothesis replays it comes back as the first failing example's
     outcome with ``kind`` "flaky" (the engine measures how the candidate varies there).
-    Generation is pinned to the seed (``verification.pinned``).
+    Generation is pinned to the seed (``verification.pinned``). ``replay``: examples checked
+    first, in order, before any search (stored counterexamples, ``_store``); one that fails is
+    the failure, unshrunk (it was shrunk when it was found).
     """
     check_one = _check_one(check, tally)
     try:
+        for example in replay:
+            check_one(tuple(example))
         if isinstance(args, st.SearchStrategy):
             with pinned_generation():
                 hypothesis.seed(seed)(

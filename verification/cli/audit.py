@@ -271,6 +271,10 @@ def finish(report: Any, json_path: Path | None) -> int:
 def main(argv: list[str]) -> int:
     """Run the audit command; returns the exit status (0 passed, 1 failed, 2 usage error,
     3 inconclusive)."""
+    if any(a == "--config" or a.startswith("--config=") for a in argv):
+        from verification.auditing._config import main as config_main
+
+        return config_main(argv)  # the audits declared in a pyproject.toml
     options = _parser().parse_args(argv)
     try:
         inputs = search_inputs(options)

@@ -22,8 +22,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from verification.auditing import MAX_TIES, MLP_RELU, RELU, OracleRefusedError, audit_vjp
+from verification.auditing import OracleRefusedError, audit_vjp
 from verification.auditing._grammar import GRAMMAR
+from verification.auditing._kinks import BY_NAME
 from verification.cli.audit import (
     EXIT_USAGE,
     OneLineParser,
@@ -36,7 +37,7 @@ from verification.cli.audit import (
 
 __all__ = ["main"]
 
-KINKS = {"relu": RELU, "mlp-relu": MLP_RELU, "max-ties": MAX_TIES}
+KINKS = BY_NAME
 _PROG = "python -m verification audit-vjp"
 
 
