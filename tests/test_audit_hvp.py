@@ -93,7 +93,8 @@ def test_manual_logreg_hvp_passes_and_a_missing_curvature_factor_fails() -> None
 def test_the_direction_is_drawn_normal_never_ones() -> None:
     args = (np.zeros((3, 2)), np.zeros(4))
     v = draw_direction(args, (0,), seed=1)
-    assert v.shape == (3, 2) and v.dtype == np.float64
+    assert v.shape == (3, 2)
+    assert v.dtype == np.float64
     assert not np.allclose(v, v.flat[0])  # not constant, so not ones
     assert not np.array_equal(v, draw_direction(args, (0,), seed=2))
     both = draw_direction((np.zeros(2, np.float32), np.zeros(3)), (0, 1), seed=0)
@@ -107,14 +108,11 @@ def test_a_wrong_hvp_for_a_tuple_of_arguments() -> None:
         return jnp.sum(jnp.tanh(x @ w + b) ** 2) / x.shape[0]
 
     def hvp(w: Any, b: Any, x: Any, v: Any, *, cross: bool = True) -> Any:
-        z = x @ w + b
-        t = np.tanh(z)
-        d1 = 2 * t * (1 - t**2)  # f'(z) for f = tanh^2
-        d2 = 2 * (1 - t**2) ** 2 - 4 * t**2 * (1 - t**2)  # f''(z)
-        rz = x @ v[0] + (v[1] if cross else 0.0)
-        r = d2 * rz / x.shape[0]
-        del d1
-        return x.T @ r, np.asarray(np.sum(d2 * (x @ v[0] + v[1]) / x.shape[0]))
+        t = np.tanh(x @ w + b)
+        d2 = 2 * (1 - t**2) ** 2 - 4 * t**2 * (1 - t**2)  # f''(z) for f = tanh^2
+        r = d2 * (x @ v[0] + v[1]) / x.shape[0]  # R{dJ/dz} = f''(z) R{z} / m
+        r_w = d2 * (x @ v[0] + (v[1] if cross else 0.0)) / x.shape[0]  # BUG: b's share lost
+        return x.T @ r_w, np.asarray(np.sum(r))
 
     shapes = named_arrays({"w": ("n",), "b": (), "x": ("m", "n")}, bounds=(2.0,))
     assert audit_hvp(hvp, loss, shapes, argnums=(0, 1), seed=0, max_examples=EXAMPLES).passed
