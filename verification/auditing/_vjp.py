@@ -142,6 +142,7 @@ def audit_vjp(
     kinks: Kinks | None = None,
     stages: Mapping[str, Stage | str] | None = None,
     intermediates: Callable[..., Any] | None = None,
+    order: int = 1,
 ) -> AuditReport:
     """Search for inputs and a cotangent where a layer's ``backward`` is not ``jax.vjp`` of
     ``forward_ref``.
@@ -175,6 +176,10 @@ def audit_vjp(
         intermediate gradients by name, and ``stages``: name -> ``Stage`` (or a name of
         ``MLP_STAGES``), in backward order; on a failure the report names the stage that broke.
 
+    order : 2 audits the double backward instead: the gradient of <backward(c, inputs), w>
+        with respect to the inputs and c, by torch's autograd (``backward`` differentiable in
+        torch; ``verification.auditing._vjp2``; ``cotangent`` is then the pair (c, w)).
+
     Returns
     -------
     AuditReport : as ``audit``'s; the counterexample's last element is the cotangent.
@@ -198,6 +203,17 @@ def audit_vjp(
     >>> report.passed, report.kind
     (False, 'mismatch')
     """
+    if order == 2 and kinks is None and stages is None and intermediates is None:
+        from verification.auditing._vjp2 import audit_double_backward
+
+        return audit_double_backward(
+            backward, forward_ref, args, forward=forward, argnums=argnums, cotangent=cotangent,
+            max_examples=max_examples, rtol=rtol, atol=atol, seed=seed, arg_names=arg_names,
+        )  # fmt: skip
+    if order != 1:
+        raise AuditSpecError(
+            f"order must be 1 or 2 (2 without kinks, stages or intermediates), got {order!r}"
+        )
     if not callable(forward_ref):
         raise AuditSpecError(
             f"forward_ref must be a JAX function, got {type(forward_ref).__name__}"
