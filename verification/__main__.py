@@ -37,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from verification._vjp_cli import main as vjp_main
 
         return vjp_main(args[1:])
+    if args and args[0] == "audit-hvp":
+        return int(importlib.import_module("verification._hvp_cli").main(args[1:]))
     if args and args[0] == "merge":
         from verification._report_cli import merge_main
 
