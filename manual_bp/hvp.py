@@ -26,7 +26,7 @@ the logits, :math:`H_Z` the loss's Hessian in the logits) keeps only the path th
 its Gauss-Newton matrix is its Hessian (the model is linear in the parameters).
 
 Cost: one forward pass, one forward R-pass and one backward R-pass; the ordinary parameter
-gradients are not needed (only dZ2). See ``docs/derivations.md``, section 12.
+gradients are not needed (only dZ2). See ``docs/derivations.md``, section 11.
 """
 
 from __future__ import annotations

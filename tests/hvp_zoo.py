@@ -145,7 +145,9 @@ def hvp_torch_double_backward(params: MLPParams, x: Array, y: Array, v: MLPParam
     logits = torch.relu(xt @ ps[0] + ps[1]) @ ps[2] + ps[3]
     loss = -(yt * torch.log_softmax(logits, dim=1)).sum() / x.shape[0]
     grads = torch.autograd.grad(loss, ps, create_graph=True)
-    inner = sum((g * torch.tensor(np.asarray(d))).sum() for g, d in zip(grads, v, strict=True))
+    inner = torch.stack(
+        [(g * torch.tensor(np.asarray(d))).sum() for g, d in zip(grads, v, strict=True)]
+    ).sum()
     out = torch.autograd.grad(inner, ps)
     return MLPParams(*(o.detach().numpy() for o in out))
 
