@@ -202,7 +202,15 @@ def logreg_gnvp(params: LogRegParams, x: ArrayLike, y: ArrayLike, v: LogRegParam
     (:math:`X_1 = [X, \mathbf{1}]`): z is linear in (w, b), so the model adds no curvature and
     the Gauss-Newton matrix is the whole Hessian. One code path with :func:`logreg_hvp`.
 
-    Args, Returns, Raises: as :func:`logreg_hvp`.
+    Args:
+        params: :class:`LogRegParams` w (n,), b (). x: (m, n) of the params' dtype.
+        y: targets (m,) in [0, 1] (validated, unused). v: a :class:`LogRegParams` like params.
+
+    Returns:
+        :class:`LogRegParams`: G v, shapes and dtype of the params.
+
+    Raises:
+        TypeError, ValueError: as :func:`logreg_hvp`.
 
     >>> params = LogRegParams(np.array([0.0]), np.array(0.0))
     >>> v = LogRegParams(np.array([0.0]), np.array(2.0))
