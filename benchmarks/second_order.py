@@ -30,11 +30,9 @@ Part 2, cost. The hand HVP and GNVP beside one gradient (forward and backward,
 from __future__ import annotations
 
 import functools
-import signal
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ from numpy.typing import NDArray
 import manual_bp as mb
 from benchmarks._report import Section, fmt, fmt_time, markdown_table
 from benchmarks._timing import interleaved, paired_ratio
+from benchmarks.gradcheck_compare import _one
 from benchmarks.sgd_step import SIZES
 
 __all__ = ["CANDIDATES", "CHECKERS", "run", "second_order_figure"]
@@ -201,38 +200,6 @@ CHECKERS: dict[str, Callable[[Hvp, Problem], bool]] = {
 }
 
 
-class _TimeUpError(BaseException):
-    """Not an ``Exception``: the checkers' own ``except Exception`` must not swallow it."""
-
-
-@contextmanager
-def _time_cap(seconds: float) -> Iterator[None]:
-    def stop(signum: int, frame: Any) -> None:
-        raise _TimeUpError
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def _one(
-    checker: Callable[[Hvp, Problem], bool], hvp: Hvp, problem: Problem, cap: float
-) -> tuple[str, float]:
-    start = time.perf_counter()
-    try:
-        with _time_cap(cap), np.errstate(all="ignore"):
-            outcome = "pass" if checker(hvp, problem) else "FAIL"
-    except _TimeUpError:
-        outcome = "timeout"
-    except Exception as error:  # a checker that cannot take this input at all
-        outcome = f"error: {type(error).__name__}"
-    return outcome, time.perf_counter() - start
-
-
 def _gradient_step(problem: Problem) -> float:
     params, x, y, _ = problem
     times = []
@@ -254,7 +221,7 @@ def _verdicts(cap: float) -> list[dict[str, Any]]:
                 if stopped:
                     outcome, seconds = "not run", float("nan")
                 else:
-                    outcome, seconds = _one(checker, hvp, problem, cap)
+                    outcome, seconds = _one(checker, hvp, problem, cap)  # type: ignore[arg-type]
                     stopped = outcome == "timeout" and correct  # as slow on the others
                 rows.append(
                     {

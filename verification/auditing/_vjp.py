@@ -203,17 +203,6 @@ def audit_vjp(
     >>> report.passed, report.kind
     (False, 'mismatch')
     """
-    if order == 2 and kinks is None and stages is None and intermediates is None:
-        from verification.auditing._vjp2 import audit_double_backward
-
-        return audit_double_backward(
-            backward, forward_ref, args, forward=forward, argnums=argnums, cotangent=cotangent,
-            max_examples=max_examples, rtol=rtol, atol=atol, seed=seed, arg_names=arg_names,
-        )  # fmt: skip
-    if order != 1:
-        raise AuditSpecError(
-            f"order must be 1 or 2 (2 without kinks, stages or intermediates), got {order!r}"
-        )
     if not callable(forward_ref):
         raise AuditSpecError(
             f"forward_ref must be a JAX function, got {type(forward_ref).__name__}"
@@ -225,6 +214,17 @@ def audit_vjp(
     if not isinstance(args, (st.SearchStrategy, tuple)):
         raise AuditSpecError(
             f"args must be a hypothesis strategy or a tuple, got {type(args).__name__}"
+        )
+    if order == 2 and kinks is None and stages is None and intermediates is None:
+        from verification.auditing._vjp2 import audit_double_backward
+
+        return audit_double_backward(
+            backward, forward_ref, args, forward=forward, argnums=argnums, cotangent=cotangent,
+            max_examples=max_examples, rtol=rtol, atol=atol, seed=seed, arg_names=arg_names,
+        )  # fmt: skip
+    if order != 1:
+        raise AuditSpecError(
+            f"order must be 1 or 2 (2 without kinks, stages or intermediates), got {order!r}"
         )
     argnums_t = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     grad_fn = _candidate(backward, forward, argnums_t)

@@ -221,24 +221,12 @@ def audit_double_backward(
     """``audit_vjp(..., order=2)``: search for inputs, dout and w where the gradient of
     <backward(dout, inputs), w> with respect to the inputs and dout is not JAX's.
 
-    Arguments as for ``audit_vjp``; ``backward`` must be differentiable in torch (module
-    docstring). With a concrete ``args`` tuple, ``cotangent`` is the pair (dout, w) (default:
-    both drawn from ``seed``). Kinks and stages of intermediates are first-order options, not
+    Arguments as for ``audit_vjp``, which has validated them and dispatches here; ``backward``
+    must be differentiable in torch (module docstring). With a concrete ``args`` tuple,
+    ``cotangent`` is the pair (dout, w) (default: both drawn from ``seed``). Kinks and stages of intermediates are first-order options, not
     taken here. Returns the engine's ``AuditReport``, whose counterexample is
     (cotangent, w, *inputs); on a failure its ``stage`` names the stage that broke.
     """
-    if not callable(forward_ref):
-        raise AuditSpecError(
-            f"forward_ref must be a JAX function, got {type(forward_ref).__name__}"
-        )
-    if not callable(backward):
-        raise AuditSpecError(f"backward must be callable, got {type(backward).__name__}")
-    if not isinstance(args, (st.SearchStrategy, tuple)):
-        raise AuditSpecError(
-            f"args must be a hypothesis strategy or a tuple, got {type(args).__name__}"
-        )
-    if isinstance(args, st.SearchStrategy) and cotangent is not None:
-        raise AuditSpecError("cotangent can be given only with a concrete args tuple")
     if cotangent is not None and not (isinstance(cotangent, tuple) and len(cotangent) == 2):
         raise AuditSpecError("with order=2, cotangent must be the pair (dout, w)")
     if not isinstance(max_examples, int) or max_examples < 1:
