@@ -173,7 +173,7 @@ def operator_words(
             f"the candidate is 0 {where} while the Hessian is not: none of the curvature "
             "present at this input is there"
         )
-    elif float(np.abs(c).max()) > 0:
+    elif float(np.abs(c).max()) > 0 and len(probes) > 1:  # (a 1 x 1 matrix says nothing)
         words.append(
             f"the candidate is symmetric within rounding ({where}), so its error is symmetric "
             "too: a curvature term missing, extra or scaled (a term applied transposed would "
