@@ -134,10 +134,14 @@ def test_relu_mask_at_zero_fails_only_where_the_kink_convention_is_declared() ->
 
     undeclared = audit_hvp(hvp_mask_at_zero, reference.mlp_loss, zoo.mlp_problems(), seed=0,
                            max_examples=EXAMPLES)  # fmt: skip
-    assert not (undeclared.kind == "mismatch" and "kink" not in str(undeclared))
+    assert undeclared.passed, str(undeclared)
     declared = audit_hvp(hvp_mask_at_zero, reference.mlp_loss, zoo.mlp_problems(), seed=0,
                          kinks=MLP_RELU, max_examples=EXAMPLES)  # fmt: skip
-    assert not declared.passed, str(declared)
+    assert declared.kind == "mismatch", str(declared)
+    assert "at a kink, under the declared convention" in (declared.diagnosis or "")
+    correct = audit_hvp(zoo.hvp, reference.mlp_loss, zoo.mlp_problems(), seed=0,
+                        kinks=MLP_RELU, max_examples=EXAMPLES)  # fmt: skip
+    assert correct.passed, str(correct)
 
 
 def test_reproducer_reruns_the_hvp_failure() -> None:
