@@ -21,7 +21,7 @@ import torch
 from hypothesis import settings
 
 from verification import audit_vjp, reference
-from verification.auditing import AuditSpecError, named_arrays
+from verification.auditing import RELU, AuditSpecError, named_arrays
 
 EXAMPLES = min(settings().max_examples, 60)
 SHAPES = named_arrays({"x": ("m", "h")}, bounds=(4.0,))
@@ -127,5 +127,7 @@ def test_reproducer_reruns_the_double_backward_failure() -> None:
 def test_order_arguments_are_checked() -> None:
     with pytest.raises(AuditSpecError, match="order must be 1 or 2"):
         audit_vjp(SiLURecomputed, silu, SHAPES, order=3)
+    with pytest.raises(AuditSpecError, match="order=2 takes no kinks"):
+        audit_vjp(SiLURecomputed, silu, SHAPES, order=2, kinks=RELU)
     with pytest.raises(AuditSpecError, match="cotangent must be the pair"):
         audit_vjp(SiLURecomputed, silu, (np.ones((1, 1)),), order=2, cotangent=np.ones((1, 1)))
