@@ -29,6 +29,7 @@ from benchmarks._machine import machine_info, machine_line
 from benchmarks._report import Section, write_json
 from benchmarks.gradcheck_compare import gradcheck_compare_figure
 from benchmarks.lowprec_factor import lowprec_factor_figure
+from benchmarks.second_order import second_order_figure
 from manual_bp._cli import ArgumentParser, UsageError
 
 __all__ = ["main"]
@@ -39,6 +40,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], Path], Path]]] = {
     "verification_speed": ("benchmarks.verification_speed", verification_speed_figure),
     "gradcheck_compare": ("benchmarks.gradcheck_compare", gradcheck_compare_figure),
     "lowprec_factor": ("benchmarks.lowprec_factor", lowprec_factor_figure),
+    "second_order": ("benchmarks.second_order", second_order_figure),
 }
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "bench"
@@ -54,6 +56,8 @@ Benchmarks of manual-bp. Sections:
   gradcheck_compare   the audit against torch.autograd.gradcheck and jax check_grads on six
                       candidates at tiny, mnist and large sizes
   lowprec_factor      the measurements behind the float16/bfloat16 audit's factor
+  second_order        audit_hvp against gradgradcheck and check_grads(order=2) on three
+                      Hessian-vector products; the hand HVP's cost against a gradient and JAX's
 
 Each section prints markdown tables and writes OUT/SECTION.json and OUT/SECTION.png.
 The README's figures in docs/bench/ change only with --update-docs.

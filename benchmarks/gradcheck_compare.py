@@ -221,8 +221,8 @@ CHECKERS: dict[str, Callable[[Grad, tuple[mb.MLPParams, Array, Array]], bool]] =
 }
 
 
-class _TimeUpError(Exception):
-    pass
+class _TimeUpError(BaseException):
+    """Not an ``Exception``: a checker's own ``except Exception`` must not swallow it."""
 
 
 @contextmanager

@@ -21,6 +21,12 @@ from manual_bp.activations import (
     softmax_jacobian as softmax_jacobian,
     softmax_vjp as softmax_vjp,
 )
+from manual_bp.hvp import (
+    logreg_gnvp as logreg_gnvp,
+    logreg_hvp as logreg_hvp,
+    mlp_gnvp as mlp_gnvp,
+    mlp_hvp as mlp_hvp,
+)
 from manual_bp.labels import one_hot as one_hot
 from manual_bp.linear import linear as linear, linear_backward as linear_backward
 from manual_bp.logreg import (
@@ -62,11 +68,15 @@ __all__ = [
     "init_mlp",
     "linear",
     "linear_backward",
+    "logreg_gnvp",
+    "logreg_hvp",
     "logreg_loss_and_grads",
     "logreg_predict_proba",
     "mlp_backward",
     "mlp_backward_intermediates",
     "mlp_forward",
+    "mlp_gnvp",
+    "mlp_hvp",
     "mlp_loss_and_grads",
     "one_hot",
     "relu",

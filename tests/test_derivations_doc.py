@@ -362,3 +362,21 @@ def test_checker_reports_a_table_row_without_a_test(page: str) -> None:
     row = f"| 83 |{rows[83]}"
     stripped = re.sub(r"\[[^\]]+\]\(\.\./tests/[^)]+\)", "", row)
     assert check_source_table(page.replace(row, stripped)) == ["source line 83: no link to a test"]
+
+
+def _section(text: str, heading: str) -> str:
+    _, _, rest = text.partition(heading)
+    return rest.split("\n## ", 1)[0]
+
+
+def test_second_order_section_links_each_product_its_reference_tests_and_the_audit(
+    page: str,
+) -> None:
+    section = _section(page, "## 11. Second order")
+    targets = {(label.strip("`"), target) for label, target in links(section)}
+    for name in ("mlp_hvp", "mlp_gnvp", "logreg_hvp", "logreg_gnvp"):
+        assert (name, "../manual_bp/hvp.py") in targets
+    assert ("mlp_hvp", "../verification/reference.py") in targets
+    assert ("audit_hvp", "../verification/auditing/_hvp.py") in targets
+    tests = {t for _, t in targets if t.startswith("../tests/test_")}
+    assert {"../tests/test_hvp.py", "../tests/test_audit_hvp.py"} <= tests

@@ -37,6 +37,7 @@ from verification.auditing import (
     AuditSpecError as AuditSpecError,
     assert_gradient_correct as assert_gradient_correct,
     audit as audit,
+    audit_hvp as audit_hvp,
     audit_vjp as audit_vjp,
     named_arrays as named_arrays,
 )
@@ -46,6 +47,7 @@ __all__ += [
     "AuditSpecError",
     "assert_gradient_correct",
     "audit",
+    "audit_hvp",
     "audit_vjp",
     "named_arrays",
 ]

@@ -1,4 +1,4 @@
-"""``python -m verification [report|audit|audit-vjp|merge|twin] ...``: the main job
+"""``python -m verification [report|audit|audit-vjp|audit-hvp|merge|twin] ...``: the main job
 (default), the audit CLIs, the merge of sharded outputs, or the JAX twin of a training run."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("verification.cli.report", "main"),
     "audit": ("verification.cli.audit", "main"),
     "audit-vjp": ("verification.cli.audit_vjp", "main"),
+    "audit-hvp": ("verification.cli.audit_hvp", "main"),
     "merge": ("verification.cli.report", "merge_main"),
     "twin": ("verification.mainjob.twin", "main"),
 }

@@ -45,9 +45,15 @@ __all__ = [
     "cross_entropy_grad",
     "linear",
     "linear_backward",
+    "logreg_gnvp",
+    "logreg_hvp",
+    "logreg_logits",
     "logreg_loss",
     "logreg_loss_and_grads",
     "mlp_forward",
+    "mlp_gnvp",
+    "mlp_hvp",
+    "mlp_logits",
     "mlp_loss",
     "mlp_loss_and_grads",
     "relu",
@@ -287,3 +293,49 @@ def logreg_loss_and_grads(params: Any, x: ArrayLike, y: ArrayLike) -> tuple[Arra
     """(loss, grads) of ``logreg_loss`` by ``jax.value_and_grad``, jitted; grads like params."""
     loss, grads = _logreg_value_and_grad(params, x, y)
     return loss, grads
+
+
+# --------------------------------------------------------------------------------------------
+# Second order: forward over reverse (jax.jvp of jax.grad), jitted once per shape
+# --------------------------------------------------------------------------------------------
+
+
+def _hvp(loss: Callable[..., Array]) -> Callable[..., Any]:
+    """(params, x, y, v) -> H v of ``loss`` in ``params``: ``jax.jvp`` of ``jax.grad``."""
+
+    def hvp(params: Any, x: ArrayLike, y: ArrayLike, v: Any) -> Any:
+        return jax.jvp(lambda p: jax.grad(loss)(p, x, y), (params,), (v,))[1]
+
+    return jax.jit(hvp)
+
+
+def _gnvp(logits: Callable[..., Array], loss_of_logits: Callable[..., Array]) -> Callable[..., Any]:
+    """(params, x, y, v) -> J^T H_z J v: ``jax.jvp`` of the model for J v, ``jax.jvp`` of
+    ``jax.grad`` of the loss in the logits for H_z, ``jax.vjp`` of the model for J^T."""
+
+    def gnvp(params: Any, x: ArrayLike, y: ArrayLike, v: Any) -> Any:
+        z, jv = jax.jvp(lambda p: logits(p, x), (params,), (v,))
+        hjv = jax.jvp(lambda t: jax.grad(loss_of_logits)(t, y), (z,), (jv,))[1]
+        return jax.vjp(lambda p: logits(p, x), params)[1](hjv)[0]
+
+    return jax.jit(gnvp)
+
+
+def mlp_logits(params: _MLPLike, x: ArrayLike) -> Array:
+    """The network's logits relu(x W1 + b1) W2 + b2: x (m, n) -> (m, k)."""
+    return linear(relu(linear(x, params.W1, params.b1)), params.W2, params.b2)
+
+
+def logreg_logits(params: _LogRegLike, x: ArrayLike) -> Array:
+    """Logistic regression's logits x w + b: x (m, n) -> (m,)."""
+    return jnp.add(jnp.matmul(x, params.w), params.b)
+
+
+mlp_hvp = _hvp(mlp_loss)
+mlp_hvp.__doc__ = "H v of ``mlp_loss`` in params, by ``jax.jvp(jax.grad(mlp_loss))``."
+logreg_hvp = _hvp(logreg_loss)
+logreg_hvp.__doc__ = "H v of ``logreg_loss`` in params, by ``jax.jvp(jax.grad(logreg_loss))``."
+mlp_gnvp = _gnvp(mlp_logits, softmax_cross_entropy)
+mlp_gnvp.__doc__ = "Gauss-Newton G v of ``mlp_loss`` (logits ``mlp_logits``), by jvp/vjp."
+logreg_gnvp = _gnvp(logreg_logits, sigmoid_binary_cross_entropy)
+logreg_gnvp.__doc__ = "Gauss-Newton G v of ``logreg_loss`` (logits ``logreg_logits``)."

@@ -46,7 +46,9 @@ __all__ = [
     "labels",
     "linear_problems",
     "logit_problems",
+    "logreg_hvp_problems",
     "logreg_problems",
+    "mlp_hvp_problems",
     "mlp_problems",
     "probabilities",
     "probability_problems",
@@ -407,3 +409,26 @@ def logreg_problems(
     x = draw(bounded_arrays(dtype, (m, n), bound=3.0))
     y = draw(binary_labels(dtype, (m,)))
     return params, x, y
+
+
+def _directions(dtype: DTypeLike, params: Any) -> st.SearchStrategy[Any]:
+    """A direction in parameter space: a params tuple of the same type, shapes and dtype, each
+    entry in [-2, 2]."""
+    fields = [bounded_arrays(dtype, np.shape(leaf), bound=2.0) for leaf in params]
+    return st.tuples(*fields).map(lambda leaves: type(params)(*leaves))
+
+
+def mlp_hvp_problems(
+    dtype: DTypeLike = np.float64,
+) -> st.SearchStrategy[tuple[MLPParams, NDArray[Any], NDArray[Any], MLPParams]]:
+    """(params, x, y, v) for the network's Hessian-vector products: ``mlp_problems`` (ordinary
+    and saturating output layers) and a direction v, an ``MLPParams`` with entries in [-2, 2]."""
+    return mlp_problems(dtype).flatmap(lambda p: _directions(dtype, p[0]).map(lambda v: (*p, v)))
+
+
+def logreg_hvp_problems(
+    dtype: DTypeLike = np.float64,
+) -> st.SearchStrategy[tuple[LogRegParams, NDArray[Any], NDArray[Any], LogRegParams]]:
+    """(params, x, y, v) for logistic regression's Hessian-vector products: ``logreg_problems``
+    and a direction v, a ``LogRegParams`` with entries in [-2, 2]."""
+    return logreg_problems(dtype).flatmap(lambda p: _directions(dtype, p[0]).map(lambda v: (*p, v)))

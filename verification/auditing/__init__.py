@@ -23,6 +23,8 @@ Layout (one concept per module; every kind of audit runs through the one engine)
 * ``_vjp``: ``audit_vjp``, a layer's backward against ``jax.vjp`` (the engine on
   <forward(inputs), random cotangent>); ``_stages``: the stage that went wrong (intermediate
   gradients against ``jax.grad`` of each stage); ``_kinks``: declared conventions at kinks.
+* ``_hvp``: ``audit_hvp``, a Hessian-vector product against JAX (the engine on
+  <grad loss, random direction v>); ``_vjp2``: ``audit_vjp(order=2)``, double backward.
 * ``_shapes``: ``named_arrays`` and the ``--shapes`` grammar; ``_outcome``, ``_trees``:
   per-example outcome and tally, pytree helpers.
 * ``_config``: audits declared in ``[tool.manual-bp.audits.NAME]`` tables (``audit --config``,
@@ -35,6 +37,7 @@ from verification.auditing._audit import (
     audit as audit,
 )
 from verification.auditing._errors import AuditSpecError as AuditSpecError
+from verification.auditing._hvp import audit_hvp as audit_hvp
 from verification.auditing._kinks import (
     MAX_TIES as MAX_TIES,
     MLP_RELU as MLP_RELU,
@@ -74,6 +77,7 @@ __all__ = [
     "StageVerdict",
     "assert_gradient_correct",
     "audit",
+    "audit_hvp",
     "audit_vjp",
     "named_arrays",
     "parse_shapes",

@@ -143,6 +143,7 @@ def audit_vjp(
     stages: Mapping[str, Stage | str] | None = None,
     intermediates: Callable[..., Any] | None = None,
     replay: Sequence[tuple[Any, ...]] = (),
+    order: int = 1,
 ) -> AuditReport:
     """Search for inputs and a cotangent where a layer's ``backward`` is not ``jax.vjp`` of
     ``forward_ref``.
@@ -177,6 +178,10 @@ def audit_vjp(
         ``MLP_STAGES``), in backward order; on a failure the report names the stage that broke.
     replay : (``*inputs``, cotangent) tuples (earlier counterexamples) checked before any
         search, as for ``audit``.
+
+    order : 2 audits the double backward instead: the gradient of <backward(c, inputs), w>
+        with respect to the inputs and c, by torch's autograd (``backward`` differentiable in
+        torch; ``verification.auditing._vjp2``; ``cotangent`` is then the pair (c, w)).
 
     Returns
     -------
@@ -213,6 +218,17 @@ def audit_vjp(
         raise AuditSpecError(
             f"args must be a hypothesis strategy or a tuple, got {type(args).__name__}"
         )
+    if order == 2 and kinks is None and stages is None and intermediates is None:
+        from verification.auditing._vjp2 import audit_double_backward
+
+        return audit_double_backward(
+            backward, forward_ref, args, forward=forward, argnums=argnums, cotangent=cotangent,
+            max_examples=max_examples, rtol=rtol, atol=atol, seed=seed, arg_names=arg_names,
+        )  # fmt: skip
+    if order == 2:
+        raise AuditSpecError("order=2 takes no kinks, stages or intermediates (first order only)")
+    if order != 1:
+        raise AuditSpecError(f"order must be 1 or 2, got {order!r}")
     argnums_t = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     grad_fn = _candidate(backward, forward, argnums_t)
     full: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]

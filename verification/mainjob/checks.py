@@ -220,6 +220,35 @@ def _logreg(inputs: Inputs, expected: Any) -> float:
     return max(magnitude(expected), magnitude(z), magnitude(np.abs(x).T @ (1 + np.abs(y))))
 
 
+def _mlp_hvp(inputs: Inputs, expected: Any) -> float:
+    """Bounds from absolute values on every product of the R-pass (``manual_bp.hvp``):
+    |R Z1|, |R Z2| (R P carries its absolute rounding), and each term of H v and G v."""
+    params, x, y, v = inputs
+    z1, _ = _mlp_bounds(inputs[:3])
+    r_z1 = np.abs(x) @ np.abs(v.W1) + np.abs(v.b1)
+    r_z2 = r_z1 @ np.abs(params.W2) + z1 @ np.abs(v.W2) + np.abs(v.b2)
+    mass = np.sum(np.abs(y), axis=1, keepdims=True)
+    dz2 = (mass + np.abs(y)) / x.shape[0]
+    r_dz2 = 2 * mass * r_z2.max(axis=1, keepdims=True) / x.shape[0] * np.ones_like(dz2)
+    r_da1 = r_dz2 @ np.abs(params.W2).T + dz2 @ np.abs(v.W2).T
+    return max(
+        magnitude(expected),
+        magnitude(r_z2) * float(mass.max()) / x.shape[0],
+        magnitude(z1.T @ r_dz2 + r_z1.T @ dz2),
+        magnitude(np.abs(x).T @ r_da1),
+    )
+
+
+def _logreg_hvp(inputs: Inputs, expected: Any) -> float:
+    _, x, _, v = inputs
+    r_z = (np.abs(x) @ np.abs(v.w) + np.abs(v.b)) / x.shape[0]
+    return max(magnitude(expected), magnitude(r_z), magnitude(np.abs(x).T @ r_z))
+
+
+def _mlp_hvp_problems(dtype: np.dtype[Any]) -> st.SearchStrategy[Inputs]:
+    return vs.mlp_hvp_problems(dtype).filter(lambda problem: away_from_kink(problem[:3]))
+
+
 def _size(inputs: Inputs) -> int:
     return int(np.size(inputs[0]))
 
@@ -371,6 +400,21 @@ CHECKS: tuple[Check, ...] = (
           "logreg_loss_and_grads", vs.logreg_problems, _manual("logreg_loss_and_grads"),
           ref.logreg_loss_and_grads, _logreg, lambda inputs: int(np.size(inputs[1])),
           ("loss", "dw", "db")),
+    Check("mlp_hvp", "H V = R{grad J}: R dW2 = R{A1}^T dZ2 + A1^T R{dZ2}, R dW1 = X^T "
+          "[(R{dZ2} W2^T + dZ2 V2^T) * 1(Z1 > 0)]", "mlp_hvp", _mlp_hvp_problems,
+          _manual("mlp_hvp"), ref.mlp_hvp, _mlp_hvp,
+          lambda inputs: int(np.size(inputs[1]) * max(inputs[0].W1.shape)),
+          ("dW1", "db1", "dW2", "db2")),
+    Check("mlp_gnvp", "G V = J^T H_Z2 J V  (H V without the terms carrying dZ2)", "mlp_gnvp",
+          _mlp_hvp_problems, _manual("mlp_gnvp"), ref.mlp_gnvp, _mlp_hvp,
+          lambda inputs: int(np.size(inputs[1]) * max(inputs[0].W1.shape)),
+          ("dW1", "db1", "dW2", "db2")),
+    Check("logreg_hvp", "H v = X1^T [s(z) s(-z) (X v_w + v_b) / m]", "logreg_hvp",
+          vs.logreg_hvp_problems, _manual("logreg_hvp"), ref.logreg_hvp, _logreg_hvp,
+          lambda inputs: int(np.size(inputs[1])), ("w", "b")),
+    Check("logreg_gnvp", "G v = J^T H_z J v = H v  (the model is linear)", "logreg_gnvp",
+          vs.logreg_hvp_problems, _manual("logreg_gnvp"), ref.logreg_gnvp, _logreg_hvp,
+          lambda inputs: int(np.size(inputs[1])), ("w", "b")),
 )  # fmt: skip
 """Every formula of the document (and the functions it implies), in the order of the table."""
 
