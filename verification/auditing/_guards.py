@@ -22,6 +22,7 @@ import numpy as np
 from jax import tree_util
 
 from verification.auditing._diagnose import shape_words
+from verification.auditing._errors import AuditSpecError
 from verification.auditing._outcome import Outcome, Tally
 from verification.auditing._repeat import Spread, spread
 from verification.auditing._trees import copy_leaves, none_leaf, pristine, same
@@ -71,6 +72,8 @@ def run_candidate(
     start = time.perf_counter()
     try:
         first = call_recording_warnings(grad_fn, args, outcome)
+    except AuditSpecError:
+        raise  # the audit's own adapter (``_vjp``) cannot call the candidate: not its fault
     except Exception:
         outcome.kind, outcome.traceback = "raised", traceback.format_exc()
         outcome.diagnosis = "the candidate raised an exception (traceback below)"

@@ -254,12 +254,30 @@ class Oracle:
     ) -> tuple[Any, ...]:
         """(loss, jvp along v, float32 gradient, gradients at args * (1 +- noise), losses at
         x + h v for h in steps and -steps, losses at 0 x and x / 2)."""
+        return self._second(args, v, steps, noise, forward=True)
+
+    def _second_fn_reverse(
+        self, args: tuple[Any, ...], v: tuple[Any, ...], steps: jax.Array, noise: tuple[Any, ...]
+    ) -> tuple[Any, ...]:
+        """``_second_fn`` without forward mode (jvp NaN), for a loss with custom_vjp rules: a
+        function of its own, since ``jax.jit`` caches its trace per function object."""
+        return self._second(args, v, steps, noise, forward=False)
+
+    def _second(
+        self,
+        args: tuple[Any, ...],
+        v: tuple[Any, ...],
+        steps: jax.Array,
+        noise: tuple[Any, ...],
+        *,
+        forward: bool,
+    ) -> tuple[Any, ...]:
         diff = tuple(args[i] for i in self.argnums)
 
         def loss(d: tuple[Any, ...]) -> jax.Array:
             return self._loss_at(args, d)
 
-        if self.forward_mode:
+        if forward:
             value, jvp = jax.jvp(loss, (diff,), (v,))
         else:  # a loss with custom_vjp rules has no forward mode: no opinion from it
             value, jvp = loss(diff), jnp.asarray(jnp.nan)
@@ -377,7 +395,12 @@ class Oracle:
         )
         try:
             value, jvp, grad32, shaken, moved, toward_origin = self._run(
-                self._seconds, self._second_fn, args64, v_tree, steps, noise
+                self._seconds,
+                self._second_fn if self.forward_mode else self._second_fn_reverse,
+                args64,
+                v_tree,
+                steps,
+                noise,
             )
         except TypeError:
             if not self.forward_mode:
@@ -385,7 +408,7 @@ class Oracle:
             self.forward_mode = False
             self._seconds.clear()
             value, jvp, grad32, shaken, moved, toward_origin = self._run(
-                self._seconds, self._second_fn, args64, v_tree, steps, noise
+                self._seconds, self._second_fn_reverse, args64, v_tree, steps, noise
             )
         n = steps.size
         norm = math.sqrt(sum(float(np.vdot(x, x)) for x in diff_leaves))

@@ -1,0 +1,193 @@
+"""Trust on real layer code: no false alarm, no crash, words that are right (issue 21, 1-7, 16).
+
+Each test is a realistic layer written here the way public layer code is written (batch norm at
+batch size 1, max-pool with ties, a convolution by im2col with ``pad:=1 stride:=2``, a torch
+``autograd.Function`` that also returns a count, an unfinished backward, a straight-through
+estimator, a candidate that mutates its inputs, a ``jax.custom_vjp`` reference), checked for
+the behaviour a user relies on: correct code passes, wrong code fails with true words.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from verification import audit, audit_vjp
+from verification.auditing import AuditSpecError, named_arrays
+
+Array = np.ndarray[Any, Any]
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 3: fixed numbers (pad, stride) stay static in layer audits
+# ---------------------------------------------------------------------------------------------
+
+
+def conv_reference(x: jax.Array, w: jax.Array, pad: int, stride: int) -> jax.Array:
+    """NCHW convolution (cross-correlation) with ``pad`` zeros on each side and ``stride``."""
+    return jax.lax.conv_general_dilated(
+        x, w, (stride, stride), [(pad, pad), (pad, pad)], dimension_numbers=("NCHW", "OIHW", "NCHW")
+    )
+
+
+def _windows(x: Array, f: int, pad: int, stride: int) -> tuple[Array, int, int]:
+    """im2col: cols[n, c, i, j, r, s] = padded x[n, c, i + stride r, j + stride s]."""
+    n, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    ho, wo = (h + 2 * pad - f) // stride + 1, (w + 2 * pad - f) // stride + 1
+    cols = np.empty((n, c, f, f, ho, wo), x.dtype)
+    for i in range(f):
+        for j in range(f):
+            cols[:, :, i, j] = xp[:, :, i : i + stride * ho : stride, j : j + stride * wo : stride]
+    return cols, ho, wo
+
+
+def conv_backward(dout: Array, x: Array, w: Array, pad: int, stride: int) -> tuple[Array, Array]:
+    """Correct im2col backward: dW = dout . cols, dx = col2im(dout . W)."""
+    f = w.shape[2]
+    cols, ho, wo = _windows(x, f, pad, stride)
+    dw = np.einsum("nkhw,ncijhw->kcij", dout, cols)
+    dcols = np.einsum("nkhw,kcij->ncijhw", dout, w)
+    n, c, h, width = x.shape
+    dxp = np.zeros((n, c, h + 2 * pad, width + 2 * pad), x.dtype)
+    for i in range(f):
+        for j in range(f):
+            dxp[:, :, i : i + stride * ho : stride, j : j + stride * wo : stride] += dcols[
+                :, :, i, j
+            ]
+    return dxp[:, :, pad : pad + h, pad : pad + width], dw
+
+
+def conv_backward_overwrites(
+    dout: Array, x: Array, w: Array, pad: int, stride: int
+) -> tuple[Array, Array]:
+    """Bug: col2im assigns overlapping windows instead of accumulating them."""
+    f = w.shape[2]
+    cols, ho, wo = _windows(x, f, pad, stride)
+    dw = np.einsum("nkhw,ncijhw->kcij", dout, cols)
+    dcols = np.einsum("nkhw,kcij->ncijhw", dout, w)
+    n, c, h, width = x.shape
+    dxp = np.zeros((n, c, h + 2 * pad, width + 2 * pad), x.dtype)
+    for i in range(f):
+        for j in range(f):
+            dxp[:, :, i : i + stride * ho : stride, j : j + stride * wo : stride] = dcols[
+                :, :, i, j
+            ]
+    return dxp[:, :, pad : pad + h, pad : pad + width], dw
+
+
+CONV = named_arrays(
+    {"x": ("m", "c", "5", "5"), "w": ("k", "c", "3", "3"), "pad": 1, "stride": 2},
+    dims={"m": [1, 2], "c": [1, 2], "k": [1, 2]},
+)
+
+
+def test_vjp_audit_keeps_fixed_pad_and_stride_static() -> None:
+    report = audit_vjp(conv_backward, conv_reference, CONV, argnums=(0, 1), max_examples=15, seed=0)
+    assert report.passed, str(report)
+
+
+def test_vjp_audit_with_fixed_stride_still_catches_an_overwriting_col2im() -> None:
+    report = audit_vjp(
+        conv_backward_overwrites, conv_reference, CONV, argnums=(0, 1), max_examples=30, seed=0
+    )
+    assert report.kind == "mismatch", str(report)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 4: a torch Function that also returns an integer
+# ---------------------------------------------------------------------------------------------
+
+
+def sparsemax_reference(z: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Sparsemax over the last axis, and the size of its support (an integer)."""
+    zs = -jnp.sort(-z, axis=-1)
+    k = jnp.arange(1, z.shape[-1] + 1, dtype=z.dtype)
+    cs = jnp.cumsum(zs, axis=-1)
+    support = jnp.sum(1 + k * zs > cs, axis=-1, keepdims=True)
+    tau = (jnp.take_along_axis(cs, support - 1, axis=-1) - 1) / support
+    return jnp.maximum(z - tau, 0), jnp.max(support)
+
+
+def sparsemax_probabilities(z: jax.Array) -> jax.Array:
+    """Sparsemax alone (a reference without the count)."""
+    return sparsemax_reference(z)[0]
+
+
+def _sparsemax_function(scale_bug: float) -> Any:
+    torch = pytest.importorskip("torch")
+
+    class Sparsemax(torch.autograd.Function):  # type: ignore[misc]
+        @staticmethod
+        def forward(ctx: Any, z: Any) -> Any:
+            zs, _ = torch.sort(z, dim=-1, descending=True)
+            k = torch.arange(1, z.shape[-1] + 1, dtype=z.dtype)
+            cs = zs.cumsum(-1)
+            support = (1 + k * zs > cs).sum(-1, keepdim=True)
+            tau = (cs.gather(-1, support - 1) - 1) / support
+            p = torch.clamp(z - tau, min=0)
+            ctx.save_for_backward(p)
+            return p, int(support.max())
+
+        @staticmethod
+        def backward(ctx: Any, dp: Any, _dk: Any) -> Any:
+            (p,) = ctx.saved_tensors
+            s = (p > 0).to(dp.dtype)
+            v = (dp * s).sum(-1, keepdim=True) / s.sum(-1, keepdim=True)
+            return scale_bug * s * (dp - v)
+
+    return Sparsemax
+
+
+@pytest.mark.parametrize("reference", [sparsemax_reference, sparsemax_probabilities])
+def test_torch_function_with_an_integer_output_gets_cotangents_for_its_float_outputs(
+    reference: Any,
+) -> None:
+    spec = named_arrays({"z": ("m", "n")})
+    report = audit_vjp(_sparsemax_function(1.0), reference, spec, max_examples=20, seed=0)
+    assert report.passed, str(report)
+    wrong = audit_vjp(_sparsemax_function(2.0), reference, spec, max_examples=20, seed=0)
+    assert wrong.kind == "mismatch", str(wrong)
+
+
+def test_torch_adapter_that_cannot_pair_outputs_is_a_spec_error_not_the_candidate_raising() -> None:
+    def two_floats(z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        p = sparsemax_probabilities(z)
+        return p, p, p
+
+    with pytest.raises(AuditSpecError, match="torch Function returned"):
+        audit_vjp(_sparsemax_function(1.0), two_floats, named_arrays({"z": ("m", "n")}), seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 16: a reference without forward mode (jax.custom_vjp) on a concrete input
+# ---------------------------------------------------------------------------------------------
+
+
+@jax.custom_vjp
+def _clipped_square_sum(x: jax.Array) -> jax.Array:
+    return jnp.sum(x**2)
+
+
+def _clipped_forward(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return jnp.sum(x**2), x
+
+
+def _clipped_backward(x: jax.Array, g: jax.Array) -> tuple[jax.Array]:
+    return (2 * x * g,)
+
+
+_clipped_square_sum.defvjp(_clipped_forward, _clipped_backward)
+
+
+def test_custom_vjp_reference_gives_a_full_report_on_a_concrete_input() -> None:
+    x = np.array([1.0, 2.0, -0.5])
+    report = audit(lambda x: 3 * x, _clipped_square_sum, (x,), seed=0)
+    assert report.kind == "mismatch", str(report)
+    assert report.finite_difference is not None
+    assert "constant factor 1.5" in str(report)
+    assert audit(lambda x: 2 * x, _clipped_square_sum, (x,), seed=0).passed
