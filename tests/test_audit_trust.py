@@ -191,3 +191,92 @@ def test_custom_vjp_reference_gives_a_full_report_on_a_concrete_input() -> None:
     assert report.finite_difference is not None
     assert "constant factor 1.5" in str(report)
     assert audit(lambda x: 2 * x, _clipped_square_sum, (x,), seed=0).passed
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 5: a result that does not depend on the input is not called a memo
+# ---------------------------------------------------------------------------------------------
+
+
+def tanh_layer_loss(x: jax.Array, w: jax.Array) -> jax.Array:
+    return jnp.sum(jnp.tanh(x @ w)) / x.shape[0]
+
+
+def unfinished_dx(x: Array, w: Array) -> Array:
+    """An unfinished backward: ``dx = zeros`` left in place of the formula."""
+    return np.zeros_like(x)
+
+
+def round_loss(x: jax.Array, c: jax.Array) -> jax.Array:
+    return jnp.sum(c * jnp.round(x))
+
+
+def straight_through(x: Array, c: Array) -> Array:
+    """A straight-through estimator: round's gradient taken as 1 (the reference's is 0)."""
+    return np.ones_like(x)
+
+
+_FIRST: dict[str, Array] = {}
+
+
+def shifted_tanh_loss(x: jax.Array) -> jax.Array:
+    return jnp.sum(jnp.tanh(x + 1.0))
+
+
+def memoised_dx(x: Array) -> Array:
+    """Keeps the first result it computes and returns it for every later input."""
+    if "dx" not in _FIRST:
+        _FIRST["dx"] = 1 - np.tanh(x + 1.0) ** 2
+    return _FIRST["dx"]
+
+
+@pytest.mark.parametrize(
+    ("candidate", "loss", "spec", "words"),
+    [
+        (unfinished_dx, tanh_layer_loss, {"x": "m,n", "w": "n,h"}, "the same output at every"),
+        (straight_through, round_loss, {"x": "m,n", "c": "m,n"}, "the reference is exactly 0"),
+    ],
+)
+def test_output_independent_of_the_input_is_said_so_and_not_called_a_memo(
+    candidate: Any, loss: Any, spec: dict[str, str], words: str
+) -> None:
+    report = audit(
+        candidate, loss, named_arrays(spec, dims={"m": [2, 3], "n": [2], "h": [2]}), seed=1
+    )
+    assert report.kind == "mismatch", str(report)
+    assert "memoised" not in (report.diagnosis or ""), report.diagnosis
+    assert words in (report.diagnosis or ""), report.diagnosis
+
+
+def test_a_stale_first_result_is_still_called_a_memo() -> None:
+    _FIRST.clear()
+    report = audit(memoised_dx, shifted_tanh_loss, named_arrays({"x": "2,n"}), seed=1)
+    assert "memoised or cached first result" in (report.diagnosis or ""), str(report)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 6: the kink explanation survives the constant-factor wording
+# ---------------------------------------------------------------------------------------------
+
+
+def leaky_backward_slope_at_zero(dout: Array, z: Array) -> Array:
+    """Bug at the kink only: leaky_relu'(0) = 0.01 where jax.nn.leaky_relu takes 1."""
+    out: Array = dout * np.where(z >= 0, 1.0, 0.01)
+    return out
+
+
+def leaky_backward_wrong_at_zero(dout: Array, z: Array) -> Array:
+    out: Array = dout * np.where(z > 0, 1.0, 0.01)
+    return out
+
+
+def test_declared_kink_explanation_is_kept_next_to_a_factor_seen_at_the_kink() -> None:
+    from verification.auditing import RELU
+
+    spec = named_arrays({"z": ("m", "n")})
+    leaky = jax.nn.leaky_relu
+    assert audit_vjp(leaky_backward_slope_at_zero, leaky, spec, kinks=RELU, seed=0).passed
+    report = audit_vjp(leaky_backward_wrong_at_zero, leaky, spec, kinks=RELU, seed=0)
+    assert report.kind == "mismatch", str(report)
+    assert "at a kink, under the declared convention" in (report.diagnosis or ""), str(report)
+    assert "off by a constant factor" not in (report.diagnosis or ""), str(report)

@@ -368,12 +368,13 @@ class Checker:
             and fd.rounding <= norm / 8
         )
         if not confirmed and self.policy.kinks is not None and at_kink(fd, ref_d, norm):
-            outcome.diagnosis = (
+            outcome.kink_note = (
                 f"at a kink, under the declared convention {self.policy.kinks} (one-sided finite "
                 f"differences {fd.forward:.6g} and {fd.backward:.6g}: no derivative here, so the "
                 f"reference's {ref_d:.6g} is the convention; the candidate gives {ref_d + norm:.6g}"
-                f"); {outcome.diagnosis}"
+                ")"
             )
+            outcome.diagnosis = f"{outcome.kink_note}; {outcome.diagnosis}"
             return outcome
         if not confirmed:
             outcome.kind, outcome.uncertain = None, True

@@ -176,6 +176,8 @@ def _fill_failure(
         failure.diagnosis = (failure.diagnosis or "") + (
             _mask_words(failure, checker, others) or ""
         )
+    if failure.kink_note and not (failure.diagnosis or "").startswith(failure.kink_note):
+        failure.diagnosis = f"{failure.kink_note}; {failure.diagnosis}"  # the words above keep it
     report.kind = failure.kind
     report.counterexample = failure.args or None
     report.shrink_steps = tally.examples - (tally.first_failure or tally.examples)

@@ -194,12 +194,30 @@ def note_memoised(
     outcome: Outcome, result_leaves: list[Any], inputs: list[Any], tally: Tally
 ) -> None:
     """Add a note to a failing ``outcome`` whose result is exactly the first example's result
-    for a different input."""
+    for a different input. A memo is named only with evidence of state: the repeated result
+    was right, and not all 0, for the input it was first returned for (then it is stale here).
+    Wrong there too (or 0),
+    it is a result that does not depend on the input (an unfinished ``dx = zeros``, a
+    straight-through estimator's ones), said as such."""
+    if tally.first_passed is None and same(inputs, tally.first_input or []):
+        # Right and not all 0: a result of zeros is right wherever the reference is 0 too.
+        informative = any(np.any(np.asarray(x) != 0) for x in tally.first_output or [])
+        tally.first_passed = outcome.kind is None and not outcome.uncertain and informative
     memoised = same(result_leaves, tally.first_output or []) and not same(
         inputs, tally.first_input or []
     )
-    if outcome.kind is not None and memoised:
-        outcome.diagnosis = (outcome.diagnosis or "") + (
+    if outcome.kind is None or not memoised:
+        return
+    if tally.first_passed:
+        words = (
             "; the candidate returned exactly what it returned for an earlier, different "
-            "input (a memoised or cached first result?)"
+            "input, where that result was right: a memoised or cached first result (state "
+            "kept between calls)"
         )
+    else:
+        words = (
+            "; the candidate returned exactly what it returned for an earlier, different "
+            "input, where it was wrong too: the same output at every input (a result that "
+            "does not depend on the input)"
+        )
+    outcome.diagnosis = (outcome.diagnosis or "") + words

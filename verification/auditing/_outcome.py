@@ -42,6 +42,8 @@ class Outcome:
     low_precision: list[str] = field(default_factory=list)
     low_rank: tuple[float, float] = (0.0, 0.0)
     offending: list[str] = field(default_factory=list)
+    kink_note: str | None = None
+    """ "at a kink, under the declared convention ..." (``_check``), kept before any diagnosis."""
 
 
 @dataclass
@@ -59,6 +61,8 @@ class Tally:
     max_scaled: float = 0.0
     first_output: list[np.ndarray[Any, Any]] | None = None
     first_input: list[np.ndarray[Any, Any]] | None = None
+    first_passed: bool | None = None
+    """Whether ``first_output`` was right for ``first_input`` (None: not judged yet)."""
     uncertain_notes: list[str] = field(default_factory=list)
     low_rank: tuple[float, float] = (-1.0, 0.0)
     low_precision: list[str] = field(default_factory=list)
