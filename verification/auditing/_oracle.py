@@ -37,6 +37,7 @@ import numpy as np
 from jax import tree_util
 
 import verification.reference  # noqa: F401  (turns on 64-bit JAX, as every reference needs)
+from verification.auditing._cancellation import summed_terms
 from verification.auditing._lowprec import is_float
 
 __all__ = [
@@ -113,6 +114,8 @@ class SecondOpinion:
     secant : the largest of |L(x +- s v) - L(x)| / s (s = max(1, |x|)) and the slopes
         |L(x) - L(t x)| / ((1 - t) |x|) towards the origin (t = 0, 1/2), over the
         differentiated arguments x: the size of the gradient "around here".
+    summed : the largest term the reference's backward pass sums (``_cancellation``): what
+        cancels where the gradient is a small difference of large terms.
     """
 
     grad32: list[np.ndarray[Any, np.dtype[np.float64]]]
@@ -120,6 +123,7 @@ class SecondOpinion:
     grad_dot_v: float
     jvp: float
     secant: float
+    summed: float = 0.0
 
 
 def spread(g: np.ndarray[Any, Any], other: np.ndarray[Any, Any] | None) -> float:
@@ -253,7 +257,8 @@ class Oracle:
         self, args: tuple[Any, ...], v: tuple[Any, ...], steps: jax.Array, noise: tuple[Any, ...]
     ) -> tuple[Any, ...]:
         """(loss, jvp along v, float32 gradient, gradients at args * (1 +- noise), losses at
-        x + h v for h in steps and -steps, losses at 0 x and x / 2)."""
+        x + h v for h in steps and -steps, losses at 0 x and x / 2, the largest term the
+        backward pass sums)."""
         return self._second(args, v, steps, noise, forward=True)
 
     def _second_fn_reverse(
@@ -298,7 +303,8 @@ class Oracle:
         toward_origin = jnp.stack(
             [loss(tree_util.tree_map(lambda a, t=t: t * a, diff)) for t in (0.0, 0.5)]
         )
-        return value, jvp, grad32, grad_shaken, moved, toward_origin
+        summed = summed_terms(loss, diff)
+        return value, jvp, grad32, grad_shaken, moved, toward_origin, summed
 
     # -- compilation -------------------------------------------------------------------
     def _compile(self, fn: Callable[..., Any], *example: Any) -> Any:
@@ -394,7 +400,7 @@ class Oracle:
             args64,
         )
         try:
-            value, jvp, grad32, shaken, moved, toward_origin = self._run(
+            value, jvp, grad32, shaken, moved, toward_origin, summed = self._run(
                 self._seconds,
                 self._second_fn if self.forward_mode else self._second_fn_reverse,
                 args64,
@@ -407,7 +413,7 @@ class Oracle:
                 raise
             self.forward_mode = False
             self._seconds.clear()
-            value, jvp, grad32, shaken, moved, toward_origin = self._run(
+            value, jvp, grad32, shaken, moved, toward_origin, summed = self._run(
                 self._seconds, self._second_fn_reverse, args64, v_tree, steps, noise
             )
         n = steps.size
@@ -426,6 +432,7 @@ class Oracle:
             moved[n:],
             steps,
             origin_slopes,
+            float(summed),
         )
 
     def second_opinion(
@@ -437,7 +444,9 @@ class Oracle:
     ) -> SecondOpinion:
         """Forward mode along the unit direction ``v``, the float32 gradient, the gradient at a
         randomly perturbed input (``rng``) and secant slopes (see ``SecondOpinion``)."""
-        value, jvp, grad32, shaken, plus, minus, steps, origin = self._along(args, v, 1e-6, rng)
+        value, jvp, grad32, shaken, plus, minus, steps, origin, summed = self._along(
+            args, v, 1e-6, rng
+        )
         secants = [abs(float(x[0]) - value) / steps[0] for x in (plus, minus)] + origin
         return SecondOpinion(
             grad32=[np.asarray(g, dtype=np.float64) for g in tree_util.tree_leaves(grad32)],
@@ -445,6 +454,7 @@ class Oracle:
             grad_dot_v=float(sum(np.vdot(g, d) for g, d in zip(grad, v, strict=True))),
             jvp=jvp,
             secant=max([s for s in secants if math.isfinite(s)], default=0.0),
+            summed=summed if math.isfinite(summed) else 0.0,
         )
 
     def one_sided_slopes(
@@ -481,7 +491,7 @@ class Oracle:
             step = min(
                 max(64 * eps * (abs(value) + 1) / resolution, 1024 * eps * scale), 0.1 * scale
             )
-        value, _, _, _, plus, minus, steps, _ = self._along(args, d, step)
+        value, _, _, _, plus, minus, steps, _, _ = self._along(args, d, step)
         h = steps[1]
         forward, backward = (plus[1] - value) / h, (value - minus[1]) / h
         central = (plus[1] - minus[1]) / (2 * h)
