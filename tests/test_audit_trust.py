@@ -340,3 +340,81 @@ def test_terms_that_cancel_to_an_exact_zero_widen_the_tolerance(argnums: Any) ->
 def test_cancellation_allowance_still_catches_a_dropped_term_at_batch_size_one() -> None:
     report = audit_vjp(batchnorm_backward_no_mean_term, batchnorm_reference, BATCH_OF_ONE, seed=0)
     assert report.kind == "mismatch", str(report)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 2: valid subgradients at ties
+# ---------------------------------------------------------------------------------------------
+
+
+def pool_reference(x: jax.Array) -> jax.Array:
+    """2x2 max-pool, stride 2 (jnp.max shares a tied window's gradient among its maxima)."""
+    m, c, h, w = x.shape
+    return jnp.max(x.reshape(m, c, h // 2, 2, w // 2, 2), axis=(3, 5))
+
+
+def _pool_backward(dout: Array, x: Array, pick: Any) -> Array:
+    m, c, h, w = x.shape
+    windows = x.reshape(m, c, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5)
+    windows = windows.reshape(m, c, h // 2, w // 2, 4)
+    chosen = pick(windows)
+    dwin = np.zeros_like(windows)
+    np.put_along_axis(dwin, chosen[..., None], dout[..., None], axis=-1)
+    dx = dwin.reshape(m, c, h // 2, w // 2, 2, 2).transpose(0, 1, 2, 4, 3, 5)
+    out: Array = dx.reshape(x.shape)
+    return out
+
+
+def pool_backward_first_max(dout: Array, x: Array) -> Array:
+    """Correct subgradient: a tied window's gradient goes to its first maximum."""
+    return _pool_backward(dout, x, lambda win: np.argmax(win, axis=-1))
+
+
+def pool_backward_to_minimum(dout: Array, x: Array) -> Array:
+    """Bug: the gradient goes to the window's minimum."""
+    return _pool_backward(dout, x, lambda win: np.argmin(win, axis=-1))
+
+
+POOL = named_arrays({"x": ("m", "c", "4", "4")}, dims={"m": [1, 2], "c": [1, 2]})
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_first_maximum_of_a_tied_window_is_a_valid_subgradient(seed: int) -> None:
+    report = audit_vjp(pool_backward_first_max, pool_reference, POOL, seed=seed)
+    assert report.passed, str(report)
+
+
+def test_gradient_sent_to_the_window_minimum_still_fails() -> None:
+    report = audit_vjp(pool_backward_to_minimum, pool_reference, POOL, seed=0)
+    assert report.kind == "mismatch", str(report)
+
+
+def test_with_a_declared_convention_a_subgradient_at_a_tie_is_judged_by_it() -> None:
+    from verification.auditing import RELU  # aims elements at 0: whole windows tie
+
+    report = audit_vjp(pool_backward_first_max, pool_reference, POOL, kinks=RELU, seed=0)
+    assert report.kind == "mismatch", str(report)
+    assert "at a kink, under the declared convention" in (report.diagnosis or "")
+
+
+def test_tied_windows_whose_kinks_cancel_along_the_difference_are_not_blamed() -> None:
+    """Ties in windows with cotangents of both signs: forward and backward quotients along
+    the difference agree (the kinks cancel), the worst element's own coordinate shows its."""
+    x = np.zeros((1, 2, 4, 4))
+    x[0, 0, 0, 0] = x[0, 1, 2, 0] = x[0, 1, 2, 1] = x[0, 1, 2, 2] = 1.0
+    cotangent = np.array([[[[1.798, -0.893], [-2.097, 0.190]], [[0.295, -0.230], [2.296, 2.558]]]])
+    report = audit_vjp(pool_backward_first_max, pool_reference, (x,), cotangent=cotangent, seed=0)
+    assert report.verdict == "INCONCLUSIVE", str(report)
+    assert "valid subgradient" in report.uncertain_notes[0]
+
+
+def test_one_sided_quotients_that_disagree_bracket_the_valid_slopes() -> None:
+    from verification.auditing._oracle import FiniteDifferences
+    from verification.auditing._subgradient import inside_kink
+
+    tie = FiniteDifferences(0.0244, 0.0358, 0.0301, 1e-12, 1e-12, 1e-7)
+    assert inside_kink(tie, 0.0244, 0.0114)
+    assert inside_kink(tie, 0.0358, 0.0114)
+    assert not inside_kink(tie, 0.0472, 0.0228)  # beyond the bracket: a wrong slope
+    smooth = FiniteDifferences(0.03, 0.03 + 1e-9, 0.03, 1e-12, 1e-12, 1e-7)
+    assert not inside_kink(smooth, 0.0301, 1e-4)

@@ -62,7 +62,7 @@ def _evaluate(jaxpr: Jaxpr, consts: Sequence[Any], args: Sequence[Any]) -> tuple
             outs, inner = _evaluate(sub.jaxpr, sub.consts, operands)
             largest = jnp.maximum(largest, inner)
         else:
-            result = eqn.primitive.bind(*operands, **eqn.params)
+            result = eqn.primitive.bind(*operands, **eqn.params)  # type: ignore[no-untyped-call]
             outs = list(result) if eqn.primitive.multiple_results else [result]
         if name in _SUMS:
             size = _size_of_terms(name, operands)
