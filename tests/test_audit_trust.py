@@ -9,6 +9,8 @@ the behaviour a user relies on: correct code passes, wrong code fails with true 
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any
 
 import jax
@@ -17,9 +19,12 @@ import numpy as np
 import pytest
 
 from verification import audit, audit_vjp
-from verification.auditing import AuditSpecError, named_arrays
+from verification.auditing import RELU, AuditSpecError, Kinks, named_arrays
 
 Array = np.ndarray[Any, Any]
+
+LEAKY_AT_ZERO = Kinks("leaky_relu'(0) = 1, as jax.nn.leaky_relu", RELU.aim)
+"""A user's own declaration, at module level: the reproducer imports it by name."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,8 +276,6 @@ def leaky_backward_wrong_at_zero(dout: Array, z: Array) -> Array:
 
 
 def test_declared_kink_explanation_is_kept_next_to_a_factor_seen_at_the_kink() -> None:
-    from verification.auditing import RELU
-
     spec = named_arrays({"z": ("m", "n")})
     leaky = jax.nn.leaky_relu
     assert audit_vjp(leaky_backward_slope_at_zero, leaky, spec, kinks=RELU, seed=0).passed
@@ -390,8 +393,7 @@ def test_gradient_sent_to_the_window_minimum_still_fails() -> None:
 
 
 def test_with_a_declared_convention_a_subgradient_at_a_tie_is_judged_by_it() -> None:
-    from verification.auditing import RELU  # aims elements at 0: whole windows tie
-
+    # RELU aims elements at 0: whole windows tie.
     report = audit_vjp(pool_backward_first_max, pool_reference, POOL, kinks=RELU, seed=0)
     assert report.kind == "mismatch", str(report)
     assert "at a kink, under the declared convention" in (report.diagnosis or "")
@@ -418,3 +420,70 @@ def test_one_sided_quotients_that_disagree_bracket_the_valid_slopes() -> None:
     assert not inside_kink(tie, 0.0472, 0.0228)  # beyond the bracket: a wrong slope
     smooth = FiniteDifferences(0.03, 0.03 + 1e-9, 0.03, 1e-12, 1e-12, 1e-7)
     assert not inside_kink(smooth, 0.0301, 1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 7: the reproducer reproduces
+# ---------------------------------------------------------------------------------------------
+
+
+def _run_reproducer(code: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(code, {})  # the code printed in str(report)
+    return out.getvalue()
+
+
+def relu_backward_zeroing_dout(dout: Array, z: Array) -> Array:
+    """Bug: right values, computed by zeroing the caller's dout in place where z <= 0; and
+    relu'(0) = 1 (wrong at the kink)."""
+    dout[z < 0] = 0.0
+    return dout
+
+
+def test_reproducer_of_a_mutating_candidate_passes_it_copies() -> None:
+    spec = named_arrays({"z": ("m", "n")})
+    report = audit_vjp(relu_backward_zeroing_dout, jax.nn.relu, spec, seed=0)
+    assert report.kind == "mutated its input", str(report)
+    code = report.reproducer()
+    assert "copy.deepcopy(args)" in code
+    assert "FAILED (mutated its input)" in _run_reproducer(code)
+
+
+def scaled_tanh_grad(x: Array, w: Array) -> Array:
+    """Bug: half the gradient of tanh_layer_loss with respect to w."""
+    out: Array = 0.5 * x.T @ (1 - np.tanh(x @ w) ** 2) / x.shape[0]
+    return out
+
+
+def test_reproducer_reaches_the_reports_diagnosis_with_its_names_and_no_seed() -> None:
+    spec = named_arrays({"x": "m,n", "w": "n,h"})
+    report = audit(scaled_tanh_grad, tanh_layer_loss, spec, argnums=1, seed=3, arg_names=["x", "w"])
+    assert report.kind == "mismatch", str(report)
+    code = report.reproducer()
+    assert "arg_names=['x', 'w']" in code
+    printed = _run_reproducer(code)
+    assert f"diagnosis: {report.diagnosis}\n" in printed, printed
+    assert "seed" not in printed.split("counterexample")[0], printed
+
+
+def test_concrete_input_audit_prints_no_seed_and_is_the_same_at_every_run() -> None:
+    x, w = np.array([[0.5, -1.0]]), np.array([[2.0], [0.25]])
+    first = audit(scaled_tanh_grad, tanh_layer_loss, (x, w), argnums=1)
+    second = audit(scaled_tanh_grad, tanh_layer_loss, (x, w), argnums=1)
+    assert "seed" not in str(first).split("counterexample")[0]
+    assert first.diagnosis == second.diagnosis
+
+
+def test_user_defined_kinks_is_printed_as_an_importable_name() -> None:
+    report = audit_vjp(
+        leaky_backward_wrong_at_zero,
+        jax.nn.leaky_relu,
+        named_arrays({"z": ("m", "n")}),
+        kinks=LEAKY_AT_ZERO,
+        seed=0,
+    )
+    assert report.kind == "mismatch", str(report)
+    code = report.reproducer()
+    assert f"from {__name__} import LEAKY_AT_ZERO as kinks" in code, code
+    assert "paste it here" not in code.split("grad_fn")[-1]

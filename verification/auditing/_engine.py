@@ -11,6 +11,7 @@ import math
 import random
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -76,7 +77,9 @@ def run_audit(
     the comparison; ``argnums_shown`` is how the report spells ``argnums``; ``kinks`` aims the
     strategy at declared kinks (``_kinks``); ``stages`` and ``intermediates`` locate the stage
     of a failure (``_stages``)."""
-    seed = random.SystemRandom().randrange(2**32) if seed is None else seed
+    concrete = not isinstance(args, st.SearchStrategy)
+    if seed is None:  # one given input: the same verdict and words at every run
+        seed = 0 if concrete else random.SystemRandom().randrange(2**32)
     chain = None if stages is None else resolve_stages(stages)
     if (chain is None) != (intermediates is None):
         raise AuditSpecError("stages and intermediates go together: give both or neither")
@@ -122,6 +125,7 @@ def run_audit(
         compilations=oracle.compilations - compilations_before,
         low_precision=tally.low_precision,
         arg_names=list(arg_names) if arg_names else [],
+        concrete=concrete,
     )
     if failure is not None:
         _fill_failure(report, failure, checker, tally, args)
@@ -130,8 +134,8 @@ def run_audit(
             report.reproducer_calls = [
                 "from verification import audit",
                 line,
-                "print(grad_fn(*args))",
-                f"print(audit(grad_fn, loss_fn, args, argnums={report.argnums!r}, kinks={name}))",
+                "print(grad_fn(*copy.deepcopy(args)))",
+                f"print(audit(grad_fn, loss_fn, args{report.call_options()}, kinks={name}))",
             ]
         # Values that are wrong, not a guard's failure; and not a stale result (the memo note
         # of ``_guards.note_memoised``), which is no stage's fault.
@@ -218,12 +222,21 @@ def _probe(checker: Checker, leaf: int) -> Probe:
     return probe
 
 
+def _rng_of(args: tuple[Any, ...]) -> np.random.Generator:
+    """Randomness drawn from the counterexample itself, not the search's seed: its reproducer
+    (the audit of that input alone) re-checks it at the same inputs and says the same words."""
+    crc = 0
+    for leaf in tree_util.tree_leaves(args):
+        crc = zlib.crc32(np.ascontiguousarray(leaf).tobytes(), crc)
+    return np.random.default_rng(crc)
+
+
 def _factor_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ...]]) -> str:
     """The failure's diagnosis with its constant factor re-checked (``_evidence``)."""
     factor, worst = failure.factor or 1.0, failure.worst or 0
     args = failure.args
     leaf = leaf_names(args, checker.argnums, checker.names(args))[worst]
-    rng = np.random.default_rng(checker.seed)
+    rng = _rng_of(failure.args)
     with np.errstate(all="ignore"):
         words = name_factor(
             factor,
@@ -279,7 +292,7 @@ def _values_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ..
     if "values right" in text or "values are right" in text or "returned None" in text:
         return text
     worst = failure.worst or 0
-    rng = np.random.default_rng(checker.seed)
+    rng = _rng_of(failure.args)
     with np.errstate(all="ignore"):
         right = values_right_elsewhere(
             _probe(checker, worst), failure.args, checker.argnums, rng, others
@@ -300,7 +313,7 @@ def _mask_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ...]
     here = failure.got is not None and failure.grad is not None
     if failure.got is not None and failure.grad is not None:
         here = bool(mask_pattern(failure.got[worst], failure.grad[worst]))
-    rng = np.random.default_rng(checker.seed)
+    rng = _rng_of(failure.args)
     with np.errstate(all="ignore"):
         return mask_words(here, _probe(checker, worst), failure.args, checker.argnums, rng, others)
 

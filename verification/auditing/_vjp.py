@@ -304,7 +304,7 @@ def audit_vjp(
         f"(argnums={report.argnums!r}, random cotangent)"
     )
     calls = ["from verification import audit_vjp"]
-    options = f", argnums={report.argnums!r}"
+    options = report.call_options(report.arg_names[:-1])
     if kinks is not None:
         line, name = source(kinks)
         calls.append(line)
@@ -313,9 +313,11 @@ def audit_vjp(
     if forward is not None:
         calls.append(_import_line(function_name(forward), "forward"))
         forward_arg = ", forward=forward"
-    call_args = "args[-1], *args[:-1]" if forward is None else "args[-1], forward(*args[:-1])[1]"
-    if not _is_torch_function(backward):
-        calls.append(f"print(grad_fn({call_args}))")
+    call_args = (
+        "fresh[-1], *fresh[:-1]" if forward is None else "fresh[-1], forward(*fresh[:-1])[1]"
+    )
+    if not _is_torch_function(backward):  # on a copy: it may change its input
+        calls += ["fresh = copy.deepcopy(args)", f"print(grad_fn({call_args}))"]
     calls.append(
         f"print(audit_vjp(grad_fn, loss_fn, args[:-1], cotangent=args[-1]{forward_arg}{options}))"
     )
