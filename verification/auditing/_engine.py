@@ -171,8 +171,9 @@ def _fill_failure(
     if failure.kind == "flaky":
         failure = _flaky(failure, checker)
     elif failure.kind == "mismatch" and failure.factor is not None and failure.worst is not None:
-        informative = _informative_example(checker, failure.worst, drawn)
-        failure.diagnosis = _factor_words(failure, checker, [*others, *informative])
+        # From the counterexample alone (no input only the search has): the reproducer, an
+        # audit of that input, names the same factor or none.
+        failure.diagnosis = _factor_words(failure, checker, [])
     elif failure.kind in ("wrong shape", "wrong dtype") and failure.worst is not None:
         informative = _informative_example(checker, failure.worst, drawn)
         failure.diagnosis = _values_words(failure, checker, [*others, *informative])

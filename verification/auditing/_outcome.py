@@ -62,6 +62,8 @@ class Tally:
     first_output: list[np.ndarray[Any, Any]] | None = None
     first_input: list[np.ndarray[Any, Any]] | None = None
     first_passed: bool | None = None
+    outputs_varied: bool = False
+    """Whether some result of the same shapes differed from ``first_output``."""
     """Whether ``first_output`` was right for ``first_input`` (None: not judged yet)."""
     uncertain_notes: list[str] = field(default_factory=list)
     low_rank: tuple[float, float] = (-1.0, 0.0)
