@@ -181,8 +181,11 @@ def _fill_failure(
         failure.diagnosis = (failure.diagnosis or "") + (
             _mask_words(failure, checker, others) or ""
         )
+    # The words above replace the diagnosis; the kink and memo notes stay with it.
     if failure.kink_note and not (failure.diagnosis or "").startswith(failure.kink_note):
-        failure.diagnosis = f"{failure.kink_note}; {failure.diagnosis}"  # the words above keep it
+        failure.diagnosis = f"{failure.kink_note}; {failure.diagnosis}"
+    if failure.memo_note and not (failure.diagnosis or "").endswith(failure.memo_note):
+        failure.diagnosis = f"{failure.diagnosis}{failure.memo_note}"
     report.kind = failure.kind
     report.counterexample = failure.args or None
     report.shrink_steps = tally.examples - (tally.first_failure or tally.examples)

@@ -224,4 +224,5 @@ def note_memoised(
             "input, where it was wrong too: the same output at every input of these shapes (a "
             "result that does not depend on the input)"
         )
+    outcome.memo_note = words
     outcome.diagnosis = (outcome.diagnosis or "") + words

@@ -44,6 +44,8 @@ class Outcome:
     offending: list[str] = field(default_factory=list)
     kink_note: str | None = None
     """ "at a kink, under the declared convention ..." (``_check``), kept before any diagnosis."""
+    memo_note: str | None = None
+    """ "; the candidate returned exactly what ..." (``_guards.note_memoised``), kept after it."""
 
 
 @dataclass
