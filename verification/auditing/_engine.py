@@ -137,11 +137,11 @@ def run_audit(
                 "print(grad_fn(*copy.deepcopy(args)))",
                 f"print(audit(grad_fn, loss_fn, args{report.call_options()}, kinks={name}))",
             ]
-        # Values that are wrong, not a guard's failure; and not a stale result (the memo note
-        # of ``_guards.note_memoised``), which is no stage's fault.
+        # Values that are wrong, not a guard's failure; and not a result repeated from an
+        # earlier input (the notes of ``_guards.note_memoised``), which is no stage's fault.
         args_found = report.counterexample
         located = report.kind in ("mismatch", "wrong shape") and bool(args_found)
-        located = located and "memoised" not in (report.diagnosis or "")
+        located = located and "returned exactly what it returned" not in (report.diagnosis or "")
         if chain is not None and intermediates is not None and args_found and located:
             report.stage = str(
                 locate_stage(
