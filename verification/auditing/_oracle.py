@@ -38,6 +38,7 @@ from jax import tree_util
 
 import verification.reference  # noqa: F401  (turns on 64-bit JAX, as every reference needs)
 from verification.auditing._cancellation import summed_terms
+from verification.auditing._finite_differences import FiniteDifferences, quotients, step_for
 from verification.auditing._lowprec import is_float
 
 __all__ = [
@@ -88,18 +89,6 @@ def environment() -> Environment:
     """The current JAX environment, as the oracle would use it."""
     x64 = bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]
     return Environment(jax.__version__, jax.default_backend(), x64, PRECISION)
-
-
-@dataclass(frozen=True)
-class FiniteDifferences:
-    """Difference quotients of the loss along one direction (``Oracle.one_sided_slopes``)."""
-
-    forward: float
-    backward: float
-    central: float
-    truncation: float
-    rounding: float
-    step: float
 
 
 @dataclass(frozen=True)
@@ -465,17 +454,12 @@ class Oracle:
         *,
         step: float | None = None,
     ) -> FiniteDifferences:
-        """Forward and backward difference quotients of the loss along the unit direction ``d``.
-
-        ``resolution`` is the smallest slope difference that matters (e.g. |candidate -
-        reference| along d). The step is the smallest for which rounding stays well below it:
-        h = 64 eps (|L| + 1) / resolution (rounding error of a quotient ~ 2 eps |L| / h), at
-        least 1024 eps max(1, |x|) (a step the input can take) and at most 0.1 max(1, |x|). Then forward (L(x + h d) - L(x)) / h and backward (L(x) - L(x - h d)) / h
-        differ by about h |L''| where the loss is smooth, and by the jump in slope where a kink
-        lies within h (a ReLU pre-activation at 0, or within rounding of it): the two quotients
-        side with the reference and the candidate respectively. ``step`` overrides h (e.g.
-        eps^(1/3) max(1, |x|), the usual step for an accurate central difference). ``truncation`` is the change of
-        the central quotient from h to 2h, an estimate of its own error.
+        """Forward and backward difference quotients of the loss along the unit direction ``d``
+        (``_finite_differences``). ``resolution`` is the smallest slope difference that matters
+        (e.g. |candidate - reference| along d): the step is ``step_for``'s, or ``step`` (e.g.
+        eps^(1/3) max(1, |x|), the usual step for an accurate central difference). Forward and
+        backward quotients side with the reference and the candidate respectively where a kink
+        lies within the step.
         """
         if not (math.isfinite(resolution) and resolution > 0):
             resolution = 1e-6
@@ -483,27 +467,10 @@ class Oracle:
         scale = max(
             [1.0] + [float(np.max(np.abs(x), initial=0.0)) for x in tree_util.tree_leaves(diff)]
         )
-        value = float(self._loss_value(args64))
-        eps = float(np.finfo(np.float64).eps)
         if step is None:
-            # Never below 1024 ulp of the largest input: a smaller step leaves x + h d equal to x
-            # in float64 (no step at all), and both quotients would read 0.
-            step = min(
-                max(64 * eps * (abs(value) + 1) / resolution, 1024 * eps * scale), 0.1 * scale
-            )
+            step = step_for(float(self._loss_value(args64)), resolution, scale)
         value, _, _, _, plus, minus, steps, _, _ = self._along(args, d, step)
-        h = steps[1]
-        forward, backward = (plus[1] - value) / h, (value - minus[1]) / h
-        central = (plus[1] - minus[1]) / (2 * h)
-        central2 = (plus[2] - minus[2]) / (2 * steps[2])
-        return FiniteDifferences(
-            float(forward),
-            float(backward),
-            float(central),
-            float(abs(central2 - central)),
-            4 * eps * (abs(value) + 1) / h,
-            h,
-        )
+        return quotients(value, plus[1:], minus[1:], float(steps[1]), float(steps[2]))
 
     def _loss_value(self, args64: tuple[Any, ...]) -> float:
         value, _ = self._run(self._grads, self._grad_fn, args64)

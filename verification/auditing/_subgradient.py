@@ -16,7 +16,7 @@ own, of either sign); the coordinate of one element sees the kink of its own win
 
 from __future__ import annotations
 
-from verification.auditing._oracle import FiniteDifferences
+from verification.auditing._finite_differences import FiniteDifferences
 
 __all__ = ["inside_kink"]
 
