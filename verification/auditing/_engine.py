@@ -177,10 +177,8 @@ def _fill_failure(
     elif failure.kind in ("wrong shape", "wrong dtype") and failure.worst is not None:
         informative = _informative_example(checker, failure.worst, drawn)
         failure.diagnosis = _values_words(failure, checker, [*others, *informative])
-    elif failure.kind == "mismatch" and failure.zero_pattern:
-        failure.diagnosis = (failure.diagnosis or "") + (
-            _mask_words(failure, checker, others) or ""
-        )
+    elif failure.kind == "mismatch" and failure.zero_pattern:  # from the counterexample alone
+        failure.diagnosis = (failure.diagnosis or "") + (_mask_words(failure, checker, []) or "")
     # The words above replace the diagnosis; the kink and memo notes stay with it.
     if failure.kink_note and not (failure.diagnosis or "").startswith(failure.kink_note):
         failure.diagnosis = f"{failure.kink_note}; {failure.diagnosis}"

@@ -84,9 +84,10 @@ def mask_words(
     seen += here
     if seen < 2 - (not here):
         return None
+    where = "this one and inputs near it" + (", and the first failing example" if others else "")
     return (
         f": the pattern of a missing mask (e.g. ReLU's), seen at {seen} of {len(inputs) + 1} "
-        "inputs (this one, inputs near it and the first failing example)"
+        f"inputs ({where})"
     )
 
 
