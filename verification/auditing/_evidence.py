@@ -209,7 +209,13 @@ def batch_doubled(
     that are not differentiated, and of every argument of that length, rows repeated: labels
     stay labels): inputs of another size, made from the counterexample alone, so that its
     reproducer re-checks the same ones."""
-    data = [a for i, a in enumerate(args) if i not in argnums and np.ndim(a) > 0]
+    data = [
+        leaf
+        for i, a in enumerate(args)
+        if i not in argnums
+        for leaf in tree_util.tree_leaves(a)
+        if np.ndim(leaf) > 0
+    ]
     if not data:
         return []
     groups = _groups(args, argnums, names, int(np.shape(data[0])[0]))
