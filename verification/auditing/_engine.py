@@ -173,12 +173,12 @@ def _fill_failure(
     elif failure.kind == "mismatch" and failure.factor is not None and failure.worst is not None:
         # From the counterexample alone (no input only the search has): the reproducer, an
         # audit of that input, names the same factor or none.
-        failure.diagnosis = _factor_words(failure, checker, [])
+        failure.diagnosis = _factor_words(failure, checker)
     elif failure.kind in ("wrong shape", "wrong dtype") and failure.worst is not None:
         informative = _informative_example(checker, failure.worst, drawn)
         failure.diagnosis = _values_words(failure, checker, [*others, *informative])
     elif failure.kind == "mismatch" and failure.zero_pattern:  # from the counterexample alone
-        failure.diagnosis = (failure.diagnosis or "") + (_mask_words(failure, checker, []) or "")
+        failure.diagnosis = (failure.diagnosis or "") + (_mask_words(failure, checker) or "")
     # The words above replace the diagnosis; the kink and memo notes stay with it.
     if failure.kink_note and not (failure.diagnosis or "").startswith(failure.kink_note):
         failure.diagnosis = f"{failure.kink_note}; {failure.diagnosis}"
@@ -233,8 +233,9 @@ def _rng_of(args: tuple[Any, ...]) -> np.random.Generator:
     return np.random.default_rng(crc)
 
 
-def _factor_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ...]]) -> str:
-    """The failure's diagnosis with its constant factor re-checked (``_evidence``)."""
+def _factor_words(failure: Outcome, checker: Checker) -> str:
+    """The failure's diagnosis with its constant factor re-checked (``_evidence``) at inputs
+    made from the counterexample alone."""
     factor, worst = failure.factor or 1.0, failure.worst or 0
     args = failure.args
     leaf = leaf_names(args, checker.argnums, checker.names(args))[worst]
@@ -247,7 +248,6 @@ def _factor_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ..
             checker.argnums,
             checker.names(args),
             rng,
-            others,
         )
     return f"{leaf}: {words}"
 
@@ -309,7 +309,7 @@ def _values_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ..
     )
 
 
-def _mask_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ...]]) -> str | None:
+def _mask_words(failure: Outcome, checker: Checker) -> str | None:
     """ ", a missing mask ..." where the evidence carries it (``_evidence.mask_words``)."""
     worst = failure.worst or 0
     here = failure.got is not None and failure.grad is not None
@@ -317,7 +317,7 @@ def _mask_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ...]
         here = bool(mask_pattern(failure.got[worst], failure.grad[worst]))
     rng = _rng_of(failure.args)
     with np.errstate(all="ignore"):
-        return mask_words(here, _probe(checker, worst), failure.args, checker.argnums, rng, others)
+        return mask_words(here, _probe(checker, worst), failure.args, checker.argnums, rng)
 
 
 def _flaky(failure: Outcome, checker: Checker) -> Outcome:
