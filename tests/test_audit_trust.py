@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -101,6 +102,18 @@ def test_vjp_audit_with_fixed_stride_still_catches_an_overwriting_col2im() -> No
         conv_backward_overwrites, conv_reference, CONV, argnums=(0, 1), max_examples=30, seed=0
     )
     assert report.kind == "mismatch", str(report)
+
+
+def test_vjp_cli_audits_a_convolution_with_fixed_pad_and_stride(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from verification._vjp_cli import main
+
+    here = Path(__file__)
+    argv = [f"{here}:conv_backward", "--reference", f"{here}:conv_reference", "--argnums", "0,1"]
+    shapes = ["--shapes", "x=m,c,5,5 w=k,c,3,3 pad:=1 stride:=2", "--dims", "m=1,2 c=1,2 k=1,2"]
+    assert main([*argv, *shapes, "--max-examples", "10", "--seed", "0"]) == 0, capsys.readouterr()
+    assert capsys.readouterr().out.startswith("PASSED: vjp audit of")
 
 
 # ---------------------------------------------------------------------------------------------
