@@ -13,7 +13,10 @@ never a vector of ones: the sum of a layer's outputs hides every error whose col
 backward does). The counterexample holds the cotangent as its last argument.
 
 A ``torch.autograd.Function`` subclass can be given as ``backward``: it is applied to the
-inputs as tensors and its backward run by ``torch.autograd.grad`` with the drawn cotangent.
+inputs as tensors and its backward run by ``torch.autograd.grad`` with the drawn cotangent, for
+its differentiable float outputs only (an integer output, a support size, gets none; an output
+of the reference that is not a float gets a zero cotangent and no term). Fixed numbers among
+the inputs (``pad:=1 stride:=2``) stay Python numbers everywhere, the output's shape included.
 """
 
 from __future__ import annotations
