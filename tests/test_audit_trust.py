@@ -500,3 +500,18 @@ def test_user_defined_kinks_is_printed_as_an_importable_name() -> None:
     code = report.reproducer()
     assert f"from {__name__} import LEAKY_AT_ZERO as kinks" in code, code
     assert "paste it here" not in code.split("grad_fn")[-1]
+
+
+def test_user_defined_kinks_without_a_name_is_built_again_from_its_aim() -> None:
+    own = Kinks("leaky_relu'(0) = 1 (declared in a function)", RELU.aim)
+    report = audit_vjp(
+        leaky_backward_wrong_at_zero,
+        jax.nn.leaky_relu,
+        named_arrays({"z": ("m", "n")}),
+        kinks=own,
+        seed=0,
+    )
+    code = report.reproducer()
+    assert "paste it here" not in code.split("grad_fn")[-1], code
+    printed = _run_reproducer(code)
+    assert "under the declared convention leaky_relu'(0) = 1 (declared" in printed, printed

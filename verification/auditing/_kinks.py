@@ -156,11 +156,20 @@ def _importable_name(kinks: Kinks) -> tuple[str, str] | None:
 
 def source(kinks: Kinks) -> tuple[str, str]:
     """(a line of Python that defines it, its name) for a reproducer: the import of a built-in
-    declaration or of the user's own from the module that defines it, else a placeholder."""
+    declaration or of the user's own from the module that defines it, else its construction
+    from an importable ``aim``; a placeholder only when neither can be imported."""
     for name, builtin in (("RELU", RELU), ("MLP_RELU", MLP_RELU), ("MAX_TIES", MAX_TIES)):
         if kinks is builtin:
             return f"from verification.auditing import {name}", name
     found = _importable_name(kinks)
     if found is not None:
         return f"from {found[0]} import {found[1]} as kinks", "kinks"
+    module = getattr(kinks.aim, "__module__", None) or "__main__"
+    qualname = getattr(kinks.aim, "__qualname__", "<unknown>")
+    if module != "__main__" and "<" not in qualname and "." not in qualname:
+        return (
+            f"from verification.auditing import Kinks; from {module} import {qualname} as aim; "
+            f"kinks = Kinks({kinks.convention!r}, aim)",
+            "kinks",
+        )
     return "kinks = ...  # your Kinks declaration: paste it here", "kinks"
