@@ -306,8 +306,14 @@ BUGS: dict[str, Bug] = {
     "in-place update of an input": Bug(
         mlp_in_place, reference.mlp_loss, mlp_problems, "mutated its input", "args[2]"
     ),
+    # Its first result is all 0 on the zoo's first input (a zero network): then a memo cannot
+    # be told from a constant output, and the audit says only what it saw.
     "memoised first result": Bug(
-        mlp_memoised, reference.mlp_loss, mlp_problems, "mismatch|wrong shape", "memoised"
+        mlp_memoised,
+        reference.mlp_loss,
+        mlp_problems,
+        "mismatch|wrong shape",
+        "memoised|the same output at every input",
     ),
 }
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import NDArray
 
-from verification.auditing import audit, named_arrays
+from verification.auditing import RELU, audit, named_arrays
 
 Array = NDArray[Any]
 
@@ -38,6 +38,7 @@ SIGNATURES: dict[str, str] = {
     r"|came back as int\d+.*values right, only the dtype",
     "float32 inside": r"float32's rounding level",
     "overflow": r"warned of an overflow",
+    "memoised": r"memoised or cached",
 }
 """Signature -> the words that name it in a diagnosis."""
 
@@ -61,6 +62,8 @@ class Case:
     bounds: tuple[float, ...] = (3.0,)
     known_wrong: str = ""
     """Why the audit is known to name a wrong cause here (a limitation, kept in the score)."""
+    kinks: Any = None
+    """A ``Kinks`` declaration for the audit (None: none)."""
 
 
 # -- losses (JAX, library functions) and candidates (numpy) ---------------------------------
@@ -285,6 +288,41 @@ def off_by_a_thousandth(x: Array, w: Array) -> Array:
     return _tanh_grad(x, w) * (1 + 1e-3 * np.tanh(w))
 
 
+def shifted_tanh_loss(x: Any) -> Any:
+    return jnp.sum(jnp.tanh(x + 1.0))
+
+
+_MEMO: dict[tuple[int, ...], Array] = {}
+
+
+def memoised_per_shape(x: Array) -> Array:
+    """Caches the first result for each shape and returns it for every later input of it."""
+    if x.shape not in _MEMO:
+        _MEMO[x.shape] = 1 - np.tanh(x + 1.0) ** 2
+    return _MEMO[x.shape]
+
+
+def unfinished_dx(x: Array, w: Array) -> Array:
+    """``dx = zeros`` left where the formula belongs: the same output at every input."""
+    return np.zeros_like(x)
+
+
+def round_loss(x: Any, c: Any) -> Any:
+    return jnp.sum(c * jnp.round(x))
+
+
+def straight_through(x: Array, c: Array) -> Array:
+    """A straight-through estimator: round's gradient taken as c (the reference's is 0)."""
+    return np.array(c, copy=True)
+
+
+def leaky_slope_at_kink(x: Array, w: Array) -> Array:
+    """leaky_relu'(0) = 0.01 where jax.nn.leaky_relu takes 1: wrong at the kink only."""
+    z = x @ w
+    out: Array = x.T @ np.where(z > 0, 1.0, 0.01) / x.shape[0]
+    return out
+
+
 def ce_loss(z: Any, y: Any) -> Any:
     return -jnp.sum(y * jax.nn.log_softmax(z, axis=1)) / z.shape[0]
 
@@ -478,6 +516,16 @@ CASES: dict[str, Case] = {
         S({"overflow"}),
         bounds=(1000.0,),
     ),
+    "memoised first result": Case(
+        memoised_per_shape, shifted_tanh_loss, {"x": "m,n"}, 0, S({"memoised"})
+    ),
+    "unfinished dx = zeros": Case(unfinished_dx, tanh_loss, XW, 0, S(), S({"memoised"})),
+    "straight-through estimator": Case(
+        straight_through, round_loss, {"x": "m,n", "c": "m,n"}, 0, S(), S({"memoised"})
+    ),
+    "leaky ReLU slope at the kink, convention declared": Case(
+        leaky_slope_at_kink, leaky_loss, XW, 1, S(), S({"constant factor"}), kinks=RELU
+    ),
     "inf from a division by zero": Case(
         ce_divide_by_zero,
         ce_loss,
@@ -501,6 +549,7 @@ def run(case: Case, seed: int = 0, max_examples: int = 60) -> str:
         max_examples=max_examples,
         seed=seed,
         arg_names=list(case.spec),
+        kinks=case.kinks,
     )
     return "" if report.passed else str(report.diagnosis)
 

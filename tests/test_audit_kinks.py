@@ -209,5 +209,7 @@ def test_the_reproducer_declares_the_same_convention() -> None:
     assert "kinks=RELU))" in vjp.reproducer()
     own = Kinks("my convention", RELU.aim)
     mine = audit_vjp(relu_backward_one_at_zero, reference.relu, Z, kinks=own, seed=0)
-    assert "kinks = ...  # your Kinks declaration: paste it here" in mine.reproducer()
+    code = mine.reproducer()  # built again from its importable aim, never a placeholder
+    assert "kinks = Kinks('my convention', aim)" in code
+    assert "from verification.auditing._kinks import _zeros as aim" in code
     assert "under the declared convention my convention" in (mine.diagnosis or "")

@@ -41,6 +41,7 @@ from verification.auditing._oracle import Oracle, OracleRefusedError, SecondOpin
 from verification.auditing._outcome import Outcome, Tally
 from verification.auditing._report import leaf_lines
 from verification.auditing._reproducer import offending_elements
+from verification.auditing._subgradient import inside_kink
 from verification.auditing._tolerance import leaf_tolerances
 from verification.auditing._trees import (
     copy_leaves,
@@ -72,6 +73,7 @@ class ToleranceRule(Protocol):
         grad_perturbed: Sequence[np.ndarray[Any, Any]] | None = None,
         *,
         secant: float = 0.0,
+        summed: float = 0.0,
         terms: int,
         rtol: float | None = None,
         atol: float | None = None,
@@ -266,6 +268,7 @@ class Checker:
                 opinion.grad32,
                 opinion.grad_perturbed,
                 secant=opinion.secant,
+                summed=opinion.summed,
                 terms=terms,
                 rtol=policy.rtol,
                 atol=policy.atol,
@@ -367,13 +370,19 @@ class Checker:
             and fd.truncation <= norm / 8
             and fd.rounding <= norm / 8
         )
-        if not confirmed and self.policy.kinks is not None and at_kink(fd, ref_d, norm):
-            outcome.diagnosis = (
+        # A candidate between one-sided slopes that disagree is a valid subgradient.
+        kink = inside_kink(fd, ref_d + norm, norm) or (
+            confirmed and self._worst_inside_kink(args, cand, grad, outcome.worst or 0)
+        )
+        confirmed = confirmed and not kink
+        if not confirmed and self.policy.kinks is not None and (kink or at_kink(fd, ref_d, norm)):
+            outcome.kink_note = (
                 f"at a kink, under the declared convention {self.policy.kinks} (one-sided finite "
                 f"differences {fd.forward:.6g} and {fd.backward:.6g}: no derivative here, so the "
                 f"reference's {ref_d:.6g} is the convention; the candidate gives {ref_d + norm:.6g}"
-                f"); {outcome.diagnosis}"
+                ")"
             )
+            outcome.diagnosis = f"{outcome.kink_note}; {outcome.diagnosis}"
             return outcome
         if not confirmed:
             outcome.kind, outcome.uncertain = None, True
@@ -383,4 +392,28 @@ class Checker:
                 f"step {fd.step:.2g}) do not confirm the reference ({ref_d:.6g}); the candidate "
                 f"gives {ref_d + norm:.6g}"
             )
+            if kink:
+                outcome.diagnosis += (
+                    "; a kink: the candidate's slope lies between one-sided slopes that "
+                    "disagree (a valid subgradient; declare a Kinks convention to judge it)"
+                )
         return outcome
+
+    def _worst_inside_kink(
+        self,
+        args: tuple[Any, ...],
+        cand: Sequence[np.ndarray[Any, Any]],
+        grad: Sequence[np.ndarray[Any, Any]],
+        leaf: int,
+    ) -> bool:
+        """``inside_kink`` along the coordinate of the worst element of leaf ``leaf`` alone
+        (``_subgradient``: kinks of many elements can cancel along the difference)."""
+        error = np.abs(cand[leaf] - grad[leaf])
+        flat = int(np.argmax(error))
+        resolution = float(error.ravel()[flat])
+        if not (math.isfinite(resolution) and resolution > 0):
+            return False
+        e = [np.zeros(np.shape(g)) for g in grad]
+        e[leaf].ravel()[flat] = 1.0
+        fd = self.oracle.one_sided_slopes(args, e, resolution)
+        return inside_kink(fd, float(cand[leaf].ravel()[flat]), resolution)

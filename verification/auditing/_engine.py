@@ -11,6 +11,7 @@ import math
 import random
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -78,7 +79,9 @@ def run_audit(
     the comparison; ``argnums_shown`` is how the report spells ``argnums``; ``kinks`` aims the
     strategy at declared kinks (``_kinks``); ``stages`` and ``intermediates`` locate the stage
     of a failure (``_stages``)."""
-    seed = random.SystemRandom().randrange(2**32) if seed is None else seed
+    concrete = not isinstance(args, st.SearchStrategy)
+    if seed is None:  # one given input: the same verdict and words at every run
+        seed = 0 if concrete else random.SystemRandom().randrange(2**32)
     chain = None if stages is None else resolve_stages(stages)
     if (chain is None) != (intermediates is None):
         raise AuditSpecError("stages and intermediates go together: give both or neither")
@@ -127,6 +130,7 @@ def run_audit(
         low_precision=tally.low_precision,
         arg_names=list(arg_names) if arg_names else [],
         replayed=len(replay),
+        concrete=concrete,
     )
     first = tally.first_failure
     if failure is not None and first is not None and first <= len(replay):
@@ -138,14 +142,14 @@ def run_audit(
             report.reproducer_calls = [
                 "from verification import audit",
                 line,
-                "print(grad_fn(*args))",
-                f"print(audit(grad_fn, loss_fn, args, argnums={report.argnums!r}, kinks={name}))",
+                "print(grad_fn(*copy.deepcopy(args)))",
+                f"print(audit(grad_fn, loss_fn, args{report.call_options()}, kinks={name}))",
             ]
-        # Values that are wrong, not a guard's failure; and not a stale result (the memo note
-        # of ``_guards.note_memoised``), which is no stage's fault.
+        # Values that are wrong, not a guard's failure; and not a result repeated from an
+        # earlier input (the notes of ``_guards.note_memoised``), which is no stage's fault.
         args_found = report.counterexample
         located = report.kind in ("mismatch", "wrong shape") and bool(args_found)
-        located = located and "memoised" not in (report.diagnosis or "")
+        located = located and "returned exactly what it returned" not in (report.diagnosis or "")
         if chain is not None and intermediates is not None and args_found and located:
             report.stage = str(
                 locate_stage(
@@ -175,15 +179,19 @@ def _fill_failure(
     if failure.kind == "flaky":
         failure = _flaky(failure, checker)
     elif failure.kind == "mismatch" and failure.factor is not None and failure.worst is not None:
-        informative = _informative_example(checker, failure.worst, drawn)
-        failure.diagnosis = _factor_words(failure, checker, [*others, *informative])
+        # From the counterexample alone (no input only the search has): the reproducer, an
+        # audit of that input, names the same factor or none.
+        failure.diagnosis = _factor_words(failure, checker)
     elif failure.kind in ("wrong shape", "wrong dtype") and failure.worst is not None:
         informative = _informative_example(checker, failure.worst, drawn)
         failure.diagnosis = _values_words(failure, checker, [*others, *informative])
-    elif failure.kind == "mismatch" and failure.zero_pattern:
-        failure.diagnosis = (failure.diagnosis or "") + (
-            _mask_words(failure, checker, others) or ""
-        )
+    elif failure.kind == "mismatch" and failure.zero_pattern:  # from the counterexample alone
+        failure.diagnosis = (failure.diagnosis or "") + (_mask_words(failure, checker) or "")
+    # The words above replace the diagnosis; the kink and memo notes stay with it.
+    if failure.kink_note and not (failure.diagnosis or "").startswith(failure.kink_note):
+        failure.diagnosis = f"{failure.kink_note}; {failure.diagnosis}"
+    if failure.memo_note and not (failure.diagnosis or "").endswith(failure.memo_note):
+        failure.diagnosis = f"{failure.diagnosis}{failure.memo_note}"
     report.kind = failure.kind
     report.counterexample = failure.args or None
     report.shrink_steps = tally.examples - (tally.first_failure or tally.examples)
@@ -224,12 +232,22 @@ def _probe(checker: Checker, leaf: int) -> Probe:
     return probe
 
 
-def _factor_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ...]]) -> str:
-    """The failure's diagnosis with its constant factor re-checked (``_evidence``)."""
+def _rng_of(args: tuple[Any, ...]) -> np.random.Generator:
+    """Randomness drawn from the counterexample itself, not the search's seed: its reproducer
+    (the audit of that input alone) re-checks it at the same inputs and says the same words."""
+    crc = 0
+    for leaf in tree_util.tree_leaves(args):
+        crc = zlib.crc32(np.ascontiguousarray(leaf).tobytes(), crc)
+    return np.random.default_rng(crc)
+
+
+def _factor_words(failure: Outcome, checker: Checker) -> str:
+    """The failure's diagnosis with its constant factor re-checked (``_evidence``) at inputs
+    made from the counterexample alone."""
     factor, worst = failure.factor or 1.0, failure.worst or 0
     args = failure.args
     leaf = leaf_names(args, checker.argnums, checker.names(args))[worst]
-    rng = np.random.default_rng(checker.seed)
+    rng = _rng_of(failure.args)
     with np.errstate(all="ignore"):
         words = name_factor(
             factor,
@@ -238,7 +256,6 @@ def _factor_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ..
             checker.argnums,
             checker.names(args),
             rng,
-            others,
         )
     return f"{leaf}: {words}"
 
@@ -285,7 +302,7 @@ def _values_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ..
     if "values right" in text or "values are right" in text or "returned None" in text:
         return text
     worst = failure.worst or 0
-    rng = np.random.default_rng(checker.seed)
+    rng = _rng_of(failure.args)
     with np.errstate(all="ignore"):
         right = values_right_elsewhere(
             _probe(checker, worst), failure.args, checker.argnums, rng, others
@@ -300,15 +317,15 @@ def _values_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ..
     )
 
 
-def _mask_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ...]]) -> str | None:
+def _mask_words(failure: Outcome, checker: Checker) -> str | None:
     """ ", a missing mask ..." where the evidence carries it (``_evidence.mask_words``)."""
     worst = failure.worst or 0
     here = failure.got is not None and failure.grad is not None
     if failure.got is not None and failure.grad is not None:
         here = bool(mask_pattern(failure.got[worst], failure.grad[worst]))
-    rng = np.random.default_rng(checker.seed)
+    rng = _rng_of(failure.args)
     with np.errstate(all="ignore"):
-        return mask_words(here, _probe(checker, worst), failure.args, checker.argnums, rng, others)
+        return mask_words(here, _probe(checker, worst), failure.args, checker.argnums, rng)
 
 
 def _flaky(failure: Outcome, checker: Checker) -> Outcome:

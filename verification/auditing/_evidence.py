@@ -30,7 +30,14 @@ from jax import tree_util
 
 from verification.auditing._diagnose import informative_factor, mask_pattern
 
-__all__ = ["Probe", "mask_words", "name_factor", "values_right_elsewhere", "variants"]
+__all__ = [
+    "Probe",
+    "batch_doubled",
+    "mask_words",
+    "name_factor",
+    "values_right_elsewhere",
+    "variants",
+]
 
 Probe = Callable[[tuple[Any, ...]], tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None]
 """args -> (candidate leaf, reference leaf) at those args, or None if either cannot be had
@@ -77,9 +84,10 @@ def mask_words(
     seen += here
     if seen < 2 - (not here):
         return None
+    where = "this one and inputs near it" + (", and the first failing example" if others else "")
     return (
         f": the pattern of a missing mask (e.g. ReLU's), seen at {seen} of {len(inputs) + 1} "
-        "inputs (this one, inputs near it and the first failing example)"
+        f"inputs ({where})"
     )
 
 
@@ -110,9 +118,8 @@ def variants(
     args: tuple[Any, ...], argnums: Sequence[int], rng: np.random.Generator, *, bigger: bool
 ) -> list[tuple[Any, ...]]:
     """Other inputs to re-check a signature at: one mild and five strong perturbations of the
-    counterexample first, then (``bigger``) two strong perturbations of it with every axis doubled
-    four strong perturbations of it with every axis doubled (more elements, so that a
-    pattern has room to show)."""
+    counterexample first, then (``bigger``) eight strong perturbations of it with every axis
+    doubled (more elements, so that a pattern has room to show)."""
     leaves, treedef = tree_util.tree_flatten(args)
     tiled = [
         np.tile(x, (2,) * x.ndim) if isinstance(x, np.ndarray) and x.ndim else x for x in leaves
@@ -124,7 +131,9 @@ def variants(
     ]
     if not bigger:
         return same_size
-    return [*same_size, *(_perturbed(doubled, argnums, rng, strong=True) for _ in range(4))]
+    # Eight: a pattern that each shows with probability 1/2 (a column of mixed signs) is
+    # missed with probability 1/256, not 1/16.
+    return [*same_size, *(_perturbed(doubled, argnums, rng, strong=True) for _ in range(8))]
 
 
 def values_right_elsewhere(
@@ -193,6 +202,29 @@ def _doubled(args: tuple[Any, ...], group: list[tuple[int, int]]) -> tuple[Any, 
     return rebuilt
 
 
+def batch_doubled(
+    args: tuple[Any, ...], argnums: Sequence[int], names: Sequence[str], rng: np.random.Generator
+) -> list[tuple[Any, ...]]:
+    """Two strong perturbations of ``args`` with the batch doubled (axis 0 of the arguments
+    that are not differentiated, and of every argument of that length, rows repeated: labels
+    stay labels): inputs of another size, made from the counterexample alone, so that its
+    reproducer re-checks the same ones."""
+    data = [
+        leaf
+        for i, a in enumerate(args)
+        if i not in argnums
+        for leaf in tree_util.tree_leaves(a)
+        if np.ndim(leaf) > 0
+    ]
+    if not data:
+        return []
+    groups = _groups(args, argnums, names, int(np.shape(data[0])[0]))
+    if not groups:
+        return []
+    doubled = _doubled(args, groups[0][1])
+    return [_perturbed(doubled, argnums, rng, strong=True) for _ in range(2)]
+
+
 def name_factor(
     c: float,
     probe: Probe,
@@ -203,9 +235,11 @@ def name_factor(
     others: Sequence[tuple[Any, ...]] = (),
 ) -> str:
     """The words for a factor ``c`` seen on ``args``, after the re-checks of the module
-    docstring (``probe`` evaluates candidate and reference at new arguments)."""
+    docstring (``probe`` evaluates candidate and reference at new arguments). ``others``
+    (inputs of other sizes) default to ``batch_doubled``'s: from ``args`` alone."""
     agree = 0
     same_size = variants(args, argnums, rng, bigger=False)
+    others = list(others) or batch_doubled(args, argnums, names, rng)
     # Near inputs at the same size must show the same factor; inputs drawn by the search
     # (``others``: other sizes, in the user's domain) must show a factor (it may follow a
     # dimension). Doubled variants are not used: tiling breaks labels (a one-hot row twice).

@@ -22,6 +22,7 @@ import numpy as np
 from jax import tree_util
 
 from verification.auditing._diagnose import shape_words
+from verification.auditing._errors import AuditSpecError
 from verification.auditing._outcome import Outcome, Tally
 from verification.auditing._repeat import Spread, spread
 from verification.auditing._trees import copy_leaves, none_leaf, pristine, same
@@ -71,6 +72,8 @@ def run_candidate(
     start = time.perf_counter()
     try:
         first = call_recording_warnings(grad_fn, args, outcome)
+    except AuditSpecError:
+        raise  # the audit's own adapter (``_vjp``) cannot call the candidate: not its fault
     except Exception:
         outcome.kind, outcome.traceback = "raised", traceback.format_exc()
         outcome.diagnosis = "the candidate raised an exception (traceback below)"
@@ -191,12 +194,35 @@ def note_memoised(
     outcome: Outcome, result_leaves: list[Any], inputs: list[Any], tally: Tally
 ) -> None:
     """Add a note to a failing ``outcome`` whose result is exactly the first example's result
-    for a different input."""
-    memoised = same(result_leaves, tally.first_output or []) and not same(
-        inputs, tally.first_input or []
-    )
-    if outcome.kind is not None and memoised:
-        outcome.diagnosis = (outcome.diagnosis or "") + (
+    for a different input. A memo is named only with evidence of state: the repeated result
+    was right, and not all 0, for the input it was first returned for (then it is stale here).
+    Wrong there too (or 0), and the same at every input so far, it is a result that does not
+    depend on the input (an unfinished ``dx = zeros``, a straight-through estimator's ones),
+    said as such; where other outputs differed, two equal results are a coincidence: no note."""
+    if tally.first_passed is None and same(inputs, tally.first_input or []):
+        # Right and not all 0: a result of zeros is right wherever the reference is 0 too.
+        informative = any(np.any(np.asarray(x) != 0) for x in tally.first_output or [])
+        tally.first_passed = outcome.kind is None and not outcome.uncertain and informative
+    first = tally.first_output or []
+    repeated = same(result_leaves, first)
+    comparable = [np.shape(x) for x in result_leaves] == [np.shape(x) for x in first]
+    tally.outputs_varied = tally.outputs_varied or (comparable and not repeated)
+    memoised = repeated and not same(inputs, tally.first_input or [])
+    if outcome.kind is None or not memoised:
+        return
+    if not tally.first_passed and tally.outputs_varied:
+        return  # two equal results (zeros, often) among others that differ: a coincidence
+    if tally.first_passed:
+        words = (
             "; the candidate returned exactly what it returned for an earlier, different "
-            "input (a memoised or cached first result?)"
+            "input, where that result was right: a memoised or cached first result (state "
+            "kept between calls)"
         )
+    else:
+        words = (
+            "; the candidate returned exactly what it returned for an earlier, different "
+            "input, where it was wrong too: the same output at every input of these shapes (a "
+            "result that does not depend on the input)"
+        )
+    outcome.memo_note = words
+    outcome.diagnosis = (outcome.diagnosis or "") + words

@@ -21,6 +21,7 @@ Without a declaration nothing changes.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -140,10 +141,38 @@ def at_kink(fd: FiniteDifferences, reference: float, resolution: float) -> bool:
     return reliable and off > resolution / 4
 
 
+def _importable_name(kinks: Kinks) -> tuple[str, str] | None:
+    """(module, name) of a module-level variable bound to ``kinks``: the module of its ``aim``
+    first, then every imported module; None if there is none (or only in ``__main__``)."""
+    first = getattr(kinks.aim, "__module__", None)
+    modules = [first] if first else []
+    modules += [m for m in list(sys.modules) if m != first]
+    for module_name in modules:
+        module = sys.modules.get(module_name)
+        if module is None or module_name == "__main__":
+            continue
+        for name, value in list(vars(module).items()):
+            if value is kinks and not name.startswith("_"):
+                return module_name, name
+    return None
+
+
 def source(kinks: Kinks) -> tuple[str, str]:
     """(a line of Python that defines it, its name) for a reproducer: the import of a built-in
-    declaration, or a placeholder for the user's own."""
+    declaration or of the user's own from the module that defines it, else its construction
+    from an importable ``aim``; a placeholder only when neither can be imported."""
     for name, builtin in (("RELU", RELU), ("MLP_RELU", MLP_RELU), ("MAX_TIES", MAX_TIES)):
         if kinks is builtin:
             return f"from verification.auditing import {name}", name
+    found = _importable_name(kinks)
+    if found is not None:
+        return f"from {found[0]} import {found[1]} as kinks", "kinks"
+    module = getattr(kinks.aim, "__module__", None) or "__main__"
+    qualname = getattr(kinks.aim, "__qualname__", "<unknown>")
+    if module != "__main__" and "<" not in qualname and "." not in qualname:
+        return (
+            f"from verification.auditing import Kinks; from {module} import {qualname} as aim; "
+            f"kinks = Kinks({kinks.convention!r}, aim)",
+            "kinks",
+        )
     return "kinks = ...  # your Kinks declaration: paste it here", "kinks"

@@ -37,6 +37,8 @@ import numpy as np
 from jax import tree_util
 
 import verification.reference  # noqa: F401  (turns on 64-bit JAX, as every reference needs)
+from verification.auditing._cancellation import summed_terms
+from verification.auditing._finite_differences import FiniteDifferences, quotients, step_for
 from verification.auditing._lowprec import is_float
 
 __all__ = [
@@ -90,18 +92,6 @@ def environment() -> Environment:
 
 
 @dataclass(frozen=True)
-class FiniteDifferences:
-    """Difference quotients of the loss along one direction (``Oracle.one_sided_slopes``)."""
-
-    forward: float
-    backward: float
-    central: float
-    truncation: float
-    rounding: float
-    step: float
-
-
-@dataclass(frozen=True)
 class SecondOpinion:
     """What the oracle adds where the candidate fails the first comparison.
 
@@ -113,6 +103,8 @@ class SecondOpinion:
     secant : the largest of |L(x +- s v) - L(x)| / s (s = max(1, |x|)) and the slopes
         |L(x) - L(t x)| / ((1 - t) |x|) towards the origin (t = 0, 1/2), over the
         differentiated arguments x: the size of the gradient "around here".
+    summed : the largest term the reference's backward pass sums (``_cancellation``): what
+        cancels where the gradient is a small difference of large terms.
     """
 
     grad32: list[np.ndarray[Any, np.dtype[np.float64]]]
@@ -120,6 +112,7 @@ class SecondOpinion:
     grad_dot_v: float
     jvp: float
     secant: float
+    summed: float = 0.0
 
 
 def spread(g: np.ndarray[Any, Any], other: np.ndarray[Any, Any] | None) -> float:
@@ -253,13 +246,32 @@ class Oracle:
         self, args: tuple[Any, ...], v: tuple[Any, ...], steps: jax.Array, noise: tuple[Any, ...]
     ) -> tuple[Any, ...]:
         """(loss, jvp along v, float32 gradient, gradients at args * (1 +- noise), losses at
-        x + h v for h in steps and -steps, losses at 0 x and x / 2)."""
+        x + h v for h in steps and -steps, losses at 0 x and x / 2, the largest term the
+        backward pass sums)."""
+        return self._second(args, v, steps, noise, forward=True)
+
+    def _second_fn_reverse(
+        self, args: tuple[Any, ...], v: tuple[Any, ...], steps: jax.Array, noise: tuple[Any, ...]
+    ) -> tuple[Any, ...]:
+        """``_second_fn`` without forward mode (jvp NaN), for a loss with custom_vjp rules: a
+        function of its own, since ``jax.jit`` caches its trace per function object."""
+        return self._second(args, v, steps, noise, forward=False)
+
+    def _second(
+        self,
+        args: tuple[Any, ...],
+        v: tuple[Any, ...],
+        steps: jax.Array,
+        noise: tuple[Any, ...],
+        *,
+        forward: bool,
+    ) -> tuple[Any, ...]:
         diff = tuple(args[i] for i in self.argnums)
 
         def loss(d: tuple[Any, ...]) -> jax.Array:
             return self._loss_at(args, d)
 
-        if self.forward_mode:
+        if forward:
             value, jvp = jax.jvp(loss, (diff,), (v,))
         else:  # a loss with custom_vjp rules has no forward mode: no opinion from it
             value, jvp = loss(diff), jnp.asarray(jnp.nan)
@@ -280,7 +292,8 @@ class Oracle:
         toward_origin = jnp.stack(
             [loss(tree_util.tree_map(lambda a, t=t: t * a, diff)) for t in (0.0, 0.5)]
         )
-        return value, jvp, grad32, grad_shaken, moved, toward_origin
+        summed = summed_terms(loss, diff)
+        return value, jvp, grad32, grad_shaken, moved, toward_origin, summed
 
     # -- compilation -------------------------------------------------------------------
     def _compile(self, fn: Callable[..., Any], *example: Any) -> Any:
@@ -376,16 +389,21 @@ class Oracle:
             args64,
         )
         try:
-            value, jvp, grad32, shaken, moved, toward_origin = self._run(
-                self._seconds, self._second_fn, args64, v_tree, steps, noise
+            value, jvp, grad32, shaken, moved, toward_origin, summed = self._run(
+                self._seconds,
+                self._second_fn if self.forward_mode else self._second_fn_reverse,
+                args64,
+                v_tree,
+                steps,
+                noise,
             )
         except TypeError:
             if not self.forward_mode:
                 raise
             self.forward_mode = False
             self._seconds.clear()
-            value, jvp, grad32, shaken, moved, toward_origin = self._run(
-                self._seconds, self._second_fn, args64, v_tree, steps, noise
+            value, jvp, grad32, shaken, moved, toward_origin, summed = self._run(
+                self._seconds, self._second_fn_reverse, args64, v_tree, steps, noise
             )
         n = steps.size
         norm = math.sqrt(sum(float(np.vdot(x, x)) for x in diff_leaves))
@@ -403,6 +421,7 @@ class Oracle:
             moved[n:],
             steps,
             origin_slopes,
+            float(summed),
         )
 
     def second_opinion(
@@ -414,7 +433,9 @@ class Oracle:
     ) -> SecondOpinion:
         """Forward mode along the unit direction ``v``, the float32 gradient, the gradient at a
         randomly perturbed input (``rng``) and secant slopes (see ``SecondOpinion``)."""
-        value, jvp, grad32, shaken, plus, minus, steps, origin = self._along(args, v, 1e-6, rng)
+        value, jvp, grad32, shaken, plus, minus, steps, origin, summed = self._along(
+            args, v, 1e-6, rng
+        )
         secants = [abs(float(x[0]) - value) / steps[0] for x in (plus, minus)] + origin
         return SecondOpinion(
             grad32=[np.asarray(g, dtype=np.float64) for g in tree_util.tree_leaves(grad32)],
@@ -422,6 +443,7 @@ class Oracle:
             grad_dot_v=float(sum(np.vdot(g, d) for g, d in zip(grad, v, strict=True))),
             jvp=jvp,
             secant=max([s for s in secants if math.isfinite(s)], default=0.0),
+            summed=summed if math.isfinite(summed) else 0.0,
         )
 
     def one_sided_slopes(
@@ -432,17 +454,12 @@ class Oracle:
         *,
         step: float | None = None,
     ) -> FiniteDifferences:
-        """Forward and backward difference quotients of the loss along the unit direction ``d``.
-
-        ``resolution`` is the smallest slope difference that matters (e.g. |candidate -
-        reference| along d). The step is the smallest for which rounding stays well below it:
-        h = 64 eps (|L| + 1) / resolution (rounding error of a quotient ~ 2 eps |L| / h), at
-        least 1024 eps max(1, |x|) (a step the input can take) and at most 0.1 max(1, |x|). Then forward (L(x + h d) - L(x)) / h and backward (L(x) - L(x - h d)) / h
-        differ by about h |L''| where the loss is smooth, and by the jump in slope where a kink
-        lies within h (a ReLU pre-activation at 0, or within rounding of it): the two quotients
-        side with the reference and the candidate respectively. ``step`` overrides h (e.g.
-        eps^(1/3) max(1, |x|), the usual step for an accurate central difference). ``truncation`` is the change of
-        the central quotient from h to 2h, an estimate of its own error.
+        """Forward and backward difference quotients of the loss along the unit direction ``d``
+        (``_finite_differences``). ``resolution`` is the smallest slope difference that matters
+        (e.g. |candidate - reference| along d): the step is ``step_for``'s, or ``step`` (e.g.
+        eps^(1/3) max(1, |x|), the usual step for an accurate central difference). Forward and
+        backward quotients side with the reference and the candidate respectively where a kink
+        lies within the step.
         """
         if not (math.isfinite(resolution) and resolution > 0):
             resolution = 1e-6
@@ -450,27 +467,10 @@ class Oracle:
         scale = max(
             [1.0] + [float(np.max(np.abs(x), initial=0.0)) for x in tree_util.tree_leaves(diff)]
         )
-        value = float(self._loss_value(args64))
-        eps = float(np.finfo(np.float64).eps)
         if step is None:
-            # Never below 1024 ulp of the largest input: a smaller step leaves x + h d equal to x
-            # in float64 (no step at all), and both quotients would read 0.
-            step = min(
-                max(64 * eps * (abs(value) + 1) / resolution, 1024 * eps * scale), 0.1 * scale
-            )
-        value, _, _, _, plus, minus, steps, _ = self._along(args, d, step)
-        h = steps[1]
-        forward, backward = (plus[1] - value) / h, (value - minus[1]) / h
-        central = (plus[1] - minus[1]) / (2 * h)
-        central2 = (plus[2] - minus[2]) / (2 * steps[2])
-        return FiniteDifferences(
-            float(forward),
-            float(backward),
-            float(central),
-            float(abs(central2 - central)),
-            4 * eps * (abs(value) + 1) / h,
-            h,
-        )
+            step = step_for(float(self._loss_value(args64)), resolution, scale)
+        value, _, _, _, plus, minus, steps, _, _ = self._along(args, d, step)
+        return quotients(value, plus[1:], minus[1:], float(steps[1]), float(steps[2]))
 
     def _loss_value(self, args64: tuple[Any, ...]) -> float:
         value, _ = self._run(self._grads, self._grad_fn, args64)

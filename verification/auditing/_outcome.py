@@ -42,6 +42,10 @@ class Outcome:
     low_precision: list[str] = field(default_factory=list)
     low_rank: tuple[float, float] = (0.0, 0.0)
     offending: list[str] = field(default_factory=list)
+    kink_note: str | None = None
+    """ "at a kink, under the declared convention ..." (``_check``), kept before any diagnosis."""
+    memo_note: str | None = None
+    """ "; the candidate returned exactly what ..." (``_guards.note_memoised``), kept after it."""
 
 
 @dataclass
@@ -59,6 +63,10 @@ class Tally:
     max_scaled: float = 0.0
     first_output: list[np.ndarray[Any, Any]] | None = None
     first_input: list[np.ndarray[Any, Any]] | None = None
+    first_passed: bool | None = None
+    outputs_varied: bool = False
+    """Whether some result of the same shapes differed from ``first_output``."""
+    """Whether ``first_output`` was right for ``first_input`` (None: not judged yet)."""
     uncertain_notes: list[str] = field(default_factory=list)
     low_rank: tuple[float, float] = (-1.0, 0.0)
     low_precision: list[str] = field(default_factory=list)

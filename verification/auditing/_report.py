@@ -90,6 +90,7 @@ class AuditReport:
         (``replay=``), and the index of the one that failed again (None: none did).
     title, reproducer_calls : set by other kinds of audit (``audit_vjp``): the report's first
         line after the verdict, and the reproducer's lines after ``args = ...``.
+    concrete : the audit was given one input (a tuple), not a strategy: no seed is printed.
     """
 
     passed: bool
@@ -131,6 +132,8 @@ class AuditReport:
     reproducer_calls: list[str] = field(default_factory=list)
     replayed: int = 0
     replay_failed: int | None = None
+    concrete: bool = False
+    """The audit checked one given input (no search: no seed to print)."""
 
     @property
     def verdict(self) -> str:
@@ -147,11 +150,19 @@ class AuditReport:
         """(elements, nonzero elements) of the counterexample, (0, 0) if none."""
         return count_elements(self.counterexample) if self.counterexample is not None else (0, 0)
 
+    def call_options(self, names: Sequence[str] | None = None) -> str:
+        """``, argnums=..., arg_names=[...]`` for the reproducer's audit call (``names``: the
+        argument names to give, default the report's), so that it names what the report named."""
+        names = self.arg_names if names is None else names
+        options = f", argnums={self.argnums!r}"
+        return options + (f", arg_names={list(names)!r}" if names else "")
+
     def reproducer(self) -> str:
-        """Python code that re-runs the candidate and the audit on the counterexample."""
+        """Python code that re-runs the candidate and the audit on the counterexample; the
+        candidate is called on a copy (it may change its input: the audit must see it intact)."""
         if self.counterexample is None:
             return ""
-        imports = {"import numpy as np"}
+        imports = {"import numpy as np", "import copy"}
         if not self.reproducer_calls:
             imports.add("from verification import audit")
         _namedtuple_imports(self.counterexample, imports)
@@ -167,11 +178,14 @@ class AuditReport:
         if self.reproducer_calls:  # another kind of audit (audit_vjp) or declared kinks
             lines += self.reproducer_calls
         elif self.kind == "nondeterministic":
-            lines += ["print(grad_fn(*args))", "print(grad_fn(*args))  # the same input again"]
+            lines += [
+                "print(grad_fn(*copy.deepcopy(args)))",
+                "print(grad_fn(*copy.deepcopy(args)))  # the same input again",
+            ]
         else:
             lines += [
-                "print(grad_fn(*args))",
-                f"print(audit(grad_fn, loss_fn, args, argnums={self.argnums!r}))",
+                "print(grad_fn(*copy.deepcopy(args)))",
+                f"print(audit(grad_fn, loss_fn, args{self.call_options()}))",
             ]
         return "\n".join(lines)
 
@@ -236,17 +250,18 @@ class AuditReport:
             f"(argnums={self.argnums!r})"
         )
         oracle = f"oracle: {self.environment}"
+        seed = "" if self.concrete else f"; seed {self.seed}"
         if self.passed or self.inconclusive:
             if self.inconclusive:
                 first = (
                     f"  nothing could be checked: of {self.examples} example(s), "
                     f"{self.uncertain} oracle-uncertain and {self.out_of_domain} outside the "
-                    f"loss's domain; seed {self.seed}"
+                    f"loss's domain{seed}"
                 )
             else:
                 first = (
-                    f"  {self.examples} examples, seed {self.seed}; over the {self.checked} "
-                    f"checked: largest error {self.max_abs_error:.3g}, "
+                    f"  {self.examples} examples{seed.replace(';', ',')}; over the "
+                    f"{self.checked} checked: largest error {self.max_abs_error:.3g}, "
                     f"{self.max_scaled_error:.3g} of the gradient's scale (elementwise relative "
                     f"{self.max_rel_error:.3g})"
                 )
@@ -262,7 +277,7 @@ class AuditReport:
         lines = [
             f"FAILED ({self.kind}): {head}",
             f"  after {self.examples - self.shrink_steps} examples, shrunk in "
-            f"{self.shrink_steps} more; seed {self.seed}",
+            f"{self.shrink_steps} more{seed}",
             *self._replay_lines(),
         ]
         if self.location is not None and self.candidate is None:

@@ -13,7 +13,11 @@ fails it gets a second look, with a tolerance widened by what rounding can do *a
     atol = 32 eps sqrt(T) U' + KAPPA_SAFETY * max( (eps / eps32) * max |g32 - g|,
                                                    (eps / eta)   * max |g~ - g| )   per leaf
 
-* U' is U or, if larger, a secant slope of the loss: |L(x +- s v) - L(x)| / s along a random
+* U' is U or, if larger, the largest term the reference's own backward pass sums
+  (``_cancellation``: a gradient that is a small difference of large terms, such as a batch
+  norm's dx at batch size 1, exactly 0 as the difference of terms near 835, errs by a few eps
+  of those terms in any correct implementation that forms them in another order), or a
+  secant slope of the loss: |L(x +- s v) - L(x)| / s along a random
   unit direction v (s = max(1, |x|)), or |L(x) - L(t x)| / ((1 - t) |x|) towards the origin
   (t = 0, 1/2), over the differentiated arguments: the size the gradient has "around here". It
   matters where the loss saturates at this very point (a logistic regression with every sample classified by a
@@ -71,6 +75,7 @@ def leaf_tolerances(
     grad_perturbed: Sequence[np.ndarray[Any, Any]] | None = None,
     *,
     secant: float = 0.0,
+    summed: float = 0.0,
     terms: int,
     rtol: float | None = None,
     atol: float | None = None,
@@ -85,6 +90,7 @@ def leaf_tolerances(
         without ``grad32``, ``grad_perturbed`` and ``secant`` (the strict tolerance), and
         computes them only for an example that fails that: they can only widen the tolerance.
     secant : the secant slope of the loss near the input (>= 0).
+    summed : the largest term the reference's backward pass sums (``_cancellation``, >= 0).
     terms : a bound on the number of terms in the sums inside (>= 1).
     rtol, atol : explicit values that replace the rule's (each independently).
 
@@ -99,7 +105,11 @@ def leaf_tolerances(
     >>> r == a / 2 and 1e-14 < r < 1e-13
     True
     """
-    scale = max(magnitude(list(grad)), secant if math.isfinite(secant) else 0.0)
+    scale = max(
+        magnitude(list(grad)),
+        secant if math.isfinite(secant) else 0.0,
+        summed if math.isfinite(summed) else 0.0,
+    )
     out = []
     for i, (dtype, g) in enumerate(zip(dtypes, grad, strict=True)):
         rule_rtol, rule_atol = tolerance(dtype, scale=scale, terms=max(terms, 1))

@@ -13,7 +13,10 @@ never a vector of ones: the sum of a layer's outputs hides every error whose col
 backward does). The counterexample holds the cotangent as its last argument.
 
 A ``torch.autograd.Function`` subclass can be given as ``backward``: it is applied to the
-inputs as tensors and its backward run by ``torch.autograd.grad`` with the drawn cotangent.
+inputs as tensors and its backward run by ``torch.autograd.grad`` with the drawn cotangent, for
+its differentiable float outputs only (an integer output, a support size, gets none; an output
+of the reference that is not a float gets a zero cotangent and no term). Fixed numbers among
+the inputs (``pad:=1 stride:=2``) stay Python numbers everywhere, the output's shape included.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from jax import tree_util
 from verification.auditing._audit import audit
 from verification.auditing._errors import AuditSpecError
 from verification.auditing._kinks import Kinks, source
+from verification.auditing._lowprec import is_float
+from verification.auditing._oracle import is_fixed
 from verification.auditing._report import AuditReport, _import_line, function_name
 from verification.auditing._stages import Stage
 
@@ -43,8 +48,43 @@ def _is_torch_function(fn: Any) -> bool:
     return torch is not None and isinstance(fn, type) and issubclass(fn, torch.autograd.Function)
 
 
+def _differentiable(torch: Any, out: Any) -> bool:
+    return isinstance(out, torch.Tensor) and out.is_floating_point() and out.requires_grad
+
+
+def _torch_pairs(
+    torch: Any, outs: Sequence[Any], cots: Sequence[Any]
+) -> tuple[list[Any], list[Any]]:
+    """The torch outputs that get a cotangent and their cotangents: by position where the
+    reference has as many outputs, else the differentiable float outputs in order against the
+    reference's float outputs. Outputs that are not float tensors requiring grad (an int
+    count, an index tensor) have no derivative and get none.
+
+    Raises
+    ------
+    AuditSpecError : the two cannot be paired (the audit's adapter, not the candidate, fails).
+    """
+    if len(outs) == len(cots):
+        kept = [
+            (o, torch.as_tensor(c))
+            for o, c in zip(outs, cots, strict=True)
+            if _differentiable(torch, o) and is_float(np.asarray(c).dtype)
+        ]
+        return [o for o, _ in kept], [c for _, c in kept]
+    floats = [o for o in outs if _differentiable(torch, o)]
+    float_cots = [torch.as_tensor(c) for c in cots if is_float(np.asarray(c).dtype)]
+    if len(floats) != len(float_cots):
+        raise AuditSpecError(
+            f"the torch Function returned {len(outs)} output(s), {len(floats)} of them float "
+            f"tensors requiring grad, but forward_ref returns {len(cots)} output(s), "
+            f"{len(float_cots)} of them float: give forward_ref the same outputs"
+        )
+    return floats, float_cots
+
+
 def _torch_vjp(function: Any, argnums: tuple[int, ...]) -> Callable[..., Any]:
-    """``grad_fn(*inputs, cotangent)`` running ``function.apply`` and its ``backward``."""
+    """``grad_fn(*inputs, cotangent)`` running ``function.apply`` and its ``backward``; only
+    its differentiable float outputs get cotangents (``_torch_pairs``)."""
     import torch
 
     def grad_fn(*args: Any) -> tuple[Any, ...]:
@@ -52,10 +92,13 @@ def _torch_vjp(function: Any, argnums: tuple[int, ...]) -> Callable[..., Any]:
         tensors = [torch.tensor(np.asarray(x)) for x in inputs]
         for i in argnums:
             tensors[i].requires_grad_(True)
-        out = function.apply(*tensors)
-        outs = out if isinstance(out, tuple) else (out,)
-        cots = [torch.tensor(np.asarray(c)) for c in tree_util.tree_leaves(cotangent)]
-        grads = torch.autograd.grad(
+        out = function.apply(*tensors)  # the candidate's forward
+        outs, cots = _torch_pairs(
+            torch,
+            out if isinstance(out, (tuple, list)) else (out,),
+            tree_util.tree_leaves(cotangent),
+        )
+        grads = torch.autograd.grad(  # the candidate's backward
             outs, [tensors[i] for i in argnums], grad_outputs=cots, allow_unused=True
         )
         return tuple(None if g is None else g.detach().numpy() for g in grads)
@@ -101,7 +144,9 @@ def _pairing(forward_ref: Callable[..., Any]) -> Callable[..., Any]:
     def pairing(*args: Any) -> Any:
         out = tree_util.tree_leaves(forward_ref(*args[:-1]))
         cot = tree_util.tree_leaves(args[-1])
-        return sum(jnp.sum(o * c) for o, c in zip(out, cot, strict=True))
+        # Outputs that are not floats (an index, a count) have no derivative: no term.
+        pairs = [(o, c) for o, c in zip(out, cot, strict=True) if _is_float_leaf(jnp.asarray(o))]
+        return sum((jnp.sum(o * c) for o, c in pairs), start=0.0)
 
     pairing.__qualname__ = f"<{function_name(forward_ref)}, cotangent>"
     return pairing
@@ -109,21 +154,41 @@ def _pairing(forward_ref: Callable[..., Any]) -> Callable[..., Any]:
 
 @functools.cache
 def _output_shapes(forward_ref: Callable[..., Any], key: Any) -> Any:
-    shapes, treedef = key
-    inputs = tree_util.tree_unflatten(
+    shapes, treedef, fixed = key
+    arrays = tree_util.tree_unflatten(
         treedef,
         [jax.ShapeDtypeStruct(s, np.dtype(d)) for s, d in shapes],  # type: ignore[no-untyped-call]
     )
-    return jax.eval_shape(forward_ref, *inputs)
+    values = {i: value for i, _, value in fixed}
+
+    def apply(*traced: Any) -> Any:  # fixed numbers stay Python numbers: shapes, strides
+        return forward_ref(*(values.get(i, a) for i, a in enumerate(traced)))
+
+    return jax.eval_shape(apply, *arrays)
+
+
+def _is_float_leaf(leaf: Any) -> bool:
+    return is_float(np.dtype(leaf.dtype))
 
 
 def draw_cotangent(forward_ref: Callable[..., Any], inputs: tuple[Any, ...], seed: int) -> Any:
-    """A standard normal cotangent shaped (and typed) like ``forward_ref(*inputs)``."""
-    leaves, treedef = tree_util.tree_flatten(tuple(inputs))
-    key = (tuple((np.shape(x), np.asarray(x).dtype.str) for x in leaves), treedef)
+    """A standard normal cotangent shaped (and typed) like ``forward_ref(*inputs)``; zeros for
+    an output that is not a float (an index, a count: it has no derivative). Fixed numbers
+    among ``inputs`` (``pad:=1``) are passed as they are, never traced."""
+    fixed = tuple((i, type(a).__name__, a) for i, a in enumerate(inputs) if is_fixed(a))
+    arrays = tuple(None if is_fixed(a) else a for a in inputs)
+    leaves, treedef = tree_util.tree_flatten(arrays)
+    key = (tuple((np.shape(x), np.asarray(x).dtype.str) for x in leaves), treedef, fixed)
     out = _output_shapes(forward_ref, key)
     rng = np.random.default_rng(seed)
-    return tree_util.tree_map(lambda s: rng.standard_normal(s.shape).astype(s.dtype), out)
+    return tree_util.tree_map(
+        lambda s: (
+            rng.standard_normal(s.shape).astype(s.dtype)
+            if _is_float_leaf(s)
+            else np.zeros(s.shape, s.dtype)
+        ),
+        out,
+    )
 
 
 def audit_vjp(
@@ -262,7 +327,7 @@ def audit_vjp(
         f"(argnums={report.argnums!r}, random cotangent)"
     )
     calls = ["from verification import audit_vjp"]
-    options = f", argnums={report.argnums!r}"
+    options = report.call_options(report.arg_names[:-1])
     if kinks is not None:
         line, name = source(kinks)
         calls.append(line)
@@ -271,9 +336,11 @@ def audit_vjp(
     if forward is not None:
         calls.append(_import_line(function_name(forward), "forward"))
         forward_arg = ", forward=forward"
-    call_args = "args[-1], *args[:-1]" if forward is None else "args[-1], forward(*args[:-1])[1]"
-    if not _is_torch_function(backward):
-        calls.append(f"print(grad_fn({call_args}))")
+    call_args = (
+        "fresh[-1], *fresh[:-1]" if forward is None else "fresh[-1], forward(*fresh[:-1])[1]"
+    )
+    if not _is_torch_function(backward):  # on a copy: it may change its input
+        calls += ["fresh = copy.deepcopy(args)", f"print(grad_fn({call_args}))"]
     calls.append(
         f"print(audit_vjp(grad_fn, loss_fn, args[:-1], cotangent=args[-1]{forward_arg}{options}))"
     )
