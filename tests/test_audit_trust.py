@@ -107,7 +107,7 @@ def test_vjp_audit_with_fixed_stride_still_catches_an_overwriting_col2im() -> No
 def test_vjp_cli_audits_a_convolution_with_fixed_pad_and_stride(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from verification._vjp_cli import main
+    from verification.cli.audit_vjp import main
 
     here = Path(__file__)
     argv = [f"{here}:conv_backward", "--reference", f"{here}:conv_reference", "--argnums", "0,1"]

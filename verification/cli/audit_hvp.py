@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from verification.auditing import OracleRefusedError, audit_hvp
+from verification.auditing._grammar import GRAMMAR
 from verification.cli.audit import (
     EXIT_USAGE,
     OneLineParser,
@@ -29,8 +31,6 @@ from verification.cli.audit import (
     search_inputs,
 )
 from verification.cli.audit_vjp import KINKS
-from verification.auditing import OracleRefusedError, audit_hvp
-from verification.auditing._grammar import GRAMMAR
 
 __all__ = ["main"]
 
