@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from verification.cli.audit import main, resolve
+from verification.auditing._targets import resolve
+from verification.cli.audit import main
 
 MODULE = textwrap.dedent(
     '''

@@ -20,9 +20,7 @@ file, the table and the key.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -30,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from manual_bp_pytest import PROFILES, audit_names, choose_profile, read_tool, store_folder
+from manual_bp_pytest import audit_names, read_tool
 from verification.auditing._audit import audit
 from verification.auditing._errors import AuditSpecError
 from verification.auditing._kinks import BY_NAME
@@ -39,9 +37,10 @@ from verification.auditing._oracle import OracleRefusedError
 from verification.auditing._shapes import named_arrays, parse_shapes
 from verification.auditing._stages import MLP_STAGES
 from verification.auditing._store import Kept, folder_name, run_kept
+from verification.auditing._targets import resolve
 from verification.auditing._vjp import audit_vjp
 
-__all__ = ["AuditConfig", "ConfigError", "load_audits", "main", "parse_table", "run_configured"]
+__all__ = ["AuditConfig", "ConfigError", "load_audits", "parse_table", "run_configured"]
 
 _FUNCTIONS = ("candidate", "reference", "forward", "intermediates")
 _KEYS = (
@@ -189,8 +188,6 @@ def load_audits(pyproject: Path, names: Sequence[str] = ()) -> list[AuditConfig]
 
 
 def _resolve(config: AuditConfig, key: str, root: Path) -> Any:
-    from verification.cli.audit import resolve
-
     target = config.table[key]
     module, _, function = target.rpartition(":")
     if module.endswith(".py") and not Path(module).is_absolute():
@@ -267,68 +264,3 @@ def run_configured(
         return run_kept(run, store / folder_name(config.name), spec, update=update, fits=fits)
     except (AuditSpecError, OracleRefusedError) as error:  # the loss does not fit the shapes
         raise ConfigError(f"{config.where}: {error}") from None
-
-
-def main(argv: Sequence[str]) -> int:
-    """``python -m verification audit --config PYPROJECT [NAME ...]``: run the declared audits;
-    exit status 0 all passed, 1 one failed, 3 none failed but one was inconclusive, 2 a
-    mistake in the command or the configuration (one line)."""
-    from verification.cli.audit import EXIT_USAGE, OneLineParser, UsageError, _writable
-
-    prog = "python -m verification audit --config"
-    parser = OneLineParser(
-        prog=prog,
-        description="Run the audits declared in [tool.manual-bp.audits.NAME] tables of "
-        "PYPROJECT, with their kept counterexamples replayed first. Exit status: 0 passed, 1 "
-        "failed, 2 usage or configuration error, 3 inconclusive.",
-    )
-    parser.add_argument("--config", required=True, metavar="PYPROJECT", help="pyproject.toml")
-    parser.add_argument("names", nargs="*", metavar="NAME", help="audits to run (default: all)")
-    parser.add_argument(
-        "--profile",
-        choices=sorted(PROFILES),
-        default=None,
-        help="as pytest's --gradient-audit-profile (default: thorough where CI is set, else quick)",
-    )
-    parser.add_argument("--max-examples", type=int, default=None, help="default: the profile's")
-    parser.add_argument("--seed", type=int, default=None, help="default: the profile's")
-    parser.add_argument(
-        "--update", action="store_true", help="remove kept counterexamples that pass now"
-    )
-    parser.add_argument("--json", default=None, metavar="PATH", help="write the reports to PATH")
-    options = parser.parse_args(list(argv))
-    profile, _ = choose_profile(options.profile, os.environ)
-    max_examples = options.max_examples
-    if max_examples is None:
-        max_examples = PROFILES[profile].max_examples
-    seed = PROFILES[profile].seed if options.seed is None else options.seed
-    pyproject = Path(options.config).resolve()
-    try:
-        if max_examples < 1 or (seed is not None and seed < 0):
-            raise ConfigError("--max-examples must be >= 1 and --seed >= 0")
-        json_path = _writable(options.json) if options.json else None
-        audits = load_audits(pyproject, options.names)
-        store = store_folder(pyproject, read_tool(pyproject))
-        results = []
-        for config in audits:
-            kept = run_configured(
-                config,
-                pyproject.parent,
-                max_examples=max_examples,
-                seed=seed,
-                store=store,
-                update=options.update,
-            )
-            print(f"== {config.name} ==")
-            for line in kept.lines(store, "--update"):
-                print(line)
-            print(kept.report)
-            results.append((config.name, kept))
-    except (ConfigError, UsageError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    if json_path is not None:
-        out = [{"name": n, **k.report.to_dict()} for n, k in results]
-        json_path.write_text(json.dumps(out, indent=2) + "\n")
-    verdicts = {k.report.verdict for _, k in results}
-    return 1 if "FAILED" in verdicts else 3 if "INCONCLUSIVE" in verdicts else 0

@@ -26,17 +26,16 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
 from jax import tree_util
 
 from verification.auditing._audit import audit
+from verification.auditing._cotangent import draw_cotangent, is_float_leaf
 from verification.auditing._errors import AuditSpecError
 from verification.auditing._kinks import Kinks, source
 from verification.auditing._lowprec import is_float
-from verification.auditing._oracle import is_fixed
 from verification.auditing._report import AuditReport, _import_line, function_name
 from verification.auditing._stages import Stage
 
@@ -145,50 +144,11 @@ def _pairing(forward_ref: Callable[..., Any]) -> Callable[..., Any]:
         out = tree_util.tree_leaves(forward_ref(*args[:-1]))
         cot = tree_util.tree_leaves(args[-1])
         # Outputs that are not floats (an index, a count) have no derivative: no term.
-        pairs = [(o, c) for o, c in zip(out, cot, strict=True) if _is_float_leaf(jnp.asarray(o))]
+        pairs = [(o, c) for o, c in zip(out, cot, strict=True) if is_float_leaf(jnp.asarray(o))]
         return sum((jnp.sum(o * c) for o, c in pairs), start=0.0)
 
     pairing.__qualname__ = f"<{function_name(forward_ref)}, cotangent>"
     return pairing
-
-
-@functools.cache
-def _output_shapes(forward_ref: Callable[..., Any], key: Any) -> Any:
-    shapes, treedef, fixed = key
-    arrays = tree_util.tree_unflatten(
-        treedef,
-        [jax.ShapeDtypeStruct(s, np.dtype(d)) for s, d in shapes],  # type: ignore[no-untyped-call]
-    )
-    values = {i: value for i, _, value in fixed}
-
-    def apply(*traced: Any) -> Any:  # fixed numbers stay Python numbers: shapes, strides
-        return forward_ref(*(values.get(i, a) for i, a in enumerate(traced)))
-
-    return jax.eval_shape(apply, *arrays)
-
-
-def _is_float_leaf(leaf: Any) -> bool:
-    return is_float(np.dtype(leaf.dtype))
-
-
-def draw_cotangent(forward_ref: Callable[..., Any], inputs: tuple[Any, ...], seed: int) -> Any:
-    """A standard normal cotangent shaped (and typed) like ``forward_ref(*inputs)``; zeros for
-    an output that is not a float (an index, a count: it has no derivative). Fixed numbers
-    among ``inputs`` (``pad:=1``) are passed as they are, never traced."""
-    fixed = tuple((i, type(a).__name__, a) for i, a in enumerate(inputs) if is_fixed(a))
-    arrays = tuple(None if is_fixed(a) else a for a in inputs)
-    leaves, treedef = tree_util.tree_flatten(arrays)
-    key = (tuple((np.shape(x), np.asarray(x).dtype.str) for x in leaves), treedef, fixed)
-    out = _output_shapes(forward_ref, key)
-    rng = np.random.default_rng(seed)
-    return tree_util.tree_map(
-        lambda s: (
-            rng.standard_normal(s.shape).astype(s.dtype)
-            if _is_float_leaf(s)
-            else np.zeros(s.shape, s.dtype)
-        ),
-        out,
-    )
 
 
 def audit_vjp(

@@ -36,11 +36,11 @@ from hypothesis import strategies as st
 from jax import tree_util
 
 from verification.auditing._check import Policy
+from verification.auditing._cotangent import draw_cotangent
 from verification.auditing._engine import oracle_for, run_audit
 from verification.auditing._errors import AuditSpecError
 from verification.auditing._hvp import draw_direction
 from verification.auditing._report import AuditReport, function_name
-from verification.auditing._vjp import draw_cotangent  # (_vjp imports this module lazily)
 from verification.compare import compare_trees
 
 __all__ = ["audit_double_backward"]

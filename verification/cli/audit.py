@@ -16,20 +16,26 @@ when it fails, 3 when it is inconclusive (no example could be checked).
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import math
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
 from verification.auditing import OracleRefusedError, audit, named_arrays
 from verification.auditing._grammar import GRAMMAR
 from verification.auditing._lowprec import BFLOAT16
 from verification.auditing._shapes import DEFAULT_BOUNDS, parse_shapes
+from verification.auditing._targets import resolve
+from verification.cli._common import (
+    EXIT_FAILED,
+    EXIT_INCONCLUSIVE,
+    EXIT_PASSED,
+    EXIT_USAGE,
+    OneLineParser,
+    UsageError,
+    _writable,
+)
 
 __all__ = [
     "EXIT_FAILED",
@@ -45,51 +51,7 @@ __all__ = [
     "search_inputs",
 ]
 
-EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 _PROG = "python -m verification audit"
-
-
-class UsageError(Exception):
-    """A mistake on the command line: printed as one line, exit status 2."""
-
-
-def resolve(target: str) -> Callable[..., Any]:
-    """The function named by ``MODULE:NAME`` (MODULE a module name or a ``.py`` path).
-
-    Raises
-    ------
-    ValueError : no ``:`` in ``target``, or the module has no callable of that name.
-    ImportError : the module cannot be imported (also for an error while importing it).
-    """
-    module_name, sep, name = target.rpartition(":")
-    if not sep or not module_name or not name:
-        raise ValueError(f"expected MODULE:FUNCTION, got {target!r}")
-    try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            spec = importlib.util.spec_from_file_location(path.stem, path)
-            if spec is None or spec.loader is None or not path.is_file():
-                raise ImportError(f"cannot load {path}: no such Python file")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[path.stem] = module  # so that the report's reproducer can import it
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
-    except ImportError:
-        raise
-    except Exception as error:  # the user's module raised while importing
-        first = str(error).splitlines()[0] if str(error) else ""
-        raise ImportError(
-            f"importing {module_name} raised {type(error).__name__}: {first}"
-        ) from None
-    fn = module
-    for part in name.split("."):
-        fn = getattr(fn, part, None)  # type: ignore[assignment]
-        if fn is None:
-            raise ValueError(f"{module_name} has no attribute {name!r}")
-    if not callable(fn):
-        raise ValueError(f"{target} is not callable")
-    return fn
 
 
 def _ints(text: str, option: str) -> tuple[int, ...]:
@@ -123,25 +85,6 @@ def _bounds(text: str) -> tuple[float, ...]:
             "3,1000 (each array draws its largest |value| from these)"
         )
     return values
-
-
-def _writable(path_text: str) -> Path:
-    path = Path(path_text)
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise UsageError(f"--json {path_text}: is a directory; give a file name")
-    if not parent.is_dir():
-        raise UsageError(f"--json {path_text}: directory {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UsageError(f"--json {path_text}: cannot write there; choose another path")
-    return path
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line (exit status 2), not usage + error."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -272,7 +215,7 @@ def main(argv: list[str]) -> int:
     """Run the audit command; returns the exit status (0 passed, 1 failed, 2 usage error,
     3 inconclusive)."""
     if any(a == "--config" or a.startswith("--config=") for a in argv):
-        from verification.auditing._config import main as config_main
+        from verification.cli.audit_config import main as config_main
 
         return config_main(argv)  # the audits declared in a pyproject.toml
     options = _parser().parse_args(argv)

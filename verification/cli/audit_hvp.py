@@ -21,15 +21,9 @@ import sys
 
 from verification.auditing import OracleRefusedError, audit_hvp
 from verification.auditing._grammar import GRAMMAR
-from verification.cli.audit import (
-    EXIT_USAGE,
-    OneLineParser,
-    UsageError,
-    add_search_options,
-    finish,
-    resolve,
-    search_inputs,
-)
+from verification.auditing._targets import resolve
+from verification.cli._common import EXIT_USAGE, OneLineParser, UsageError
+from verification.cli.audit import add_search_options, finish, search_inputs
 from verification.cli.audit_vjp import KINKS
 
 __all__ = ["main"]

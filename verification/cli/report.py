@@ -32,6 +32,8 @@ USAGE = (
     f"(see {PROG} audit --help)\n"
     f"       {PROG} audit-vjp MODULE:BACKWARD --reference MODULE:FORWARD --shapes SPEC ... "
     f"(see {PROG} audit-vjp --help)\n"
+    f"       {PROG} audit-hvp MODULE:HVP --loss MODULE:LOSS_FN --shapes SPEC ... "
+    f"(see {PROG} audit-hvp --help)\n"
     f"       {PROG} merge FILE.json FILE.json ... [--json PATH]\n"
     f"       {PROG} twin [--dataset NAME] ... (see {PROG} twin --help)"
 )
@@ -80,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         "print one table row per formula and dtype (exit status 1 if any row fails, 2 for a "
         "usage error). Subcommands: report (the default), audit (check a gradient function "
         "of your own), audit-vjp (check a layer's backward against jax.vjp of its forward), "
-        "merge (join the --json outputs of --shard runs), twin (a training run "
+        "audit-hvp (check a Hessian-vector product against forward-over-reverse JAX), merge (join the --json outputs of --shard runs), twin (a training run "
         "of manual_bp replayed with JAX's gradients).",
         epilog=f"The compiled JAX references are cached in {_cache.default_directory()} "
         f"($XDG_CACHE_HOME/manual-bp/jax); the environment variable {_cache.ENV_VAR} sets "
