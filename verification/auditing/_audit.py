@@ -36,6 +36,8 @@ def audit(
     kinks: Kinks | None = None,
     stages: Mapping[str, Stage | str] | None = None,
     intermediates: Callable[..., Any] | None = None,
+    profile: bool = False,
+    quick: bool = False,
 ) -> AuditReport:
     """Search for an input where ``grad_fn`` is not the gradient of ``loss_fn``.
 
@@ -64,6 +66,13 @@ def audit(
         ``MLP_STAGES`` ("Z2", "A1", "Z1"), in the order the backward pass forms them. On a
         failure the report's ``stage`` says which intermediates agree and which first differs
         (``verification.auditing._stages``).
+    profile : record where the time went (tracing and lowering, XLA compilation, reference
+        runs, the candidate, the second opinion, finite differences, diagnosis, report) and
+        which programs were compiled at which shapes: ``report.profile``, printed after the
+        report (``verification.auditing._profile``).
+    quick : stop at the verdict: the failing input (not shrunk), the worst element and the
+        offending elements, without the re-checks that name a cause, the stage or the finite
+        difference at the worst element.
 
     Returns
     -------
@@ -125,6 +134,8 @@ def audit(
         kinks=kinks,
         stages=stages,
         intermediates=intermediates,
+        profile=profile,
+        quick=quick,
     )
 
 

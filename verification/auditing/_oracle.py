@@ -38,6 +38,7 @@ from jax import tree_util
 
 import verification.reference  # noqa: F401  (turns on 64-bit JAX, as every reference needs)
 from verification.auditing._lowprec import is_float
+from verification.auditing._profile import COMPILATION, TRACING, phase, record_program
 
 __all__ = [
     "Environment",
@@ -57,6 +58,19 @@ _FAST_COMPILE: dict[str, str | bool | int | float] = {
     "xla_llvm_disable_expensive_passes": True,
 }
 """XLA options that halve compilation time (LLVM -O0); results are IEEE arithmetic all the same."""
+
+OPTIMISE_ABOVE = 1 << 21
+"""Elements (over all arguments) from which a program is compiled with XLA's full
+optimisation instead of ``_FAST_COMPILE``: at about 2 million elements (a batch of 2048 inputs
+of 784 pixels) one run of the -O0 gradient costs about as much again as the optimised one, and
+a run costs more than the optimisation saves in compilation time."""
+
+_PROGRAMS = {
+    "_grad_fn": "reference runs",
+    "_second_fn": "second opinion",
+    "_losses_fn": "finite differences",
+}
+"""The profile's phase (``_profile``) for each program the oracle compiles."""
 
 PERTURBATION = 2.0**-26
 """Relative size of the input perturbation behind ``SecondOpinion.grad_perturbed``."""
@@ -233,6 +247,8 @@ class Oracle:
         self.run_seconds = 0.0
         self.forward_mode = True
         self.compilations = 0
+        self._losses: dict[Any, Any] = {}
+        self._last_value: tuple[tuple[Any, ...], float] | None = None
 
     # -- building blocks traced by JAX ---------------------------------------------------
     def _loss_at(self, args: tuple[Any, ...], diff: tuple[Any, ...]) -> jax.Array:
@@ -282,9 +298,20 @@ class Oracle:
         )
         return value, jvp, grad32, grad_shaken, moved, toward_origin
 
+    def _losses_fn(self, args: tuple[Any, ...], v: tuple[Any, ...], steps: jax.Array) -> jax.Array:
+        """The loss at x + h v for each h in ``steps`` (forward passes only: the finite
+        differences need no gradient, so they cost a few forward passes, not a second opinion)."""
+        diff = tuple(args[i] for i in self.argnums)
+
+        def at(h: jax.Array) -> jax.Array:
+            return self._loss_at(args, tree_util.tree_map(lambda a, b: a + h * b, diff, v))
+
+        return jax.lax.map(at, steps)
+
     # -- compilation -------------------------------------------------------------------
     def _compile(self, fn: Callable[..., Any], *example: Any) -> Any:
         start = time.perf_counter()
+        program = getattr(fn, "__name__", "program")
         # A persistent compilation cache that cannot be read or written (another process
         # evicted the entry) changes nothing about the result: not a reason to fail.
         with warnings.catch_warnings(), jax.default_matmul_precision(PRECISION):
@@ -293,19 +320,30 @@ class Oracle:
             )
             if jax.config.jax_default_matmul_precision != PRECISION:  # type: ignore[attr-defined]  # pragma: no cover
                 raise OracleRefusedError("could not set the matmul precision to 'highest'")
-            traced = jax.jit(fn).trace(*example)
-            problems = _walk_jaxpr(traced.jaxpr.jaxpr)
-            if problems:
-                raise OracleRefusedError(
-                    "the reference is not a float64 computation: " + "; ".join(problems[:3])
-                )
-            lowered = traced.lower()
-            try:  # tiny arrays: optimising the machine code costs more than it saves
-                compiled = lowered.compile(compiler_options=_FAST_COMPILE)
-            except Exception:  # pragma: no cover  (a backend without these options)
-                compiled = lowered.compile()
-        self.compile_seconds += time.perf_counter() - start
+            with phase(TRACING):
+                traced = jax.jit(fn).trace(*example)
+                problems = _walk_jaxpr(traced.jaxpr.jaxpr)
+                if problems:
+                    raise OracleRefusedError(
+                        "the reference is not a float64 computation: " + "; ".join(problems[:3])
+                    )
+                lowered = traced.lower()
+            traced_at = time.perf_counter()
+            # Small arrays: optimising the machine code costs more than it saves; large ones:
+            # the optimised program runs up to twice as fast (``OPTIMISE_ABOVE``).
+            elements = sum(int(np.size(x)) for x in tree_util.tree_leaves(example))
+            options = _FAST_COMPILE if elements < OPTIMISE_ABOVE else {}
+            with phase(COMPILATION):
+                try:
+                    compiled = lowered.compile(compiler_options=options)
+                except Exception:  # pragma: no cover  (a backend without these options)
+                    compiled = lowered.compile()
+        end = time.perf_counter()
+        self.compile_seconds += end - start
         self.compilations += 1
+        record_program(
+            _PROGRAMS.get(program, program), example[0], traced_at - start, end - traced_at
+        )
         return compiled
 
     @staticmethod
@@ -332,7 +370,8 @@ class Oracle:
         if compiled is None:
             compiled = cache[key] = self._compile(fn, *example)
         start = time.perf_counter()
-        out = tree_util.tree_map(np.asarray, compiled(*example))
+        with phase(_PROGRAMS.get(getattr(fn, "__name__", ""), "reference runs"), run=True):
+            out = tree_util.tree_map(np.asarray, compiled(*example))
         self.run_seconds += time.perf_counter() - start
         return out
 
@@ -347,6 +386,7 @@ class Oracle:
         """
         args64, _ = self.prepare(args)
         value, grad = self._run(self._grads, self._grad_fn, args64)
+        self._last_value = (args64, float(value))
         leaves = [np.asarray(g) for g in tree_util.tree_leaves(grad)]
         if any(g.dtype != np.float64 for g in leaves):
             found = sorted({str(g.dtype) for g in leaves})
@@ -357,16 +397,17 @@ class Oracle:
         self,
         args: tuple[Any, ...],
         v: Sequence[np.ndarray[Any, Any]],
-        fd_step: float,
+        fd_step: float | None,
         rng: np.random.Generator | None = None,
     ) -> tuple[Any, ...]:
         """The compiled second-opinion function at ``args`` along ``v``, with the steps s (for
-        the secant, s = max(1, |x|)), then h and 2h (finite differences, h = ``fd_step``)."""
+        the secant, s = max(1, |x|)), then h and 2h (finite differences, h = ``fd_step``; none
+        for None: ``second_opinion`` needs the secant only)."""
         args64, diff = self.prepare(args)
         diff_leaves, diff_def = tree_util.tree_flatten(diff)
         v_tree = tree_util.tree_unflatten(diff_def, [np.asarray(x, np.float64) for x in v])
         scale = max([1.0] + [float(np.max(np.abs(x), initial=0.0)) for x in diff_leaves])
-        steps = np.array([scale, fd_step, 2 * fd_step])
+        steps = np.array([scale] if fd_step is None else [scale, fd_step, 2 * fd_step])
         noise = tree_util.tree_map(
             lambda a: (
                 np.zeros(np.shape(a))
@@ -414,7 +455,7 @@ class Oracle:
     ) -> SecondOpinion:
         """Forward mode along the unit direction ``v``, the float32 gradient, the gradient at a
         randomly perturbed input (``rng``) and secant slopes (see ``SecondOpinion``)."""
-        value, jvp, grad32, shaken, plus, minus, steps, origin = self._along(args, v, 1e-6, rng)
+        value, jvp, grad32, shaken, plus, minus, steps, origin = self._along(args, v, None, rng)
         secants = [abs(float(x[0]) - value) / steps[0] for x in (plus, minus)] + origin
         return SecondOpinion(
             grad32=[np.asarray(g, dtype=np.float64) for g in tree_util.tree_leaves(grad32)],
@@ -450,19 +491,21 @@ class Oracle:
         scale = max(
             [1.0] + [float(np.max(np.abs(x), initial=0.0)) for x in tree_util.tree_leaves(diff)]
         )
-        value = float(self._loss_value(args64))
         eps = float(np.finfo(np.float64).eps)
         if step is None:
+            value = self._value_at(args64)
             # Never below 1024 ulp of the largest input: a smaller step leaves x + h d equal to x
             # in float64 (no step at all), and both quotients would read 0.
             step = min(
                 max(64 * eps * (abs(value) + 1) / resolution, 1024 * eps * scale), 0.1 * scale
             )
-        value, _, _, _, plus, minus, steps, _ = self._along(args, d, step)
-        h = steps[1]
-        forward, backward = (plus[1] - value) / h, (value - minus[1]) / h
-        central = (plus[1] - minus[1]) / (2 * h)
-        central2 = (plus[2] - minus[2]) / (2 * steps[2])
+        h = float(step)
+        value, plus1, plus2, minus1, minus2 = self.losses_along(
+            args, d, [0.0, h, 2 * h, -h, -2 * h]
+        )
+        forward, backward = (plus1 - value) / h, (value - minus1) / h
+        central = (plus1 - minus1) / (2 * h)
+        central2 = (plus2 - minus2) / (4 * h)
         return FiniteDifferences(
             float(forward),
             float(backward),
@@ -475,3 +518,35 @@ class Oracle:
     def _loss_value(self, args64: tuple[Any, ...]) -> float:
         value, _ = self._run(self._grads, self._grad_fn, args64)
         return float(value)
+
+    def _value_at(self, args64: tuple[Any, ...]) -> float:
+        """The loss at ``args64``: the last ``gradient``'s value when it was computed at the
+        same arguments (the check's own reference run), else one reference run."""
+        last = self._last_value
+        if last is not None and _same_tree(last[0], args64):
+            return last[1]
+        return self._loss_value(args64)
+
+    def losses_along(
+        self, args: tuple[Any, ...], v: Sequence[np.ndarray[Any, Any]], steps: Sequence[float]
+    ) -> list[float]:
+        """The float64 loss at x + h v for each h in ``steps`` (x the differentiated arguments,
+        ``v`` one array per leaf of them): one compiled program of forward passes per shape and
+        number of steps."""
+        args64, diff = self.prepare(args)
+        diff_def = tree_util.tree_structure(diff)
+        v_tree = tree_util.tree_unflatten(diff_def, [np.asarray(x, np.float64) for x in v])
+        losses = self._run(self._losses, self._losses_fn, args64, v_tree, np.asarray(steps))
+        return [float(x) for x in losses]
+
+
+def _same_tree(a: Any, b: Any) -> bool:
+    """Whether two argument trees have the same structure, shapes, dtypes and values."""
+    leaves_a, def_a = tree_util.tree_flatten(a)
+    leaves_b, def_b = tree_util.tree_flatten(b)
+    return bool(def_a == def_b) and all(  # type: ignore[operator]
+        np.shape(x) == np.shape(y)
+        and np.asarray(x).dtype == np.asarray(y).dtype
+        and np.array_equal(x, y)
+        for x, y in zip(leaves_a, leaves_b, strict=True)
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from verification.auditing._oracle import Environment
+from verification.auditing._profile import Profile
 
 __all__ = ["AuditReport", "function_name", "python_literal"]
 
@@ -112,6 +114,8 @@ class AuditReport:
     finite_difference_note : how ``finite_difference`` was taken (step, sides, kink).
     stage : where the chain of intermediate gradients broke (``_stages.StageVerdict``), when
         the candidate exposes its intermediates.
+    profile : where the time went (``_profile.Profile``), for an audit run with
+        ``profile=True``; printed after the report.
     title, reproducer_calls : set by other kinds of audit (``audit_vjp``): the report's first
         line after the verdict, and the reproducer's lines after ``args = ...``.
     """
@@ -153,6 +157,7 @@ class AuditReport:
     stage: str | None = None
     title: str | None = None
     reproducer_calls: list[str] = field(default_factory=list)
+    profile: Profile | None = None
 
     @property
     def verdict(self) -> str:
@@ -249,7 +254,17 @@ class AuditReport:
         return lines
 
     def __str__(self) -> str:
-        """A readable verdict, with a copy-paste reproducer when it failed."""
+        """A readable verdict, with a copy-paste reproducer when it failed; then, for an
+        audit run with ``profile=True``, where the time went (the report's own rendering,
+        saving a large counterexample included)."""
+        if self.profile is None:
+            return self._text()
+        start = time.perf_counter()
+        text = self._text()
+        profile = self.profile.with_phase("report", time.perf_counter() - start)
+        return text + "\n" + "\n".join("  " + line for line in profile.lines())
+
+    def _text(self) -> str:
         head = self.title or (
             f"gradient audit of {self.grad_fn} against jax.grad of {self.loss_fn} "
             f"(argnums={self.argnums!r})"
@@ -368,6 +383,7 @@ class AuditReport:
             "compilations": self.compilations,
             "low_precision": self.low_precision,
             "offending": self.offending,
+            "profile": None if self.profile is None else self.profile.to_dict(),
         }
 
 

@@ -68,13 +68,15 @@ def search(
     *,
     max_examples: int,
     seed: int,
+    shrink: bool = True,
 ) -> Outcome | None:
     """The shrunk failing example's ``Outcome``, or None when every example passed.
 
     ``check`` judges one example; ``tally`` gathers counts over the examples. A failure that
     does not reproduce when hypothesis replays it comes back as the first failing example's
     outcome with ``kind`` "flaky" (the engine measures how the candidate varies there).
-    Generation is pinned to the seed (``verification.pinned``).
+    Generation is pinned to the seed (``verification.pinned``). ``shrink=False`` stops at
+    the first failing example (``audit(quick=True)``: the verdict, not the smallest input).
     """
     check_one = _check_one(check, tally)
     try:
@@ -86,7 +88,7 @@ def search(
                         database=None,
                         deadline=None,
                         derandomize=False,
-                        phases=(Phase.explicit, Phase.generate, Phase.shrink),
+                        phases=(Phase.explicit, Phase.generate, Phase.shrink)[: 3 if shrink else 2],
                         suppress_health_check=_HEALTH,
                         report_multiple_bugs=False,
                         verbosity=Verbosity.quiet,
