@@ -207,6 +207,7 @@ def _fill_failure(
     small = count_elements(failure.args)[0] <= LITERAL_LIMIT  # zeroing 64 of 10^5: no use
     if quick:  # the verdict, the failing input and its offending elements; no explanation
         _fill_verdict(report, failure, tally)
+        report.shrink_steps = 0  # not shrunk: hypothesis only replayed the failing example
         return
     if small and failure.kind in ("mismatch", "wrong shape", "wrong dtype", "wrong structure"):
         failure = simplify(checker.check, failure, checker.argnums)
