@@ -17,6 +17,7 @@ from jax.nn import log_softmax
 from verification import audit
 from verification._audit_cli import main
 from verification.auditing._evidence import LARGE, SUB_BATCH
+from verification.auditing import _oracle
 from verification.auditing._oracle import Oracle
 from verification.auditing._profile import PHASES, Profile, phase, profiling
 
@@ -95,11 +96,8 @@ class TestProfile:
         assert report.finite_difference is not None
         compiled = [(p.program, p.shapes) for p in profile.programs]
         assert len(compiled) == len(set(compiled))
-        assert sorted(p for p, _ in compiled) == [
-            "finite differences",
-            "reference runs",
-            "second opinion",
-        ]
+        # a small problem: the finite differences run in the second opinion's program
+        assert sorted(p for p, _ in compiled) == ["reference runs", "second opinion"]
         assert all(s == "(16, 6), (6, 3), (16, 3)" for _, s in compiled)
         # the confirmation and the worst element's finite difference (a run of the diagnosis)
         # share one program
@@ -182,14 +180,22 @@ class TestLargeEvidence:
 
 
 class TestFiniteDifferences:
-    def test_finite_differences_reuse_the_reference_value_and_no_gradient_program(self) -> None:
+    @pytest.mark.parametrize("large", [False, True])
+    def test_finite_differences_take_one_program_and_match_the_derivative(
+        self, large: bool, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Small: the second opinion's program; large (``OPTIMISE_ABOVE`` lowered to this
+        problem's size): a forward-only program, the loss at x the reference run's."""
+        if large:
+            monkeypatch.setattr(_oracle, "OPTIMISE_ABOVE", sum(a.size for a in SMALL))
         oracle = Oracle(loss, (1,))
         value, grad = oracle.gradient(SMALL)
         d = [np.random.default_rng(0).standard_normal(SMALL[1].shape)]
         d[0] /= np.linalg.norm(d[0])
         before = oracle.compilations
         fd = oracle.one_sided_slopes(SMALL, d, 1e-3)  # a step that resolves 1e-3
-        assert oracle.compilations == before + 1  # the forward-only program, nothing else
+        assert oracle.compilations == before + 1  # one program, no gradient run
+        assert bool(oracle._losses) == large and bool(oracle._seconds) != large
         exact = float(np.vdot(grad[0], d[0]))
         for quotient in (fd.forward, fd.backward, fd.central):
             assert quotient == pytest.approx(exact, abs=1e-3 / 8)
@@ -197,6 +203,9 @@ class TestFiniteDifferences:
         assert accurate.central == pytest.approx(exact, abs=1e-8)
         assert oracle.compilations == before + 1
         assert oracle.losses_along(SMALL, d, [0.0])[0] == pytest.approx(value, rel=1e-14)
+        runs = oracle.run_seconds
+        oracle.one_sided_slopes(SMALL, d, 1e-3)
+        assert oracle.run_seconds > runs
 
 
 def test_profile_and_quick_from_the_command_line(

@@ -60,10 +60,13 @@ _FAST_COMPILE: dict[str, str | bool | int | float] = {
 """XLA options that halve compilation time (LLVM -O0); results are IEEE arithmetic all the same."""
 
 OPTIMISE_ABOVE = 1 << 21
-"""Elements (over all arguments) from which a program is compiled with XLA's full
-optimisation instead of ``_FAST_COMPILE``: at about 2 million elements (a batch of 2048 inputs
-of 784 pixels) one run of the -O0 gradient costs about as much again as the optimised one, and
-a run costs more than the optimisation saves in compilation time."""
+"""Elements (over all arguments) from which a problem is large: its programs are compiled with
+XLA's full optimisation instead of ``_FAST_COMPILE`` (at about 2 million elements, a batch of
+2048 inputs of 784 pixels, one run of the -O0 gradient costs about as much again as the
+optimised one, and a run costs more than the optimisation saves in compilation time), and its
+finite differences run a forward-only program of their own instead of the second opinion's
+(a program costs a fixed few tenths of a second to lower and load, which a small problem's
+runs never win back)."""
 
 _PROGRAMS = {
     "_grad_fn": "reference runs",
@@ -331,8 +334,7 @@ class Oracle:
             traced_at = time.perf_counter()
             # Small arrays: optimising the machine code costs more than it saves; large ones:
             # the optimised program runs up to twice as fast (``OPTIMISE_ABOVE``).
-            elements = sum(int(np.size(x)) for x in tree_util.tree_leaves(example))
-            options = _FAST_COMPILE if elements < OPTIMISE_ABOVE else {}
+            options = {} if _is_large(example[0]) else _FAST_COMPILE
             with phase(COMPILATION):
                 try:
                     compiled = lowered.compile(compiler_options=options)
@@ -455,7 +457,10 @@ class Oracle:
     ) -> SecondOpinion:
         """Forward mode along the unit direction ``v``, the float32 gradient, the gradient at a
         randomly perturbed input (``rng``) and secant slopes (see ``SecondOpinion``)."""
-        value, jvp, grad32, shaken, plus, minus, steps, origin = self._along(args, v, None, rng)
+        # A small problem shares one program with ``one_sided_slopes`` (the same three steps); a
+        # large one evaluates the secant step alone (its finite differences have their own).
+        fd_step = None if _is_large(args) else 1e-6
+        value, jvp, grad32, shaken, plus, minus, steps, origin = self._along(args, v, fd_step, rng)
         secants = [abs(float(x[0]) - value) / steps[0] for x in (plus, minus)] + origin
         return SecondOpinion(
             grad32=[np.asarray(g, dtype=np.float64) for g in tree_util.tree_leaves(grad32)],
@@ -493,16 +498,22 @@ class Oracle:
         )
         eps = float(np.finfo(np.float64).eps)
         if step is None:
-            value = self._value_at(args64)
+            with phase("finite differences"):
+                value = self._value_at(args64)
             # Never below 1024 ulp of the largest input: a smaller step leaves x + h d equal to x
             # in float64 (no step at all), and both quotients would read 0.
             step = min(
                 max(64 * eps * (abs(value) + 1) / resolution, 1024 * eps * scale), 0.1 * scale
             )
         h = float(step)
-        value, plus1, plus2, minus1, minus2 = self.losses_along(
-            args, d, [0.0, h, 2 * h, -h, -2 * h]
-        )
+        with phase("finite differences"):  # whichever program runs them
+            if _is_large(args64):  # forward passes only
+                value, plus1, plus2, minus1, minus2 = self.losses_along(
+                    args, d, [0.0, h, 2 * h, -h, -2 * h]
+                )
+            else:  # the second opinion's program, already compiled for this shape
+                value, _, _, _, plus, minus, _, _ = self._along(args, d, h)
+                plus1, plus2, minus1, minus2 = plus[1], plus[2], minus[1], minus[2]
         forward, backward = (plus1 - value) / h, (value - minus1) / h
         central = (plus1 - minus1) / (2 * h)
         central2 = (plus2 - minus2) / (4 * h)
@@ -538,6 +549,15 @@ class Oracle:
         v_tree = tree_util.tree_unflatten(diff_def, [np.asarray(x, np.float64) for x in v])
         losses = self._run(self._losses, self._losses_fn, args64, v_tree, np.asarray(steps))
         return [float(x) for x in losses]
+
+
+def _elements(tree: Any) -> int:
+    return sum(int(np.size(x)) for x in tree_util.tree_leaves(tree))
+
+
+def _is_large(args64: Any) -> bool:
+    """Whether a problem has ``OPTIMISE_ABOVE`` elements or more (see there)."""
+    return _elements(args64) >= OPTIMISE_ABOVE
 
 
 def _same_tree(a: Any, b: Any) -> bool:

@@ -66,8 +66,9 @@ PHASES = (
 )
 """The phases in the order ``Profile`` prints them."""
 
-_ABSORBING = frozenset({DIAGNOSIS, "report"})
-"""Phases that take in the runs made inside them (compilation excepted)."""
+_ABSORBING = frozenset({DIAGNOSIS, "report", "finite differences"})
+"""Phases that take in the runs made inside them (compilation excepted): finite differences
+of a small problem run in the second opinion's program, and count as finite differences."""
 
 
 @dataclass(frozen=True)
@@ -152,8 +153,9 @@ def profiling(profile: Profile) -> Iterator[Profile]:
 @contextmanager
 def phase(name: str, *, run: bool = False) -> Iterator[None]:
     """Count the block's time (less that of phases nested in it) towards ``name``; with
-    ``run``, count one run of it. Inside "diagnosis and re-checks" or "report", everything but
-    compilation counts towards that phase. Does nothing outside ``profiling``."""
+    ``run``, count one run of it. Inside "diagnosis and re-checks", "report" or "finite
+    differences" (the innermost of them), everything but compilation counts towards that
+    phase. Does nothing outside ``profiling``."""
     profile = _CURRENT.get()
     if profile is None:
         yield
