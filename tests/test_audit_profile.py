@@ -178,6 +178,18 @@ class TestLargeEvidence:
         assert "but not on a sub-batch" in diagnosis
         assert "no cause named" in diagnosis
 
+    def test_a_large_input_is_rechecked_at_two_near_inputs_of_its_own_shape(self) -> None:
+        from verification.auditing._evidence import variants
+
+        rng = np.random.default_rng(0)
+        near = variants(BIG, (1,), rng, bigger=True, large=True)
+        assert len(near) == 2
+        for other in near:
+            assert [a.shape for a in other] == [a.shape for a in BIG]
+            assert not np.array_equal(other[1], BIG[1])  # the differentiated one moved
+            assert np.array_equal(other[0], BIG[0])
+        assert len(variants(SMALL, (1,), rng, bigger=True)) == 10
+
 
 class TestFiniteDifferences:
     @pytest.mark.parametrize("large", [False, True])
