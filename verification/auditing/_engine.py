@@ -82,38 +82,16 @@ def run_audit(
     of a failure (``_stages``); ``profile`` records where the time went (``_profile``) in
     ``report.profile``; ``quick`` stops at the verdict and the offending elements (no
     shrinking, no re-checks, no stage, no finite difference at the worst element)."""
-    if not profile:
-        return _run_audit(
-            grad_fn, loss_fn, args, argnums=argnums, max_examples=max_examples, seed=seed,
-            arg_names=arg_names, policy=policy, argnums_shown=argnums_shown, kinks=kinks,
-            stages=stages, intermediates=intermediates, quick=quick,
-        )  # fmt: skip
-    with profiling(Profile()) as recorded:
-        report = _run_audit(
-            grad_fn, loss_fn, args, argnums=argnums, max_examples=max_examples, seed=seed,
-            arg_names=arg_names, policy=policy, argnums_shown=argnums_shown, kinks=kinks,
-            stages=stages, intermediates=intermediates, quick=quick,
-        )  # fmt: skip
-    report.profile = recorded
-    return report
-
-
-def _run_audit(
-    grad_fn: Callable[..., Any],
-    loss_fn: Callable[..., Any],
-    args: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...],
-    *,
-    argnums: tuple[int, ...],
-    max_examples: int,
-    seed: int | None,
-    arg_names: Sequence[str] | None,
-    policy: Policy,
-    argnums_shown: int | tuple[int, ...] | None,
-    kinks: Kinks | None,
-    stages: Mapping[str, Stage | str] | None,
-    intermediates: Callable[..., Any] | None,
-    quick: bool,
-) -> AuditReport:
+    if profile:  # the same audit, recorded
+        recorded = Profile()
+        with profiling(recorded):
+            report = run_audit(
+                grad_fn, loss_fn, args, argnums=argnums, max_examples=max_examples, seed=seed,
+                arg_names=arg_names, policy=policy, argnums_shown=argnums_shown, kinks=kinks,
+                stages=stages, intermediates=intermediates, quick=quick,
+            )  # fmt: skip
+        report.profile = recorded
+        return report
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
     chain = None if stages is None else resolve_stages(stages)
     if (chain is None) != (intermediates is None):
