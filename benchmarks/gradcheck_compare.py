@@ -235,8 +235,9 @@ CHECKERS: dict[str, Callable[[Grad, tuple[mb.MLPParams, Array, Array]], bool]] =
 }
 
 
-class _TimeUpError(Exception):
-    pass
+class _TimeUpError(BaseException):
+    """The time cap: a BaseException, so that no checker's ``except Exception`` (the audit's
+    guard around the candidate, say) takes it for the candidate's own error."""
 
 
 @contextmanager
