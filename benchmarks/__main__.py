@@ -27,6 +27,7 @@ from benchmarks._figures import (
 )
 from benchmarks._machine import machine_info, machine_line
 from benchmarks._report import Section, write_json
+from benchmarks.audit_cost import audit_cost_figure
 from benchmarks.gradcheck_compare import gradcheck_compare_figure
 from benchmarks.lowprec_factor import lowprec_factor_figure
 from benchmarks.second_order import second_order_figure
@@ -41,6 +42,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], Path], Path]]] = {
     "gradcheck_compare": ("benchmarks.gradcheck_compare", gradcheck_compare_figure),
     "lowprec_factor": ("benchmarks.lowprec_factor", lowprec_factor_figure),
     "second_order": ("benchmarks.second_order", second_order_figure),
+    "audit_cost": ("benchmarks.audit_cost", audit_cost_figure),
 }
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "bench"
@@ -58,6 +60,8 @@ Benchmarks of manual-bp. Sections:
   lowprec_factor      the measurements behind the float16/bfloat16 audit's factor
   second_order        audit_hvp against gradgradcheck and check_grads(order=2) on three
                       Hessian-vector products; the hand HVP's cost against a gradient and JAX's
+  audit_cost          the audit's cost in candidate gradient steps at mnist and large size,
+                      with the profile of where the time goes
 
 Each section prints markdown tables and writes OUT/SECTION.json and OUT/SECTION.png.
 The README's figures in docs/bench/ change only with --update-docs.

@@ -17,19 +17,31 @@ candidate through the hook each library has for a custom gradient: a ``torch.aut
 whose backward returns the candidate's gradient (gradcheck with its defaults, and with
 ``fast_mode=True``), and a ``jax.custom_jvp`` whose tangent is <candidate gradient, tangent>
 (check_grads with ``modes=("fwd",)`` and ``modes=("rev",)``, order 1). Every checker gets the
-inputs in the candidate's own dtype. A check still running after the time cap is stopped
+inputs in the candidate's own dtype. A check still running after the time cap (60 s) is stopped
 (``did not finish in N s``); when that happens on a correct candidate, the same checker is not
 run on the rest of that size (it costs the same there). gradcheck's fast mode, on a failure,
 recomputes the full Jacobian for its error message, so it can run past the cap on a bug it
 caught. Times are wall-clock on the shared machine; "steps" divides by the candidate's own time
 for one gradient at that size (the fastest of three calls).
 
+The audit runs in a fresh process per cell (``--audit-child``) on a compilation cache that one
+process per size filled first: **cold from cache** is its first audit there (what a user sees
+from the second run on: JAX still traces and lowers every program, then loads it from disk),
+**warm** the same audit again in that process (nothing left to compile). The peers run in this
+process. "fastest right peer" is the quickest of the other checkers whose verdict was right, and
+the last column divides the audit's time (cold from cache / warm) by it.
+
     python -m benchmarks --only gradcheck_compare [--quick]
 """
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -45,7 +57,7 @@ import manual_bp as mb
 from benchmarks._report import Section, fmt_time, markdown_table
 from benchmarks.sgd_step import SIZES
 
-__all__ = ["CANDIDATES", "CHECKERS", "gradcheck_compare_figure", "run"]
+__all__ = ["CANDIDATES", "CHECKERS", "gradcheck_compare_figure", "problem", "run"]
 
 Array = NDArray[Any]
 Grad = Callable[[mb.MLPParams, Array, Array], mb.MLPParams]
@@ -120,7 +132,9 @@ CANDIDATES: dict[str, tuple[Grad, Any, bool]] = {
 """name -> (gradient function, dtype of its inputs, whether it is correct)."""
 
 
-def _problem(size: tuple[int, int, int, int], dtype: Any) -> tuple[mb.MLPParams, Array, Array]:
+def problem(size: tuple[int, int, int, int], dtype: Any) -> tuple[mb.MLPParams, Array, Array]:
+    """The seed network's parameters, inputs and one-hot labels at ``size`` (m, n, h, k), in
+    ``dtype``, from seed 0."""
     m, n, h, k = size
     rng = np.random.default_rng(0)
     params = mb.init_mlp(rng, n, h, k)
@@ -222,7 +236,8 @@ CHECKERS: dict[str, Callable[[Grad, tuple[mb.MLPParams, Array, Array]], bool]] =
 
 
 class _TimeUpError(BaseException):
-    """Not an ``Exception``: a checker's own ``except Exception`` must not swallow it."""
+    """The time cap: a BaseException, so that no checker's ``except Exception`` (the audit's
+    guard around the candidate, say) takes it for the candidate's own error."""
 
 
 @contextmanager
@@ -265,43 +280,130 @@ def _one(
     return outcome, time.perf_counter() - start
 
 
+ROOT = Path(__file__).resolve().parent.parent
+PEERS = [name for name in CHECKERS if name != "this audit"]
+
+
+def _audit_child(size_name: str, candidates: list[str], cap: float) -> dict[str, Any]:
+    """In a fresh process: each candidate's audit twice (cold from cache, then warm)."""
+    out: dict[str, Any] = {}
+    problems: dict[Any, tuple[mb.MLPParams, Array, Array]] = {}
+    for cand in candidates:
+        grad, dtype, _ = CANDIDATES[cand]
+        if np.dtype(dtype) not in problems:
+            problems[np.dtype(dtype)] = problem(SIZES[size_name], dtype)
+        args = problems[np.dtype(dtype)]
+        cold = _one(_audit, grad, args, cap)
+        warm = _one(_audit, grad, args, cap)
+        out[cand] = {"cold": cold, "warm": warm, "step": _step_seconds(grad, args)}
+    return out
+
+
+def _spawn_audit(cache: str, size_name: str, candidates: list[str], cap: float) -> dict[str, Any]:
+    command = [sys.executable, "-m", "benchmarks.gradcheck_compare", "--audit-child"]
+    done = subprocess.run(
+        [*command, size_name, str(cap), *candidates],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "MANUAL_BP_JAX_CACHE": cache},
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _row(
+    size_name: str, checker: str, cand: str, outcome: str, seconds: float, step: float
+) -> dict[str, Any]:
+    correct = CANDIDATES[cand][2]
+    return {
+        "size": size_name,
+        "shape": list(SIZES[size_name]),
+        "checker": checker,
+        "candidate": cand,
+        "correct": correct,
+        "outcome": outcome,
+        "right": outcome == ("pass" if correct else "FAIL"),
+        "seconds": seconds,
+        "candidate_step_s": step,
+        "steps": seconds / step,
+    }
+
+
 def run(*, quick: bool = False) -> Section:
     """Every checker on every candidate at every size; the markdown table and the payload."""
-    cap = 10.0 if quick else 30.0
+    cap = 10.0 if quick else 60.0
     rows: list[dict[str, Any]] = []
-    for size_name, size in SIZES.items():
-        problems = {np.dtype(dt): _problem(size, dt) for dt in (np.float64, np.float32, BF16)}
-        for checker_name, checker in CHECKERS.items():
-            stopped = False
-            for cand_name, (grad, dtype, correct) in CANDIDATES.items():
-                problem = problems[np.dtype(dtype)]
-                step = _step_seconds(grad, problem)
-                if stopped:
-                    outcome, seconds = "not run", float("nan")
-                else:
-                    outcome, seconds = _one(checker, grad, problem, cap)
-                    stopped = outcome == "timeout" and correct  # as slow on the others
-                right = outcome == ("pass" if correct else "FAIL")
-                rows.append(
-                    {
-                        "size": size_name,
-                        "shape": list(size),
-                        "checker": checker_name,
-                        "candidate": cand_name,
-                        "correct": correct,
-                        "outcome": outcome,
-                        "right": right,
-                        "seconds": seconds,
-                        "candidate_step_s": step,
-                        "steps": seconds / step,
-                    }
-                )
-                print(
-                    f"  {size_name} {checker_name} {cand_name}: {outcome} {seconds:.2f} s",
-                    flush=True,
-                )
-    payload = {"cap_s": cap, "rows": rows, "sizes": {k: list(v) for k, v in SIZES.items()}}
+    with tempfile.TemporaryDirectory(prefix="gradcheck-compare-cache-") as cache:
+        for size_name, size in SIZES.items():
+            _spawn_audit(cache, size_name, list(CANDIDATES), cap)  # fills the cache
+            for cand in CANDIDATES:
+                got = _spawn_audit(cache, size_name, [cand], cap)[cand]
+                for label in ("cold", "warm"):
+                    outcome, seconds = got[label]
+                    checker = f"this audit, {'cold from cache' if label == 'cold' else 'warm'}"
+                    rows.append(_row(size_name, checker, cand, outcome, seconds, got["step"]))
+                    print(f"  {size_name} {checker} {cand}: {outcome} {seconds:.2f} s", flush=True)
+            problems = {np.dtype(dt): problem(size, dt) for dt in (np.float64, np.float32, BF16)}
+            for checker_name in PEERS:
+                checker = CHECKERS[checker_name]
+                stopped = False
+                for cand_name, (grad, dtype, correct) in CANDIDATES.items():
+                    args = problems[np.dtype(dtype)]
+                    step = _step_seconds(grad, args)
+                    if stopped:
+                        outcome, seconds = "not run", float("nan")
+                    else:
+                        outcome, seconds = _one(checker, grad, args, cap)
+                        stopped = outcome == "timeout" and correct  # as slow on the others
+                    rows.append(_row(size_name, checker_name, cand_name, outcome, seconds, step))
+                    print(
+                        f"  {size_name} {checker_name} {cand_name}: {outcome} {seconds:.2f} s",
+                        flush=True,
+                    )
+    payload = {
+        "cap_s": cap,
+        "rows": rows,
+        "sizes": {k: list(v) for k, v in SIZES.items()},
+        "versus_fastest_right_peer": _versus(rows),
+    }
     return Section("gradcheck_compare", _TITLE, payload, _markdown(rows, cap))
+
+
+def _fastest_right_peer(rows: list[dict[str, Any]], size: str, cand: str) -> dict[str, Any] | None:
+    right = [
+        r
+        for r in rows
+        if r["size"] == size and r["candidate"] == cand and r["checker"] in PEERS and r["right"]
+    ]
+    return min(right, key=lambda r: r["seconds"], default=None)
+
+
+def _versus(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per cell (size, candidate): the audit's verdict and times against the fastest right peer."""
+    out = []
+    for size in dict.fromkeys(r["size"] for r in rows):
+        for cand in CANDIDATES:
+            peer = _fastest_right_peer(rows, size, cand)
+            cell: dict[str, Any] = {"size": size, "candidate": cand}
+            cell["peer"] = None if peer is None else peer["checker"]
+            cell["peer_s"] = None if peer is None else peer["seconds"]
+            for label in ("cold from cache", "warm"):
+                audit = next(
+                    r
+                    for r in rows
+                    if r["size"] == size
+                    and r["candidate"] == cand
+                    and r["checker"] == f"this audit, {label}"
+                )
+                cell[f"audit_{label}_s"] = audit["seconds"]
+                cell[f"audit_{label}_right"] = audit["right"]
+                cell[f"audit_{label}_not_slower"] = audit["right"] and (
+                    peer is None or audit["seconds"] <= peer["seconds"]
+                )
+            out.append(cell)
+    return out
 
 
 _TITLE = "This audit against torch.autograd.gradcheck and jax.test_util.check_grads"
@@ -319,50 +421,82 @@ def _cell(row: dict[str, Any], cap: float) -> str:
 
 def _markdown(rows: list[dict[str, Any]], cap: float) -> str:
     parts = []
-    for size_name in SIZES:
+    checkers = list(dict.fromkeys(r["checker"] for r in rows))
+    versus = _versus(rows)
+    for size_name in dict.fromkeys(r["size"] for r in rows):
         these = [r for r in rows if r["size"] == size_name]
-        header = ["candidate", *CHECKERS]
+        header = ["candidate", *checkers, "fastest right peer", "audit / peer (cold, warm)"]
         table = []
         for cand in CANDIDATES:
             cells = [
                 _cell(next(r for r in these if r["checker"] == c and r["candidate"] == cand), cap)
-                for c in CHECKERS
+                for c in checkers
             ]
-            table.append([cand, *cells])
+            cell = next(v for v in versus if v["size"] == size_name and v["candidate"] == cand)
+            peer = "none" if cell["peer"] is None else f"{cell['peer']}, {fmt_time(cell['peer_s'])}"
+            ratio = "-"
+            if cell["peer_s"]:
+                ratio = ", ".join(
+                    f"{cell[f'audit_{label}_s'] / cell['peer_s']:.2g}"
+                    for label in ("cold from cache", "warm")
+                )
+            table.append([cand, *cells, peer, ratio])
         shape = "x".join(str(s) for s in SIZES[size_name])
         parts.append(f"**{size_name}** (m, n, h, k = {shape})\n\n" + markdown_table(header, table))
+    for label in ("cold from cache", "warm"):
+        right = sum(v[f"audit_{label}_right"] for v in versus)
+        fast = sum(v[f"audit_{label}_not_slower"] for v in versus)
+        parts.append(
+            f"The audit ({label}): right on {right} of {len(versus)} cells, right and at most "
+            f"as slow as the fastest right peer on {fast} of {len(versus)}."
+        )
     return "\n\n".join(parts)
 
 
 def gradcheck_compare_figure(payload: dict[str, Any], path: Path) -> Path:
-    """Wall time per checker and size (log scale), marked where the verdict was wrong."""
+    """Per size and candidate: the audit's time (cold from cache, warm) against the fastest
+    right peer's (log scale); a cross where the audit's verdict was wrong or did not come."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = payload["rows"]
-    sizes = list(payload["sizes"])
-    checkers = list(dict.fromkeys(r["checker"] for r in rows))
-    fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4.2), sharey=True)
+    versus = payload["versus_fastest_right_peer"]
+    sizes = list(dict.fromkeys(v["size"] for v in versus))
+    fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4.4), sharey=True)
+    series = [
+        ("audit_cold from cache_s", "audit_cold from cache_right", "this audit, cold from cache"),
+        ("audit_warm_s", "audit_warm_right", "this audit, warm"),
+        ("peer_s", None, "fastest right peer"),
+    ]
     for ax, size_name in zip(np.atleast_1d(axes), sizes, strict=True):
-        for j, checker in enumerate(checkers):
-            these = [r for r in rows if r["size"] == size_name and r["checker"] == checker]
-            for i, r in enumerate(these):
-                seconds = (
-                    payload["cap_s"] if r["outcome"] in ("timeout", "not run") else r["seconds"]
-                )
-                color = "tab:green" if r["right"] else "tab:red"
-                marker = "x" if r["outcome"] in ("timeout", "not run") else "o"
-                ax.scatter(j + (i - 2.5) * 0.1, seconds, color=color, marker=marker, s=24)
-        ax.set_xticks(range(len(checkers)), checkers, rotation=30, ha="right", fontsize=8)
+        cells = [v for v in versus if v["size"] == size_name]
+        x = np.arange(len(cells))
+        for j, (key, right_key, label) in enumerate(series):
+            seconds = [c[key] if c[key] is not None else np.nan for c in cells]
+            ok = [True if right_key is None else c[right_key] for c in cells]
+            xs = x + (j - 1) * 0.22
+            ax.bar(xs, seconds, width=0.22, label=label, color=f"C{j}")
+            for xi, s, good in zip(xs, seconds, ok, strict=True):
+                if not good:
+                    ax.scatter(xi, s if np.isfinite(s) else payload["cap_s"], marker="x", c="r")
+        names = [c["candidate"].split(") ")[0] + ")" for c in cells]
+        ax.set_xticks(x, names)
         ax.set_yscale("log")
         ax.axhline(payload["cap_s"], color="grey", lw=0.8, ls="--")
         ax.set_title(f"{size_name} {tuple(payload['sizes'][size_name])}", fontsize=9)
-    np.atleast_1d(axes)[0].set_ylabel("seconds (x: did not finish; dashed: cap)")
-    fig.suptitle("Six candidates (a)-(f) per checker: green right verdict, red wrong", fontsize=10)
+    np.atleast_1d(axes)[0].set_ylabel("seconds (dashed: cap; red x: wrong or no verdict)")
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    fig.suptitle("The audit against the fastest right peer, candidates (a)-(f)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 4 and sys.argv[1] == "--audit-child":
+        print(json.dumps(_audit_child(sys.argv[2], sys.argv[4:], float(sys.argv[3]))))
+    else:
+        print(run(quick="--quick" in sys.argv[1:]).markdown)

@@ -37,6 +37,8 @@ def audit(
     stages: Mapping[str, Stage | str] | None = None,
     intermediates: Callable[..., Any] | None = None,
     replay: Sequence[tuple[Any, ...]] = (),
+    profile: bool = False,
+    quick: bool = False,
 ) -> AuditReport:
     """Search for an input where ``grad_fn`` is not the gradient of ``loss_fn``.
 
@@ -68,6 +70,13 @@ def audit(
     replay : argument tuples checked first, in order, before any search (counterexamples kept
         from earlier runs, ``verification.auditing._store``): a regression fails on its first
         example; the report's ``replay_failed`` says which one failed again.
+    profile : record where the time went (tracing and lowering, XLA compilation, reference
+        runs, the candidate, the second opinion, finite differences, diagnosis, report) and
+        which programs were compiled at which shapes: ``report.profile``, printed after the
+        report (``verification.auditing._profile``).
+    quick : stop at the verdict: the failing input (not shrunk), the worst element and the
+        offending elements, without the re-checks that name a cause, the stage or the finite
+        difference at the worst element.
 
     Returns
     -------
@@ -130,6 +139,8 @@ def audit(
         stages=stages,
         intermediates=intermediates,
         replay=replay,
+        profile=profile,
+        quick=quick,
     )
 
 

@@ -39,6 +39,7 @@ from verification.auditing._lowprec import (
 )
 from verification.auditing._oracle import Oracle, OracleRefusedError, SecondOpinion
 from verification.auditing._outcome import Outcome, Tally
+from verification.auditing._profile import phase
 from verification.auditing._report import leaf_lines
 from verification.auditing._reproducer import offending_elements
 from verification.auditing._subgradient import inside_kink
@@ -204,7 +205,8 @@ class Checker:
             outcome.out_of_domain = True
             outcome.diagnosis = "the reference loss or gradient is not finite here"
             return outcome
-        result = run_candidate(self.grad_fn, args, names, outcome, self.tally)
+        with phase("candidate", run=True):
+            result = run_candidate(self.grad_fn, args, names, outcome, self.tally)
         if outcome.kind is not None:
             return outcome
         with np.errstate(all="ignore"):  # the candidate's overflows are its own business
@@ -252,7 +254,8 @@ class Checker:
                 return outcome
         else:
             tols = policy.tolerance(dtypes, grad, terms=terms, rtol=policy.rtol, atol=policy.atol)
-        comparisons = policy.compare(got, grad, tols, names_of_leaves)
+        with phase("comparison"):
+            comparisons = policy.compare(got, grad, tols, names_of_leaves)
         self.tally.timings["compare"] += time.perf_counter() - start
         if low is None and not all(c.passed for c in comparisons):
             # Randomness from the example itself: the same example always gets the same
@@ -280,7 +283,8 @@ class Checker:
                     f"{opinion.grad_dot_v:.17g}, jvp = {opinion.jvp:.17g}"
                 )
                 return outcome
-            comparisons = policy.compare(got, grad, tols, names_of_leaves)
+            with phase("comparison"):
+                comparisons = policy.compare(got, grad, tols, names_of_leaves)
         outcome.max_abs = max(c.max_abs_error for c in comparisons)
         outcome.max_rel = max(c.max_rel_error for c in comparisons)
         # The gradient's scale has a floor: the size the tolerance rule gives it here (at least
@@ -294,7 +298,8 @@ class Checker:
         outcome.location, outcome.candidate, outcome.reference = c.location, c.actual, c.expected
         outcome.rtol, outcome.atol = c.rtol, c.atol
         outcome.leaves = leaf_lines(names_of_leaves, comparisons)
-        outcome.offending = offending_elements(got, grad, tols, names_of_leaves)
+        with phase("comparison"):
+            outcome.offending = offending_elements(got, grad, tols, names_of_leaves)
         outcome.kind = "mismatch"
         outcome.got, outcome.grad, outcome.worst = got, grad, worst
         order = wrong_order(got, grad, names_of_leaves)

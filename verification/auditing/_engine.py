@@ -24,6 +24,7 @@ from verification.auditing._check import DEFAULT_POLICY, Checker, Policy
 from verification.auditing._diagnose import mask_pattern
 from verification.auditing._errors import AuditSpecError
 from verification.auditing._evidence import (
+    LARGE,
     Probe,
     mask_words,
     name_factor,
@@ -33,6 +34,7 @@ from verification.auditing._guards import nondeterministic_words
 from verification.auditing._kinks import Kinks, aimed, source as kinks_source
 from verification.auditing._oracle import Oracle
 from verification.auditing._outcome import Outcome, Tally
+from verification.auditing._profile import DIAGNOSIS, Profile, phase, profiling
 from verification.auditing._repeat import spread
 from verification.auditing._report import AuditReport, count_elements, function_name
 from verification.auditing._reproducer import LITERAL_LIMIT
@@ -72,13 +74,27 @@ def run_audit(
     stages: Mapping[str, Stage | str] | None = None,
     intermediates: Callable[..., Any] | None = None,
     replay: Sequence[tuple[Any, ...]] = (),
+    profile: bool = False,
+    quick: bool = False,
 ) -> AuditReport:
     """Search for an input where ``grad_fn`` is not the gradient of ``loss_fn`` (validated
     arguments; see ``audit``) and return the report. ``replay``: argument tuples checked before
     the search (stored counterexamples, ``_store``). ``policy`` holds the tolerance rule and
     the comparison; ``argnums_shown`` is how the report spells ``argnums``; ``kinks`` aims the
     strategy at declared kinks (``_kinks``); ``stages`` and ``intermediates`` locate the stage
-    of a failure (``_stages``)."""
+    of a failure (``_stages``); ``profile`` records where the time went (``_profile``) in
+    ``report.profile``; ``quick`` stops at the verdict and the offending elements (no
+    shrinking, no re-checks, no stage, no finite difference at the worst element)."""
+    if profile:  # the same audit, recorded
+        recorded = Profile()
+        with profiling(recorded):
+            report = run_audit(
+                grad_fn, loss_fn, args, argnums=argnums, max_examples=max_examples, seed=seed,
+                arg_names=arg_names, policy=policy, argnums_shown=argnums_shown, kinks=kinks,
+                stages=stages, intermediates=intermediates, replay=replay, quick=quick,
+            )  # fmt: skip
+        report.profile = recorded
+        return report
     concrete = not isinstance(args, st.SearchStrategy)
     if seed is None:  # one given input: the same verdict and words at every run
         seed = 0 if concrete else random.SystemRandom().randrange(2**32)
@@ -96,7 +112,13 @@ def run_audit(
     run_before = oracle.run_seconds
     start = time.perf_counter()
     failure = search(
-        checker.check, tally, args, max_examples=max_examples, seed=seed, replay=replay
+        checker.check,
+        tally,
+        args,
+        max_examples=max_examples,
+        seed=seed,
+        replay=replay,
+        shrink=not quick,
     )
     total = time.perf_counter() - start
     timings = dict(tally.timings)
@@ -136,7 +158,8 @@ def run_audit(
     if failure is not None and first is not None and first <= len(replay):
         report.replay_failed = first - 1
     if failure is not None:
-        _fill_failure(report, failure, checker, tally, args)
+        with phase(DIAGNOSIS):
+            _fill_failure(report, failure, checker, tally, args, quick=quick)
         if kinks is not None:  # the reproducer declares the same convention
             line, name = kinks_source(kinks)
             report.reproducer_calls = [
@@ -150,17 +173,19 @@ def run_audit(
         args_found = report.counterexample
         located = report.kind in ("mismatch", "wrong shape") and bool(args_found)
         located = located and "returned exactly what it returned" not in (report.diagnosis or "")
+        located = located and not quick
         if chain is not None and intermediates is not None and args_found and located:
-            report.stage = str(
-                locate_stage(
-                    intermediates,
-                    chain,
-                    args_found,
-                    oracle_for=oracle_for,
-                    failing_location=report.location,
-                    seed=seed,
+            with phase(DIAGNOSIS):
+                report.stage = str(
+                    locate_stage(
+                        intermediates,
+                        chain,
+                        args_found,
+                        oracle_for=oracle_for,
+                        failing_location=report.location,
+                        seed=seed,
+                    )
                 )
-            )
     return report
 
 
@@ -170,8 +195,14 @@ def _fill_failure(
     checker: Checker,
     tally: Tally,
     drawn: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...],
+    *,
+    quick: bool = False,
 ) -> None:
     small = count_elements(failure.args)[0] <= LITERAL_LIMIT  # zeroing 64 of 10^5: no use
+    if quick:  # the verdict, the failing input and its offending elements; no explanation
+        _fill_verdict(report, failure, tally)
+        report.shrink_steps = 0  # not shrunk: hypothesis only replayed the failing example
+        return
     if small and failure.kind in ("mismatch", "wrong shape", "wrong dtype", "wrong structure"):
         failure = simplify(checker.check, failure, checker.argnums)
     first = tally.first_failing
@@ -192,6 +223,15 @@ def _fill_failure(
         failure.diagnosis = f"{failure.kink_note}; {failure.diagnosis}"
     if failure.memo_note and not (failure.diagnosis or "").endswith(failure.memo_note):
         failure.diagnosis = f"{failure.diagnosis}{failure.memo_note}"
+    _fill_verdict(report, failure, tally)
+    if failure.kind == "mismatch" and failure.location is not None:
+        fd = _fd_at(checker, failure)
+        if fd is not None:
+            report.finite_difference, report.finite_difference_note = fd
+
+
+def _fill_verdict(report: AuditReport, failure: Outcome, tally: Tally) -> None:
+    """The failure's facts on the report: kind, input, location, values, offending elements."""
     report.kind = failure.kind
     report.counterexample = failure.args or None
     report.shrink_steps = tally.examples - (tally.first_failure or tally.examples)
@@ -208,10 +248,6 @@ def _fill_failure(
         (failure.max_abs, failure.max_rel) if failure.kind == "mismatch" else (math.inf, math.inf)
     )
     report.max_scaled_error = failure.max_scaled if failure.kind == "mismatch" else math.inf
-    if failure.kind == "mismatch" and failure.location is not None:
-        fd = _fd_at(checker, failure)
-        if fd is not None:
-            report.finite_difference, report.finite_difference_note = fd
 
 
 def _probe(checker: Checker, leaf: int) -> Probe:
@@ -256,6 +292,7 @@ def _factor_words(failure: Outcome, checker: Checker) -> str:
             checker.argnums,
             checker.names(args),
             rng,
+            large=count_elements(args)[0] > LARGE,
         )
     return f"{leaf}: {words}"
 
@@ -305,7 +342,12 @@ def _values_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ..
     rng = _rng_of(failure.args)
     with np.errstate(all="ignore"):
         right = values_right_elsewhere(
-            _probe(checker, worst), failure.args, checker.argnums, rng, others
+            _probe(checker, worst),
+            failure.args,
+            checker.argnums,
+            rng,
+            others,
+            large=count_elements(failure.args)[0] > LARGE,
         )
     if not right:
         return text
@@ -325,7 +367,14 @@ def _mask_words(failure: Outcome, checker: Checker) -> str | None:
         here = bool(mask_pattern(failure.got[worst], failure.grad[worst]))
     rng = _rng_of(failure.args)
     with np.errstate(all="ignore"):
-        return mask_words(here, _probe(checker, worst), failure.args, checker.argnums, rng)
+        return mask_words(
+            here,
+            _probe(checker, worst),
+            failure.args,
+            checker.argnums,
+            rng,
+            large=count_elements(failure.args)[0] > LARGE,
+        )
 
 
 def _flaky(failure: Outcome, checker: Checker) -> Outcome:

@@ -18,6 +18,16 @@ informative elements agreeing, see ``_diagnose.informative_factor``) is re-check
 A mask's pattern (the candidate wrong only where the reference is exactly 0, right at one
 informative element at least) is called a missing mask only if it is seen at two of these
 inputs at least.
+
+A counterexample of more than ``LARGE`` elements (a user's own input at production size, never
+shrunk to 0s and 1s) costs a reference run and a candidate call per re-check, and doubling it
+costs a compilation at a shape four times as large. There the evidence is proportional to what
+it can add: one mild and one strong perturbation instead of six, no doubled inputs, and a factor
+is re-checked on a **sub-batch** (the first ``SUB_BATCH`` indices along the axes of the size in
+question; for a factor that is no size of the problem, along the batch axis): a small program,
+cheap to compile and to run. The factor follows the dimension when it scales with it there
+(c -> c sub/s for a missing 1/s), and stays c for a factor that is no dimension's. The words
+say that the evidence came from a sub-batch.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ from jax import tree_util
 from verification.auditing._diagnose import informative_factor, mask_pattern
 
 __all__ = [
+    "LARGE",
+    "SUB_BATCH",
     "Probe",
     "batch_doubled",
     "mask_words",
@@ -44,6 +56,12 @@ Probe = Callable[[tuple[Any, ...]], tuple[np.ndarray[Any, Any], np.ndarray[Any, 
 (the candidate raises or returns another structure, the reference is not finite)."""
 
 _AGREE = 1e-6
+
+LARGE = 100_000
+"""Elements of a counterexample above which the re-checks are the cheap ones (module docstring)."""
+
+SUB_BATCH = 8
+"""Indices kept along an axis for the sub-batch re-check of a large counterexample."""
 
 
 def _factor_at(probe: Probe, args: tuple[Any, ...]) -> float | None:
@@ -69,6 +87,8 @@ def mask_words(
     argnums: Sequence[int],
     rng: np.random.Generator,
     others: Sequence[tuple[Any, ...]] = (),
+    *,
+    large: bool = False,
 ) -> str | None:
     """The words ", the pattern of a missing mask ..." when a mask's pattern (wrong only where the
     reference is exactly 0, right at one informative element at least) is seen at two inputs:
@@ -76,7 +96,7 @@ def mask_words(
     of the others when the counterexample's reference is 0 at every element (wrong only
     there, consistent with a mask but too small to show one); else None."""
     seen = 0
-    inputs = [*variants(args, argnums, rng, bigger=True), *others]
+    inputs = [*variants(args, argnums, rng, bigger=True, large=large), *others]
     for other in inputs:
         pair = probe(other)
         if pair is not None and np.shape(pair[0]) == np.shape(pair[1]):
@@ -115,11 +135,19 @@ def _perturbed(
 
 
 def variants(
-    args: tuple[Any, ...], argnums: Sequence[int], rng: np.random.Generator, *, bigger: bool
+    args: tuple[Any, ...],
+    argnums: Sequence[int],
+    rng: np.random.Generator,
+    *,
+    bigger: bool,
+    large: bool = False,
 ) -> list[tuple[Any, ...]]:
     """Other inputs to re-check a signature at: one mild and five strong perturbations of the
     counterexample first, then (``bigger``) eight strong perturbations of it with every axis
-    doubled (more elements, so that a pattern has room to show)."""
+    doubled (more elements, so that a pattern has room to show). For a ``large`` counterexample
+    (module docstring): one mild and one strong perturbation, nothing doubled."""
+    if large:
+        return [_perturbed(args, argnums, rng, strong=s) for s in (False, True)]
     leaves, treedef = tree_util.tree_flatten(args)
     tiled = [
         np.tile(x, (2,) * x.ndim) if isinstance(x, np.ndarray) and x.ndim else x for x in leaves
@@ -142,12 +170,14 @@ def values_right_elsewhere(
     argnums: Sequence[int],
     rng: np.random.Generator,
     others: Sequence[tuple[Any, ...]] = (),
+    *,
+    large: bool = False,
 ) -> int:
     """At how many inputs near ``args`` (same shapes, reference not all 0) the candidate's leaf
     holds the reference's values (as floats, reshaped, or transposed for a reversed 2-d
     shape); 0 if it is wrong at any of them."""
     right = 0
-    for other in [*variants(args, argnums, rng, bigger=False), *others]:
+    for other in [*variants(args, argnums, rng, bigger=False, large=large), *others]:
         pair = probe(other)
         if pair is None:
             continue
@@ -233,10 +263,16 @@ def name_factor(
     names: Sequence[str],
     rng: np.random.Generator,
     others: Sequence[tuple[Any, ...]] = (),
+    *,
+    large: bool = False,
 ) -> str:
     """The words for a factor ``c`` seen on ``args``, after the re-checks of the module
     docstring (``probe`` evaluates candidate and reference at new arguments). ``others``
-    (inputs of other sizes) default to ``batch_doubled``'s: from ``args`` alone."""
+    (inputs of other sizes) default to ``batch_doubled``'s: from ``args`` alone. For a
+    ``large`` counterexample, the factor is re-checked on a sub-batch of it
+    (``sub_batch_factor``)."""
+    if large:
+        return sub_batch_factor(c, probe, args, argnums, names, rng)
     agree = 0
     same_size = variants(args, argnums, rng, bigger=False)
     others = list(others) or batch_doubled(args, argnums, names, rng)
@@ -290,5 +326,89 @@ def name_factor(
         return "sign flipped (at this input and at another)"
     return (
         f"off by a constant factor {c:.6g} (at this input and at another; it does not follow "
+        "a dimension of the problem)"
+    )
+
+
+def _sliced(args: tuple[Any, ...], group: list[tuple[int, int]], keep: int) -> tuple[Any, ...]:
+    """``args`` with the first ``keep`` indices kept along each (leaf, axis) of ``group``."""
+    leaves, treedef = tree_util.tree_flatten(args)
+    out = list(leaves)
+    for k, axis in group:
+        out[k] = np.take(out[k], np.arange(keep), axis=axis)
+    rebuilt: tuple[Any, ...] = tree_util.tree_unflatten(treedef, out)
+    return rebuilt
+
+
+def _batch_group(
+    args: tuple[Any, ...], argnums: Sequence[int], names: Sequence[str]
+) -> tuple[int, list[tuple[int, int]]] | None:
+    """(size, group) of the batch axis: axis 0 of the arguments that are not differentiated,
+    where they share a length of at least 2 * ``SUB_BATCH``; None if there is none."""
+    firsts = {
+        np.shape(leaf)[0]
+        for i, a in enumerate(args)
+        if i not in argnums
+        for leaf in tree_util.tree_leaves(a)
+        if np.ndim(leaf) > 0
+    }
+    if len(firsts) != 1 or (size := firsts.pop()) < 2 * SUB_BATCH:
+        return None
+    for words, group in _groups(args, argnums, names, size):
+        if words.startswith("m, the batch size"):
+            return size, group
+    return None  # pragma: no cover  (a shared axis 0 outside argnums is the batch group)
+
+
+def sub_batch_factor(
+    c: float,
+    probe: Probe,
+    args: tuple[Any, ...],
+    argnums: Sequence[int],
+    names: Sequence[str],
+    rng: np.random.Generator,
+) -> str:
+    """The words for a factor ``c`` seen on a large counterexample, re-checked on sub-batches
+    (module docstring): for each size s of the problem that c equals (or 1/s), the first
+    ``SUB_BATCH`` indices along those axes; the factor follows the dimension when it becomes
+    c * SUB_BATCH / s there (or c * s / SUB_BATCH). Otherwise the factor must be c again on a
+    sub-batch along the batch axis (or, with none, at a strong perturbation of the input)."""
+    sizes = sorted({s for leaf in tree_util.tree_leaves(args) for s in np.shape(leaf) if s > 1})
+    sign = "sign flipped and " if c < 0 else ""
+    for size in sizes:
+        grows = abs(abs(c) - size) <= _AGREE * size
+        shrinks = abs(abs(c) * size - 1) <= _AGREE
+        if size < 2 * SUB_BATCH or not (grows or shrinks):
+            continue
+        for words, group in _groups(args, argnums, names, size):
+            there = _factor_at(probe, _sliced(args, group, SUB_BATCH))
+            what = words.split(" (")[0].split(",")[0]
+            checked = f"re-checked on a sub-batch of {SUB_BATCH} along it, where the factor is"
+            if grows and _same_factor(there, c * SUB_BATCH / size):
+                return (
+                    f"{sign}x {size} = {words}: the 1/{what} is missing ({checked} "
+                    f"{SUB_BATCH}: it follows that dimension)"
+                )
+            if shrinks and _same_factor(there, c * size / SUB_BATCH):
+                return (
+                    f"{sign}x 1/{size} = 1/{words}: divided by {what} once too often, e.g. "
+                    f"twice where the loss averages once ({checked} 1/{SUB_BATCH}: it follows "
+                    "that dimension)"
+                )
+    batch = _batch_group(args, argnums, names)
+    if batch is not None:
+        other, where = _sliced(args, batch[1], SUB_BATCH), f"on a sub-batch of {SUB_BATCH}"
+    else:
+        other, where = _perturbed(args, argnums, rng, strong=True), "at a perturbed input"
+    there = _factor_at(probe, other)
+    if not _same_factor(there, c):
+        return (
+            f"every element is {c:.6g} times the reference on this input, but not {where}: "
+            "no constant factor, no cause named"
+        )
+    if abs(c + 1) <= _AGREE:
+        return f"sign flipped (at this input and {where})"
+    return (
+        f"off by a constant factor {c:.6g} (at this input and {where}; it does not follow "
         "a dimension of the problem)"
     )

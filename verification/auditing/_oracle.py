@@ -40,6 +40,7 @@ import verification.reference  # noqa: F401  (turns on 64-bit JAX, as every refe
 from verification.auditing._cancellation import summed_terms
 from verification.auditing._finite_differences import FiniteDifferences, quotients, step_for
 from verification.auditing._lowprec import is_float
+from verification.auditing._profile import COMPILATION, TRACING, phase, record_program
 
 __all__ = [
     "Environment",
@@ -59,6 +60,22 @@ _FAST_COMPILE: dict[str, str | bool | int | float] = {
     "xla_llvm_disable_expensive_passes": True,
 }
 """XLA options that halve compilation time (LLVM -O0); results are IEEE arithmetic all the same."""
+
+OPTIMISE_ABOVE = 1 << 21
+"""Elements (over all arguments) from which a problem is large: its programs are compiled with
+XLA's full optimisation instead of ``_FAST_COMPILE`` (at about 2 million elements, a batch of
+2048 inputs of 784 pixels, one run of the -O0 gradient costs about as much again as the
+optimised one, and a run costs more than the optimisation saves in compilation time), and its
+finite differences run a forward-only program of their own instead of the second opinion's
+(a program costs a fixed few tenths of a second to lower and load, which a small problem's
+runs never win back)."""
+
+_PROGRAMS = {
+    "_grad_fn": "reference runs",
+    "_second_fn": "second opinion",
+    "_losses_fn": "finite differences",
+}
+"""The profile's phase (``_profile``) for each program the oracle compiles."""
 
 PERTURBATION = 2.0**-26
 """Relative size of the input perturbation behind ``SecondOpinion.grad_perturbed``."""
@@ -226,6 +243,8 @@ class Oracle:
         self.run_seconds = 0.0
         self.forward_mode = True
         self.compilations = 0
+        self._losses: dict[Any, Any] = {}
+        self._last_value: tuple[tuple[Any, ...], float] | None = None
 
     # -- building blocks traced by JAX ---------------------------------------------------
     def _loss_at(self, args: tuple[Any, ...], diff: tuple[Any, ...]) -> jax.Array:
@@ -295,9 +314,20 @@ class Oracle:
         summed = summed_terms(loss, diff)
         return value, jvp, grad32, grad_shaken, moved, toward_origin, summed
 
+    def _losses_fn(self, args: tuple[Any, ...], v: tuple[Any, ...], steps: jax.Array) -> jax.Array:
+        """The loss at x + h v for each h in ``steps`` (forward passes only: the finite
+        differences need no gradient, so they cost a few forward passes, not a second opinion)."""
+        diff = tuple(args[i] for i in self.argnums)
+
+        def at(h: jax.Array) -> jax.Array:
+            return self._loss_at(args, tree_util.tree_map(lambda a, b: a + h * b, diff, v))
+
+        return jax.lax.map(at, steps)
+
     # -- compilation -------------------------------------------------------------------
     def _compile(self, fn: Callable[..., Any], *example: Any) -> Any:
         start = time.perf_counter()
+        program = getattr(fn, "__name__", "program")
         # A persistent compilation cache that cannot be read or written (another process
         # evicted the entry) changes nothing about the result: not a reason to fail.
         with warnings.catch_warnings(), jax.default_matmul_precision(PRECISION):
@@ -306,19 +336,29 @@ class Oracle:
             )
             if jax.config.jax_default_matmul_precision != PRECISION:  # type: ignore[attr-defined]  # pragma: no cover
                 raise OracleRefusedError("could not set the matmul precision to 'highest'")
-            traced = jax.jit(fn).trace(*example)
-            problems = _walk_jaxpr(traced.jaxpr.jaxpr)
-            if problems:
-                raise OracleRefusedError(
-                    "the reference is not a float64 computation: " + "; ".join(problems[:3])
-                )
-            lowered = traced.lower()
-            try:  # tiny arrays: optimising the machine code costs more than it saves
-                compiled = lowered.compile(compiler_options=_FAST_COMPILE)
-            except Exception:  # pragma: no cover  (a backend without these options)
-                compiled = lowered.compile()
-        self.compile_seconds += time.perf_counter() - start
+            with phase(TRACING):
+                traced = jax.jit(fn).trace(*example)
+                problems = _walk_jaxpr(traced.jaxpr.jaxpr)
+                if problems:
+                    raise OracleRefusedError(
+                        "the reference is not a float64 computation: " + "; ".join(problems[:3])
+                    )
+                lowered = traced.lower()
+            traced_at = time.perf_counter()
+            # Small arrays: optimising the machine code costs more than it saves; large ones:
+            # the optimised program runs up to twice as fast (``OPTIMISE_ABOVE``).
+            options = {} if _is_large(example[0]) else _FAST_COMPILE
+            with phase(COMPILATION):
+                try:
+                    compiled = lowered.compile(compiler_options=options)
+                except Exception:  # pragma: no cover  (a backend without these options)
+                    compiled = lowered.compile()
+        end = time.perf_counter()
+        self.compile_seconds += end - start
         self.compilations += 1
+        record_program(
+            _PROGRAMS.get(program, program), example[0], traced_at - start, end - traced_at
+        )
         return compiled
 
     @staticmethod
@@ -345,7 +385,8 @@ class Oracle:
         if compiled is None:
             compiled = cache[key] = self._compile(fn, *example)
         start = time.perf_counter()
-        out = tree_util.tree_map(np.asarray, compiled(*example))
+        with phase(_PROGRAMS.get(getattr(fn, "__name__", ""), "reference runs"), run=True):
+            out = tree_util.tree_map(np.asarray, compiled(*example))
         self.run_seconds += time.perf_counter() - start
         return out
 
@@ -360,6 +401,7 @@ class Oracle:
         """
         args64, _ = self.prepare(args)
         value, grad = self._run(self._grads, self._grad_fn, args64)
+        self._last_value = (args64, float(value))
         leaves = [np.asarray(g) for g in tree_util.tree_leaves(grad)]
         if any(g.dtype != np.float64 for g in leaves):
             found = sorted({str(g.dtype) for g in leaves})
@@ -370,16 +412,17 @@ class Oracle:
         self,
         args: tuple[Any, ...],
         v: Sequence[np.ndarray[Any, Any]],
-        fd_step: float,
+        fd_step: float | None,
         rng: np.random.Generator | None = None,
     ) -> tuple[Any, ...]:
         """The compiled second-opinion function at ``args`` along ``v``, with the steps s (for
-        the secant, s = max(1, |x|)), then h and 2h (finite differences, h = ``fd_step``)."""
+        the secant, s = max(1, |x|)), then h and 2h (finite differences, h = ``fd_step``; none
+        for None: ``second_opinion`` needs the secant only)."""
         args64, diff = self.prepare(args)
         diff_leaves, diff_def = tree_util.tree_flatten(diff)
         v_tree = tree_util.tree_unflatten(diff_def, [np.asarray(x, np.float64) for x in v])
         scale = max([1.0] + [float(np.max(np.abs(x), initial=0.0)) for x in diff_leaves])
-        steps = np.array([scale, fd_step, 2 * fd_step])
+        steps = np.array([scale] if fd_step is None else [scale, fd_step, 2 * fd_step])
         noise = tree_util.tree_map(
             lambda a: (
                 np.zeros(np.shape(a))
@@ -433,8 +476,11 @@ class Oracle:
     ) -> SecondOpinion:
         """Forward mode along the unit direction ``v``, the float32 gradient, the gradient at a
         randomly perturbed input (``rng``) and secant slopes (see ``SecondOpinion``)."""
+        # A small problem shares one program with ``one_sided_slopes`` (the same three steps); a
+        # large one evaluates the secant step alone (its finite differences have their own).
+        fd_step = None if _is_large(args) else 1e-6
         value, jvp, grad32, shaken, plus, minus, steps, origin, summed = self._along(
-            args, v, 1e-6, rng
+            args, v, fd_step, rng
         )
         secants = [abs(float(x[0]) - value) / steps[0] for x in (plus, minus)] + origin
         return SecondOpinion(
@@ -468,10 +514,63 @@ class Oracle:
             [1.0] + [float(np.max(np.abs(x), initial=0.0)) for x in tree_util.tree_leaves(diff)]
         )
         if step is None:
-            step = step_for(float(self._loss_value(args64)), resolution, scale)
-        value, _, _, _, plus, minus, steps, _, _ = self._along(args, d, step)
+            with phase("finite differences"):
+                value = self._value_at(args64)
+            step = step_for(float(value), resolution, scale)
+        h = float(step)
+        with phase("finite differences"):  # whichever program runs them
+            if _is_large(args64):  # forward passes only
+                value, plus1, plus2, minus1, minus2 = self.losses_along(
+                    args, d, [0.0, h, 2 * h, -h, -2 * h]
+                )
+                return quotients(
+                    float(value), np.array([plus1, plus2]), np.array([minus1, minus2]), h, 2 * h
+                )
+            # the second opinion's program, already compiled for this shape
+            value, _, _, _, plus, minus, steps, _, _ = self._along(args, d, h)
         return quotients(value, plus[1:], minus[1:], float(steps[1]), float(steps[2]))
 
     def _loss_value(self, args64: tuple[Any, ...]) -> float:
         value, _ = self._run(self._grads, self._grad_fn, args64)
         return float(value)
+
+    def _value_at(self, args64: tuple[Any, ...]) -> float:
+        """The loss at ``args64``: the last ``gradient``'s value when it was computed at the
+        same arguments (the check's own reference run), else one reference run."""
+        last = self._last_value
+        if last is not None and _same_tree(last[0], args64):
+            return last[1]
+        return self._loss_value(args64)
+
+    def losses_along(
+        self, args: tuple[Any, ...], v: Sequence[np.ndarray[Any, Any]], steps: Sequence[float]
+    ) -> list[float]:
+        """The float64 loss at x + h v for each h in ``steps`` (x the differentiated arguments,
+        ``v`` one array per leaf of them): one compiled program of forward passes per shape and
+        number of steps."""
+        args64, diff = self.prepare(args)
+        diff_def = tree_util.tree_structure(diff)
+        v_tree = tree_util.tree_unflatten(diff_def, [np.asarray(x, np.float64) for x in v])
+        losses = self._run(self._losses, self._losses_fn, args64, v_tree, np.asarray(steps))
+        return [float(x) for x in losses]
+
+
+def _elements(tree: Any) -> int:
+    return sum(int(np.size(x)) for x in tree_util.tree_leaves(tree))
+
+
+def _is_large(args64: Any) -> bool:
+    """Whether a problem has ``OPTIMISE_ABOVE`` elements or more (see there)."""
+    return _elements(args64) >= OPTIMISE_ABOVE
+
+
+def _same_tree(a: Any, b: Any) -> bool:
+    """Whether two argument trees have the same structure, shapes, dtypes and values."""
+    leaves_a, def_a = tree_util.tree_flatten(a)
+    leaves_b, def_b = tree_util.tree_flatten(b)
+    return bool(def_a == def_b) and all(  # type: ignore[operator]
+        np.shape(x) == np.shape(y)
+        and np.asarray(x).dtype == np.asarray(y).dtype
+        and np.array_equal(x, y)
+        for x, y in zip(leaves_a, leaves_b, strict=True)
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from verification.auditing._oracle import Environment
+from verification.auditing._profile import Profile
 from verification.auditing._reproducer import (
     LITERAL_LIMIT,
     python_literal,
@@ -88,6 +90,8 @@ class AuditReport:
         the candidate exposes its intermediates.
     replayed, replay_failed : how many stored counterexamples were checked before the search
         (``replay=``), and the index of the one that failed again (None: none did).
+    profile : where the time went (``_profile.Profile``), for an audit run with
+        ``profile=True``; printed after the report.
     title, reproducer_calls : set by other kinds of audit (``audit_vjp``): the report's first
         line after the verdict, and the reproducer's lines after ``args = ...``.
     concrete : the audit was given one input (a tuple), not a strategy: no seed is printed.
@@ -134,6 +138,7 @@ class AuditReport:
     replay_failed: int | None = None
     concrete: bool = False
     """The audit checked one given input (no search: no seed to print)."""
+    profile: Profile | None = None
 
     @property
     def verdict(self) -> str:
@@ -244,7 +249,17 @@ class AuditReport:
         return lines
 
     def __str__(self) -> str:
-        """A readable verdict, with a copy-paste reproducer when it failed."""
+        """A readable verdict, with a copy-paste reproducer when it failed; then, for an
+        audit run with ``profile=True``, where the time went (the report's own rendering,
+        saving a large counterexample included)."""
+        if self.profile is None:
+            return self._text()
+        start = time.perf_counter()
+        text = self._text()
+        profile = self.profile.with_phase("report", time.perf_counter() - start)
+        return text + "\n" + "\n".join("  " + line for line in profile.lines())
+
+    def _text(self) -> str:
         head = self.title or (
             f"gradient audit of {self.grad_fn} against jax.grad of {self.loss_fn} "
             f"(argnums={self.argnums!r})"
@@ -367,6 +382,7 @@ class AuditReport:
             "offending": self.offending,
             "replayed": self.replayed,
             "replay_failed": self.replay_failed,
+            "profile": None if self.profile is None else self.profile.to_dict(),
         }
 
 

@@ -69,6 +69,7 @@ def search(
     max_examples: int,
     seed: int,
     replay: Sequence[tuple[Any, ...]] = (),
+    shrink: bool = True,
 ) -> Outcome | None:
     """The shrunk failing example's ``Outcome``, or None when every example passed.
 
@@ -78,6 +79,8 @@ def search(
     Generation is pinned to the seed (``verification.pinned``). ``replay``: examples checked
     first, in order, before any search (stored counterexamples, ``_store``); one that fails is
     the failure, unshrunk (it was shrunk when it was found).
+    Generation is pinned to the seed (``verification.pinned``). ``shrink=False`` stops at
+    the first failing example (``audit(quick=True)``: the verdict, not the smallest input).
     """
     check_one = _check_one(check, tally)
     try:
@@ -91,7 +94,7 @@ def search(
                         database=None,
                         deadline=None,
                         derandomize=False,
-                        phases=(Phase.explicit, Phase.generate, Phase.shrink),
+                        phases=(Phase.explicit, Phase.generate, Phase.shrink)[: 3 if shrink else 2],
                         suppress_health_check=_HEALTH,
                         report_multiple_bugs=False,
                         verbosity=Verbosity.quiet,

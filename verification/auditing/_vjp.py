@@ -169,6 +169,8 @@ def audit_vjp(
     intermediates: Callable[..., Any] | None = None,
     replay: Sequence[tuple[Any, ...]] = (),
     order: int = 1,
+    profile: bool = False,
+    quick: bool = False,
 ) -> AuditReport:
     """Search for inputs and a cotangent where a layer's ``backward`` is not ``jax.vjp`` of
     ``forward_ref``.
@@ -194,7 +196,7 @@ def audit_vjp(
     argnums : the position(s) of the inputs whose gradients are checked (default 0).
     cotangent : with a concrete ``args`` tuple, the cotangent to use (default: drawn from
         ``seed``).
-    max_examples, rtol, atol, seed : as for ``audit``.
+    max_examples, rtol, atol, seed, profile, quick : as for ``audit``.
     arg_names : names of the inputs for the report (the cotangent is named "cotangent").
     kinks : a ``Kinks`` declaration: my convention at these kinks is the reference's; inputs
         are aimed at them and disagreements there fail (see ``verification.auditing._kinks``).
@@ -279,6 +281,8 @@ def audit_vjp(
         stages=stages,
         intermediates=intermediates,
         replay=replay,
+        profile=profile,
+        quick=quick,
     )
     report.grad_fn = function_name(backward)
     report.loss_fn = function_name(forward_ref)

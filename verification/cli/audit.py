@@ -157,6 +157,18 @@ def add_search_options(parser: argparse.ArgumentParser, what: str = "arguments")
     parser.add_argument(
         "--json", default=None, metavar="PATH", help="also write the report as JSON to PATH"
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print where the time went after the report (tracing, compilation, reference, "
+        "candidate, second opinion, finite differences, diagnosis) and the programs compiled",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="stop at the verdict, the failing input and its offending elements: no shrinking "
+        "and no re-checks to name a cause",
+    )
 
 
 def _fail(message: str) -> int:
@@ -229,6 +241,8 @@ def main(argv: list[str]) -> int:
             max_examples=options.max_examples,
             seed=options.seed,
             arg_names=list(inputs.spec),
+            profile=options.profile,
+            quick=options.quick,
         )
     except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
         return _fail(str(error))

@@ -77,6 +77,8 @@ def main(argv: list[str]) -> int:
             seed=options.seed,
             arg_names=list(inputs.spec),
             kinks=KINKS[options.kinks] if options.kinks else None,
+            profile=options.profile,
+            quick=options.quick,
         )
     except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
         print(f"{_PROG}: error: {error}", file=sys.stderr)
