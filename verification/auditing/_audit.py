@@ -36,6 +36,7 @@ def audit(
     kinks: Kinks | None = None,
     stages: Mapping[str, Stage | str] | None = None,
     intermediates: Callable[..., Any] | None = None,
+    locate: bool = True,
 ) -> AuditReport:
     """Search for an input where ``grad_fn`` is not the gradient of ``loss_fn``.
 
@@ -64,6 +65,9 @@ def audit(
         ``MLP_STAGES`` ("Z2", "A1", "Z1"), in the order the backward pass forms them. On a
         failure the report's ``stage`` says which intermediates agree and which first differs
         (``verification.auditing._stages``).
+    locate : on a mismatch, run the candidate again under a line tracer and name the line of
+        its code where the error enters (the report's ``where``; ``verification.auditing.
+        _locate``). False skips it.
 
     Returns
     -------
@@ -125,6 +129,7 @@ def audit(
         kinks=kinks,
         stages=stages,
         intermediates=intermediates,
+        locate=locate,
     )
 
 

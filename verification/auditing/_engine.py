@@ -30,6 +30,7 @@ from verification.auditing._evidence import (
 )
 from verification.auditing._guards import nondeterministic_words
 from verification.auditing._kinks import Kinks, aimed, source as kinks_source
+from verification.auditing._locate import leaf_index, locate_failure
 from verification.auditing._oracle import Oracle
 from verification.auditing._outcome import Outcome, Tally
 from verification.auditing._repeat import spread
@@ -70,12 +71,13 @@ def run_audit(
     kinks: Kinks | None = None,
     stages: Mapping[str, Stage | str] | None = None,
     intermediates: Callable[..., Any] | None = None,
+    locate: bool = True,
 ) -> AuditReport:
     """Search for an input where ``grad_fn`` is not the gradient of ``loss_fn`` (validated
     arguments; see ``audit``) and return the report. ``policy`` holds the tolerance rule and
     the comparison; ``argnums_shown`` is how the report spells ``argnums``; ``kinks`` aims the
     strategy at declared kinks (``_kinks``); ``stages`` and ``intermediates`` locate the stage
-    of a failure (``_stages``)."""
+    of a failure (``_stages``); ``locate`` names the line where a mismatch enters (``_locate``)."""
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
     chain = None if stages is None else resolve_stages(stages)
     if (chain is None) != (intermediates is None):
@@ -149,6 +151,23 @@ def run_audit(
                     seed=seed,
                 )
             )
+        if locate and located and report.kind == "mismatch" and args_found:
+            names = checker.names(args_found)
+            leaf = leaf_index(report.location, leaf_names(args_found, argnums, names))
+            if leaf is not None:
+                started = time.perf_counter()
+                report.where = locate_failure(
+                    grad_fn,
+                    loss_fn,
+                    checker.check,
+                    args,
+                    args_found,
+                    argnums=argnums,
+                    arg_names=names,
+                    leaf=leaf,
+                    seed=seed,
+                )
+                report.timings["locate"] = time.perf_counter() - started
     return report
 
 

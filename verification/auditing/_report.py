@@ -112,6 +112,8 @@ class AuditReport:
     finite_difference_note : how ``finite_difference`` was taken (step, sides, kink).
     stage : where the chain of intermediate gradients broke (``_stages.StageVerdict``), when
         the candidate exposes its intermediates.
+    where : the line of the candidate where a mismatch enters (``_locate.Where``), or why it
+        was not located (``_locate.NotLocated``); None when not looked for.
     title, reproducer_calls : set by other kinds of audit (``audit_vjp``): the report's first
         line after the verdict, and the reproducer's lines after ``args = ...``.
     """
@@ -151,6 +153,7 @@ class AuditReport:
     offending: list[str] = field(default_factory=list)
     arg_names: list[str] = field(default_factory=list)
     stage: str | None = None
+    where: Any = None
     title: str | None = None
     reproducer_calls: list[str] = field(default_factory=list)
 
@@ -303,6 +306,8 @@ class AuditReport:
         lines += [f"    {leaf}" for leaf in self.leaves]
         if self.stage:
             lines.append(f"  stage: {self.stage}")
+        if self.where is not None:
+            lines += [f"  {t}" for t in self.where.lines()]
         if self.offending:
             lines.append("  offending elements (worst first):")
             lines += [f"    {t}" for t in self.offending]
@@ -341,6 +346,8 @@ class AuditReport:
             "location": self.location,
             "diagnosis": self.diagnosis,
             "stage": self.stage,
+            "where": self.where.to_dict() if hasattr(self.where, "to_dict") else None,
+            "where_note": getattr(self.where, "reason", None),
             "candidate": number(self.candidate),
             "reference": number(self.reference),
             "finite_difference": number(self.finite_difference),

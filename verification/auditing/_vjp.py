@@ -142,6 +142,7 @@ def audit_vjp(
     kinks: Kinks | None = None,
     stages: Mapping[str, Stage | str] | None = None,
     intermediates: Callable[..., Any] | None = None,
+    locate: bool = True,
 ) -> AuditReport:
     """Search for inputs and a cotangent where a layer's ``backward`` is not ``jax.vjp`` of
     ``forward_ref``.
@@ -174,6 +175,8 @@ def audit_vjp(
     stages, intermediates : ``intermediates(*inputs, cotangent)`` -> the candidate's
         intermediate gradients by name, and ``stages``: name -> ``Stage`` (or a name of
         ``MLP_STAGES``), in backward order; on a failure the report names the stage that broke.
+    locate : on a mismatch, name the line of ``backward`` (or of the helpers it calls) where
+        the error enters (as ``audit``'s).
 
     Returns
     -------
@@ -234,6 +237,7 @@ def audit_vjp(
         kinks=kinks,
         stages=stages,
         intermediates=intermediates,
+        locate=locate,
     )
     report.grad_fn = function_name(backward)
     report.loss_fn = function_name(forward_ref)
