@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from jax import tree_util
 
-from verification.auditing._refquant import Quantity, local_derivative, reference_quantities
+from verification.auditing._refquant import Quantity, reference_quantities
 from verification.auditing._trace import Node, Trace, statement_at, trace_call
 from verification.auditing._trees import none_leaf
 from verification.compare import tolerance
@@ -170,7 +170,7 @@ def _like(original: Any, value: np.ndarray[Any, Any]) -> Any:
         return torch.from_numpy(np.array(value, dtype=original.detach().numpy().dtype))
     if isinstance(original, np.ndarray):
         return np.array(value, dtype=original.dtype).reshape(value.shape)
-    if isinstance(original, (float, np.floating)):
+    if isinstance(original, (float, np.floating)) and np.size(value) == 1:
         return type(original)(np.asarray(value).item())
     return value
 
@@ -183,7 +183,8 @@ def _program(node: Node) -> Any:
     if isinstance(stmt, ast.Return):
         if stmt.value is None:
             return None
-        stmt = ast.Assign([ast.Name("__result__", ast.Store())], stmt.value, lineno=stmt.lineno)
+        target = ast.copy_location(ast.Name("__result__", ast.Store()), stmt)
+        stmt = ast.copy_location(ast.Assign([target], stmt.value), stmt)
     module = ast.fix_missing_locations(ast.Module([stmt], type_ignores=[]))
     try:
         return compile(module, node.file, "exec")
@@ -279,28 +280,20 @@ class _Locator:
         return out + self.derivatives(node)
 
     def derivatives(self, node: Node) -> list[_Target]:
+        """Local derivatives of the reference's elementwise steps, of ``node``'s shape."""
         out: list[_Target] = []
         for key, qa in self.runs[0].quantities.items():
             qb = self.runs[1].quantities.get(key)
-            if qa.kind != "value" or qa.step is None or qb is None or qb.step is None:
+            if qb is None or qa.step is None:
                 continue
-            for position, in_key in enumerate(qa.step.input_keys):
-                if in_key is None:
+            for position, da in qa.derivatives.items():
+                db = qb.derivatives.get(position)
+                if db is None or _aligned(node.value, da.shape) is None:
                     continue
-                da = local_derivative(qa.step, position)
-                if da is None or _aligned(node.value, da.shape) is None:
-                    continue
-                db = local_derivative(qb.step, position)
-                if db is None:
-                    continue
-                source = self.runs[0].quantities.get(in_key)
+                source = self.runs[0].quantities.get(qa.step.input_keys[position] or ())
                 of = source.name if source is not None else "its input"
                 out.append(
-                    _Target(
-                        f"the derivative of {qa.name} with respect to {of}",
-                        qa.where,
-                        (da, db),
-                    )
+                    _Target(f"the derivative of {qa.name} with respect to {of}", qa.where, (da, db))
                 )
         return out
 
@@ -320,6 +313,8 @@ class _Locator:
             if other is None:
                 continue
             for cand in self.candidates(read_node):
+                if _aligned(cand.values[1], other.value.shape) is None:
+                    continue
                 replace = [
                     {read.name: _shaped(cand.values[0], read_node.value)},
                     {read.name: _shaped(cand.values[1], other.value)},
@@ -351,8 +346,13 @@ class _Locator:
                 return self.blame(node, target)
             name, read_node, cand = fixes[0]
             read = next(r for r in node.reads if r.name == name)
-            roles = self.matches(read_node)
-            if roles:  # a right value in the wrong place
+            roles = [q for q in self.matches(read_node) if q.kind == "gradient"]
+            if not roles and self.matches(read_node):  # a right forward value
+                gradient = cand.quantity is not None and cand.quantity.kind == "gradient"
+                if gradient and read_node.line:  # made where a gradient belongs: its line
+                    return self.blame(read_node, cand)
+                return self.blame(node, target)  # used here where another value belongs
+            if roles:  # a right gradient in the wrong place
                 return self.wrong_role(node, read.bound_at, name, read_node, roles[0], cand)
             if node.in_place and read_node.name == node.name and read_node.line == node.line:
                 return NotLocated(

@@ -38,7 +38,7 @@ from jax.extend.core import Literal
 import verification.reference  # noqa: F401  (64-bit JAX)
 from verification.auditing._oracle import PRECISION
 
-__all__ = ["Quantity", "Step", "local_derivative", "reference_quantities"]
+__all__ = ["Quantity", "Step", "reference_quantities"]
 
 _INLINED = frozenset({"jit", "pjit", "closed_call", "core_call"})
 
@@ -80,6 +80,8 @@ class Quantity:
     source: str = ""
     step: Step | None = field(default=None, compare=False)
     of: tuple[Any, ...] | None = None
+    derivatives: dict[int, np.ndarray[Any, Any]] = field(default_factory=dict, compare=False)
+    """For a value of an elementwise step: d value / d input, per input position."""
 
     @property
     def where(self) -> str:
@@ -112,54 +114,76 @@ def _assigned_name(file: str, line: int) -> str | None:
 
 
 class _Walk:
-    """Evaluates a jaxpr equation by equation, recording each output with its source line."""
+    """Evaluates a jaxpr equation by equation (inlining ``jit`` calls), recording each output
+    with its source line, and for each equation where its inputs come from."""
 
-    def __init__(self) -> None:
-        self.values: list[tuple[tuple[Any, ...], Any, str, tuple[str, int, str], Step]] = []
+    def __init__(self, n_inputs: int) -> None:
+        self.records: list[
+            tuple[tuple[Any, ...], str, tuple[str, int, str], Any, tuple[Any, ...], tuple[Any, ...]]
+        ] = []
+        """(key, primitive, (file, line, function), eqn, input sources, input keys)."""
+        self.outs: list[Any] = []
         self.seen: dict[tuple[Any, ...], int] = {}
-        self.var_keys: dict[int, tuple[Any, ...]] = {}
+        self.keys: dict[int, tuple[Any, ...]] = {}
+        self.sources: dict[int, tuple[Any, ...]] = {}
+        self.n_inputs = n_inputs
+
+    def source(self, v: Any) -> tuple[Any, ...]:
+        return ("literal", v.val) if isinstance(v, Literal) else self.sources[id(v)]
 
     def run(
         self,
         jaxpr: Any,
         consts: Sequence[Any],
         args: Sequence[Any],
-        eps: list[Any] | None,
+        sources: Sequence[tuple[Any, ...]],
+        keys: Sequence[tuple[Any, ...] | None],
+        eps: Sequence[Any] | None,
         outer: tuple[str, int, str],
     ) -> list[Any]:
         env: dict[Any, Any] = {}
         for v, x in zip(jaxpr.constvars, consts, strict=True):
             env[v] = x
-        for v, x in zip(jaxpr.invars, args, strict=True):
+            self.sources[id(v)] = ("const", x)
+        for v, x, src, key in zip(jaxpr.invars, args, sources, keys, strict=True):
             env[v] = x
+            self.sources[id(v)] = src
+            if key is not None:
+                self.keys[id(v)] = key
 
         def read(v: Any) -> Any:
             return v.val if isinstance(v, Literal) else env[v]
 
         for eqn in jaxpr.eqns:
             invals = [read(v) for v in eqn.invars]
+            srcs = [self.source(v) for v in eqn.invars]
+            in_keys = tuple(
+                None if isinstance(v, Literal) else self.keys.get(id(v)) for v in eqn.invars
+            )
             where = _frame(eqn, outer)
             name = eqn.primitive.name
             if name in _INLINED:
                 inner = eqn.params["jaxpr"]
-                outs = self.run(inner.jaxpr, inner.consts, invals, eps, where)
+                outs = self.run(inner.jaxpr, inner.consts, invals, srcs, in_keys, eps, where)
+                for v_in, v_out in zip(inner.jaxpr.outvars, eqn.outvars, strict=True):
+                    self.sources[id(v_out)] = self.source(v_in)
+                    if not isinstance(v_in, Literal) and id(v_in) in self.keys:
+                        self.keys[id(v_out)] = self.keys[id(v_in)]
             else:
                 out = _bind(eqn, invals)
                 outs = list(out) if eqn.primitive.multiple_results else [out]
-                input_keys = tuple(
-                    None if isinstance(v, Literal) else self.var_keys.get(id(v)) for v in eqn.invars
-                )
-                step = Step(eqn, tuple(invals), input_keys)
                 for i, (var, value) in enumerate(zip(eqn.outvars, outs, strict=True)):
                     base = (where[0], where[1], name, i)
                     count = self.seen.get(base, 0)
                     self.seen[base] = count + 1
                     key = (*base, count)
-                    self.var_keys[id(var)] = ("value", *key)
-                    if eps is not None and jnp.issubdtype(jnp.result_type(value), jnp.floating):
-                        value = value + eps[len(self.values)]
+                    self.keys[id(var)] = ("value", *key)
+                    self.sources[id(var)] = ("value", len(self.outs))
+                    if eps is not None and _float(value):
+                        value = value + eps[self.n_inputs + len(self.outs)]
                         outs[i] = value
-                    self.values.append((key, value, name, where, step))
+                    self.records.append((key, name, where, eqn, tuple(srcs), in_keys))
+                    self.outs.append(value)
             for var, value in zip(eqn.outvars, outs, strict=True):
                 env[var] = value
         return [read(v) for v in jaxpr.outvars]
@@ -193,24 +217,47 @@ def reference_quantities(
     args64 = tree_util.tree_map(
         lambda a: np.asarray(a, np.float64) if _float(a) else np.asarray(a), args
     )
+    flat, _ = tree_util.tree_flatten(args64)
+    n = len(flat)
+    walks: list[_Walk] = []
+
+    def evaluate(eps: list[Any] | None, flat_in: list[Any]) -> Any:
+        walk = _Walk(n)
+        walks.append(walk)
+        if eps is not None:
+            flat_in = [x + e if e is not None else x for x, e in zip(flat_in, eps[:n], strict=True)]
+        keys = [("input", i) for i in range(n)]
+        sources = [("input", i) for i in range(n)]
+        (out,) = walk.run(closed.jaxpr, closed.consts, flat_in, sources, keys, eps, ("", 0, ""))
+        return out, walk.outs
+
     with jax.default_matmul_precision(PRECISION):
         closed = jax.make_jaxpr(loss_fn)(*args64)
-        flat, _ = tree_util.tree_flatten(args64)
-        probe = _Walk()
-        probe.run(closed.jaxpr, closed.consts, flat, None, ("", 0, ""))
-        shapes = [
-            jnp.zeros(jnp.shape(v), jnp.result_type(v)) if _float(v) else None
-            for _, v, *_ in probe.values
+        _, avals = jax.eval_shape(lambda f: evaluate(None, f), flat)
+        zeros = [
+            jnp.zeros(a.shape, a.dtype) if _float(a) else None
+            for a in [
+                *(jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in flat),
+                *avals,
+            ]
         ]
+        grads, outs = jax.jit(jax.grad(evaluate, has_aux=True))(zeros, flat)
+    walk = walks[-1]
+    g_in, g_eps = grads[:n], grads[n:]
+    outs = [np.asarray(v) for v in outs]
 
-        def loss_with(eps: list[Any], flat_in: list[Any]) -> Any:
-            walk = _Walk()
-            (out,) = walk.run(closed.jaxpr, closed.consts, flat_in, eps, ("", 0, ""))
-            return out, walk.values
+    def resolve(src: tuple[Any, ...]) -> Any:
+        kind, what = src
+        if kind == "value":
+            return outs[what]
+        if kind == "input":
+            return flat[what]
+        return np.asarray(what) if kind == "const" else what
 
-        grad_fn = jax.grad(loss_with, argnums=(0, 1), has_aux=True)
-        (g_eps, g_in), _ = grad_fn(shapes, flat)
-    values = probe.values  # concrete values and steps (the gradient's walk holds tracers)
+    values = [
+        (key, outs[i], prim, where, Step(eqn, tuple(resolve(s) for s in srcs), in_keys))
+        for i, (key, prim, where, eqn, srcs, in_keys) in enumerate(walk.records)
+    ]
     quantities: list[Quantity] = []
     paths = tree_util.tree_flatten_with_path(tuple(args64))[0]
     differentiated = {
@@ -223,7 +270,9 @@ def reference_quantities(
         quantities.append(Quantity(key, "input", np.asarray(leaf), label))
         if i in differentiated and _float(leaf):
             quantities.append(
-                Quantity(("gradient", *key), "gradient", np.asarray(g), _gradient_name(label), of=key)
+                Quantity(
+                    ("gradient", *key), "gradient", np.asarray(g), _gradient_name(label), of=key
+                )
             )
     for (key, value, prim, (file, line, _), step), g in zip(values, g_eps, strict=True):
         source = linecache.getline(file, line).strip() if line else ""
@@ -245,19 +294,8 @@ def reference_quantities(
                     **common,
                 )
             )
+    quantities += _contributions(quantities)
     return quantities
-
-
-def _gradient_name(name: str) -> str:
-    """ "dL/da1", or "the gradient of the tanh on reference line 7"."""
-    return f"dL/d{name}" if " " not in name else f"the gradient of {name}"
-
-
-def _last_on_line(values: list[Any], key: tuple[Any, ...]) -> bool:
-    """Whether the equation ``key`` is the last one traced from its source line (the value
-    the line's assignment binds)."""
-    same_line = [k for k, *_ in values if k[:2] == key[:2]]
-    return bool(same_line) and same_line[-1] == key
 
 
 _ELEMENTWISE = frozenset(
@@ -279,23 +317,87 @@ def _elementwise(eqn: Any) -> bool:
     return all(_elementwise(e) or e.primitive.name == "stop_gradient" for e in jaxpr.eqns)
 
 
-def local_derivative(step: Step, position: int) -> np.ndarray[Any, Any] | None:
-    """d output / d input ``position`` of an elementwise equation (output and that input of one
-    shape), by forward mode with a tangent of ones; None for any other equation."""
-    eqn = step.eqn
-    if eqn.primitive.multiple_results or len(eqn.outvars) != 1:
-        return None
-    x = step.inputs[position]
-    if not _float(x) or jnp.shape(x) != tuple(eqn.outvars[0].aval.shape):
-        return None
-    if not _elementwise(eqn):
-        return None
+def _contributions(quantities: list[Quantity]) -> list[Quantity]:
+    """For a value used by more than one step, the part of its gradient through each use:
+    the step's vector-Jacobian product of its output's gradient (kind "gradient"; e.g. the
+    part of dL/dw through a penalty w**2, next to the part through x @ w). And, for each
+    elementwise step, its local derivatives (``Quantity.derivatives``). One compiled call."""
+    by_key = {q.key: q for q in quantities}
+    uses: dict[tuple[Any, ...], list[tuple[Quantity, int]]] = {}
+    for q in quantities:
+        if q.kind == "value" and q.step is not None:
+            for position, in_key in enumerate(q.step.input_keys):
+                if in_key is not None and _float(q.step.inputs[position]):
+                    uses.setdefault(in_key, []).append((q, position))
+    jobs: list[tuple[Step, int, Any]] = []
+    made: list[tuple[str, Quantity, int, tuple[Any, ...]]] = []
+    for in_key, used in uses.items():
+        for q, position in used:
+            assert q.step is not None
+            if _elementwise(q.step.eqn) and np.shape(q.step.inputs[position]) == q.value.shape:
+                jobs.append((q.step, position, None))
+                made.append(("derivative", q, position, in_key))
+            source = by_key.get(in_key)
+            cot = by_key.get(("gradient", *q.key[1:]))
+            if source is None or cot is None or len({id(u.step) for u, _ in used}) < 2:
+                continue
+            if q.step.eqn.primitive.multiple_results:
+                continue
+            jobs.append((q.step, position, cot.value))
+            made.append(("part", q, position, in_key))
+    results = _pullbacks(jobs)
+    out: list[Quantity] = []
+    for (kind, q, position, in_key), result in zip(made, results, strict=True):
+        if result is None:
+            continue
+        if kind == "derivative":
+            q.derivatives[position] = result
+            continue
+        source = by_key[in_key]
+        key = ("gradient", "part", in_key, q.key, position)
+        name = f"the part of {_gradient_name(source.name)} through {q.name}"
+        out.append(Quantity(key, "gradient", result, name, q.file, q.line, q.source, of=in_key))
+    return out
 
-    def f(v: Any) -> Any:
-        ins = list(step.inputs)
-        ins[position] = v
-        return _bind(eqn, ins)
+
+def _pullbacks(jobs: list[tuple[Step, int, Any]]) -> list[np.ndarray[Any, Any] | None]:
+    """For each (step, position, cotangent): the step's vector-Jacobian product with respect
+    to input ``position`` at ``cotangent``, or (cotangent None) its forward-mode derivative
+    along ones; all in one compiled call (None where JAX cannot)."""
+    if not jobs:
+        return []
+    arrays = [[np.asarray(x) if _float(x) else x for x in step.inputs] for step, _, _ in jobs]
+    cots = [c for _, _, c in jobs]
+
+    def one(step: Step, position: int, ins: list[Any], cot: Any) -> Any:
+        def f(v: Any) -> Any:
+            return _bind(step.eqn, [*ins[:position], v, *ins[position + 1 :]])
+
+        if cot is None:
+            return jax.jvp(f, (ins[position],), (jnp.ones_like(ins[position]),))[1]
+        return jax.vjp(f, ins[position])[1](cot)[0]
+
+    def all_of(arrays_in: list[list[Any]], cots_in: list[Any]) -> list[Any]:
+        return [
+            one(step, position, ins, cot)
+            for (step, position, _), ins, cot in zip(jobs, arrays_in, cots_in, strict=True)
+        ]
 
     with jax.default_matmul_precision(PRECISION):
-        _, tangent = jax.jvp(f, (jnp.asarray(x),), (jnp.ones_like(x),))
-    return np.asarray(tangent)
+        try:
+            results = jax.jit(all_of)(arrays, cots)
+        except Exception:
+            return [None] * len(jobs)
+    return [np.asarray(r) for r in results]
+
+
+def _gradient_name(name: str) -> str:
+    """ "dL/da1", or "the gradient of the tanh on reference line 7"."""
+    return f"dL/d{name}" if " " not in name else f"the gradient of {name}"
+
+
+def _last_on_line(values: list[Any], key: tuple[Any, ...]) -> bool:
+    """Whether the equation ``key`` is the last one traced from its source line (the value
+    the line's assignment binds)."""
+    same_line = [k for k, *_ in values if k[:2] == key[:2]]
+    return bool(same_line) and same_line[-1] == key
