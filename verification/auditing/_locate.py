@@ -236,12 +236,13 @@ class _Locator:
         return None if other is None else (node, other)
 
     def matches(self, node: Node) -> list[Quantity]:
-        """The reference quantities ``node`` equals at both inputs."""
+        """The reference quantities ``node`` equals at both inputs (a scalar the candidate
+        computed matches none: one number agrees with some reference number too easily)."""
         if node.key in self.matches_memo:
             return self.matches_memo[node.key]
         pair = self.pair(node)
         found: list[Quantity] = []
-        if pair is not None:
+        if pair is not None and (pair[1].value.size > 1 or not pair[1].line):
             a, b = pair
             for key, qa in self.runs[0].quantities.items():
                 qb = self.runs[1].quantities.get(key)
@@ -312,6 +313,7 @@ class _Locator:
             other = self.runs[1].nodes.get(read_node.key)
             if other is None:
                 continue
+            found = []
             for cand in self.candidates(read_node):
                 if _aligned(cand.values[1], other.value.shape) is None:
                     continue
@@ -320,8 +322,10 @@ class _Locator:
                     {read.name: _shaped(cand.values[1], other.value)},
                 ]
                 if self.produces(node, replace, target):
-                    fixes.append((read.name, read_node, cand))
-                    break
+                    found.append(cand)
+            if found:  # the one most like the value it replaces (a factor, a sign, a mask off)
+                best = max(found, key=lambda c: _likeness(other.value, c.values[1]))
+                fixes.append((read.name, read_node, best))
         return fixes
 
     def walk(self, start: Node, target: _Target) -> Where | NotLocated:
@@ -346,11 +350,14 @@ class _Locator:
                 return self.blame(node, target)
             name, read_node, cand = fixes[0]
             read = next(r for r in node.reads if r.name == name)
+            roles_all = self.matches(read_node)[0] if self.matches(read_node) else None
             roles = [q for q in self.matches(read_node) if q.kind == "gradient"]
-            if not roles and self.matches(read_node):  # a right forward value
+            if roles_all is not None and not roles:  # a right forward value
                 gradient = cand.quantity is not None and cand.quantity.kind == "gradient"
                 if gradient and read_node.line:  # made where a gradient belongs: its line
                     return self.blame(read_node, cand)
+                if read_node.line and self.consumers(read_node) == 1:  # made for this use
+                    return self.wrong_role(node, read.bound_at, name, read_node, roles_all, cand)
                 return self.blame(node, target)  # used here where another value belongs
             if roles:  # a right gradient in the wrong place
                 return self.wrong_role(node, read.bound_at, name, read_node, roles[0], cand)
@@ -378,15 +385,16 @@ class _Locator:
         role: Quantity,
         should: _Target,
     ) -> Where:
+        """``name``, read by ``node``, equals the reference's ``role`` where ``should`` belongs:
+        the line that bound the name (a rename) or, for a value made for this use alone, the
+        line that made it; else the line that reads it."""
         if bound_at and bound_at != read_node.line:
             line = bound_at  # a right value passed on under the wrong name
-        else:
-            line = read_node.line or node.line
-        if line == read_node.line and line != node.line:
-            factor = _how_wrong(self.values_of(read_node), should, [r.axes for r in self.runs])
-            if not factor.startswith("should"):
-                return self.where_at(read_node, line, should, f"{name} {factor}", None)
+        elif role.kind != "gradient" and read_node.line:
+            line = read_node.line
             node = read_node
+        else:
+            line = node.line
         words = f"{name} equals {role.name}"
         if role.where:
             words += f" ({role.where})"
@@ -396,7 +404,28 @@ class _Locator:
             words += f": the step through {step} is missing"
         return self.where_at(node, line, should, words, read_node)
 
+    def consumers(self, node: Node) -> int:
+        """How many values of the run read ``node``."""
+        return sum(any(r.node == node.index for r in n.reads) for n in self.runs[0].trace.nodes)
+
+    def gradient_side(self, node: Node) -> bool:
+        """Whether ``node`` is, or was computed from, a value equal to a reference gradient."""
+        nodes, todo, seen = self.runs[0].trace.nodes, [node.index], set()
+        while todo:
+            n = nodes[todo.pop()]
+            if n.index in seen:
+                continue
+            seen.add(n.index)
+            if any(q.kind == "gradient" for q in self.matches(n)):
+                return True
+            todo += [r.node for r in n.reads]
+        return False
+
     def blame(self, node: Node, target: _Target) -> Where | NotLocated:
+        """``node``'s line, unless a value it read from another line that no reference
+        quantity checks could be what is wrong (``could_fix``)."""
+        words = _how_wrong(self.values_of(node), target, [run.axes for run in self.runs])
+        clean = not words.startswith("should")  # a factor or a size: this line's own doing
         for read in node.reads:
             r = self.runs[0].trace.nodes[read.node]
             if read.name == "" and not self.matches(r):
@@ -404,8 +433,79 @@ class _Locator:
                     f"line {node.line} calls a helper whose result matches no reference "
                     "quantity and cannot be replaced on its own"
                 )
-        words = _how_wrong(self.values_of(node), target, [run.axes for run in self.runs])
+            if not read.name or not r.line or r.index == node.index or self.matches(r):
+                continue
+            if r.name == node.name and node.in_place:
+                return NotLocated(
+                    f"{node.name} is built in place at line {node.line} (through subscripts "
+                    "or an accumulation): its partial values cannot be checked"
+                )
+            if not clean and self.could_fix(node, read.name, r, target):
+                return NotLocated(
+                    f"line {node.line} reads {read.name} from line {r.line}, which matches no "
+                    "reference quantity, and some value of it would make the line right: "
+                    "either line may hold the error"
+                )
         return self.where_at(node, node.line, target, words, None)
+
+    def could_fix(self, node: Node, name: str, read_node: Node, target: _Target) -> bool:
+        """Whether some value of ``name`` (of its shape, or of a smaller shape that
+        broadcasts to the line's) makes the line produce ``target`` at the second input.
+        Measured by running the line with the read replaced (it must be affine in it);
+        True where that cannot be measured."""
+        pair, other = self.pair(node), self.runs[1].nodes.get(read_node.key)
+        if pair is None or other is None:
+            return True
+        line_b, run_b = pair[1], self.runs[1]
+        want = _aligned(np.asarray(target.values[1], np.float64), line_b.value.shape)
+        if want is None:
+            return True
+        shapes = {other.value.shape}
+        if other.value.size < line_b.value.size:
+            full = line_b.value.shape
+            shapes |= {
+                tuple(1 if j == i else n for j, n in enumerate(full)) for i in range(len(full))
+            }
+            shapes |= {
+                tuple(n if j == i else 1 for j, n in enumerate(full)) for i in range(len(full))
+            }
+        for shape in shapes:
+            size = math.prod(shape)
+            if size > 128 or size >= line_b.value.size:
+                if shape == other.value.shape and size <= 128:
+                    pass
+                else:
+                    continue
+            start = (
+                np.zeros(shape) if shape != other.value.shape else other.value.astype(np.float64)
+            )
+
+            def f(v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
+                got = _rerun(line_b, run_b.trace, {name: v})
+                return None if got is None else got.astype(np.float64).ravel()
+
+            base = f(start)
+            if base is None or base.size != want.size:
+                return True
+            columns = []
+            for i in range(size):
+                e = np.zeros(size)
+                e[i] = 1.0
+                out = f(start + e.reshape(shape))
+                if out is None:
+                    return True
+                columns.append(out - base)
+            a = np.stack(columns, axis=1)
+            probe = np.random.default_rng(0).standard_normal(size)
+            out = f(start + probe.reshape(shape))
+            scale = float(np.max(np.abs(want), initial=0.0)) or 1.0
+            if out is None or not np.allclose(out, base + a @ probe, atol=1e-8 * scale):
+                return True  # not affine in it: cannot be ruled out
+            step, *_ = np.linalg.lstsq(a, want.ravel() - base, rcond=None)
+            residual = float(np.max(np.abs(a @ step + base - want.ravel()), initial=0.0))
+            if residual <= 1e-8 * scale:
+                return True
+        return False
 
     def where_at(
         self, node: Node, line: int, target: _Target, words: str, read_node: Node | None
@@ -436,6 +536,17 @@ class _Locator:
             words,
             agreeing,
         )
+
+
+def _likeness(value: np.ndarray[Any, Any], want: np.ndarray[Any, Any]) -> float:
+    """|cosine| between ``value`` and ``want`` (aligned): 1 for a constant multiple."""
+    a = _aligned(value, np.shape(want))
+    if a is None:
+        return 0.0
+    x, y = a.astype(np.float64).ravel(), np.asarray(want, np.float64).ravel()
+    with np.errstate(all="ignore"):
+        c = abs(float(np.vdot(x, y))) / (float(np.linalg.norm(x) * np.linalg.norm(y)) or 1.0)
+    return c if math.isfinite(c) else 0.0
 
 
 def _shaped(value: np.ndarray[Any, Any], like: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -616,10 +727,17 @@ def _distinctness(args: tuple[Any, ...]) -> tuple[int, int, int] | None:
 
 
 def _informative(args: tuple[Any, ...]) -> bool:
-    """No float array of (near) zeros: zeros make reference quantities coincide."""
+    """No float array of (near) zeros, and every float array that is not made of 0s and 1s
+    (labels) has at least half as many distinct values as elements: repeated values make
+    different reference quantities coincide."""
     for leaf in tree_util.tree_leaves(args):
         a = np.asarray(leaf)
-        if a.dtype.kind == "f" and a.size and float(np.max(np.abs(a))) < 1e-3:
+        if a.dtype.kind != "f" or not a.size:
+            continue
+        if float(np.max(np.abs(a))) < 1e-3:
+            return False
+        labels = bool(np.all((a == 0) | (a == 1)))
+        if not labels and 2 * len(np.unique(a)) < a.size:
             return False
     return True
 
