@@ -442,7 +442,7 @@ def layer_norm_backward_no_variance(dout: Array, cache: Any) -> tuple[Array, Arr
 
 
 def layer_norm_backward_dxhat(dout: Array, cache: Any) -> tuple[Array, Array, Array]:
-    xhat, inv, g = cache
+    xhat, inv, _g = cache
     n = xhat.shape[-1]
     dxhat = dout  # BUG
     total = dxhat.sum(axis=-1, keepdims=True)

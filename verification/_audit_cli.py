@@ -214,6 +214,12 @@ def add_search_options(parser: argparse.ArgumentParser, what: str = "arguments")
     parser.add_argument(
         "--json", default=None, metavar="PATH", help="also write the report as JSON to PATH"
     )
+    parser.add_argument(
+        "--no-locate",
+        action="store_true",
+        help="on a mismatch, do not look for the line where the error enters (the report's "
+        "where: section; looking runs the candidate again under a line tracer)",
+    )
 
 
 def _fail(message: str) -> int:
@@ -282,6 +288,7 @@ def main(argv: list[str]) -> int:
             max_examples=options.max_examples,
             seed=options.seed,
             arg_names=list(inputs.spec),
+            locate=not options.no_locate,
         )
     except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
         return _fail(str(error))

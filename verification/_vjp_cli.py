@@ -82,6 +82,7 @@ def main(argv: list[str]) -> int:
             seed=options.seed,
             arg_names=list(inputs.spec),
             kinks=KINKS[options.kinks] if options.kinks else None,
+            locate=not options.no_locate,
         )
     except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
         print(f"{_PROG}: error: {error}", file=sys.stderr)

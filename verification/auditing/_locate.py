@@ -27,6 +27,9 @@ repair it, a wrong value read that no reference quantity checks.
 from __future__ import annotations
 
 import ast
+import dataclasses
+import linecache
+import os
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -66,7 +69,7 @@ class Where:
     def lines(self) -> list[str]:
         """The report's ``where:`` section."""
         out = [
-            f"where: the error enters at {self.file}:{self.line}, in {self.function}",
+            f"where: the error enters at {_shown(self.file)}:{self.line}, in {self.function}",
             f"  {self.line} | {self.source}",
             f"  {self.words}",
         ]
@@ -86,6 +89,15 @@ class Where:
             "reference_line": self.reference_line,
             "words": self.words,
         }
+
+
+def _shown(file: str) -> str:
+    """``file`` relative to the working directory when it lies under it."""
+    try:
+        relative = os.path.relpath(file)
+    except ValueError:
+        return file
+    return file if relative.startswith("..") else relative
 
 
 @dataclass(frozen=True)
@@ -154,7 +166,8 @@ def _target(runs: Sequence[_Run], key: tuple[Any, ...]) -> _Target | None:
     if any(q is None for q in found):
         return None
     qa, qb = found
-    assert qa is not None and qb is not None
+    assert qa is not None
+    assert qb is not None
     return _Target(qa.name, qa.where, (qa.value, qb.value), qa)
 
 
@@ -203,19 +216,19 @@ def _rerun(
     namespace = dict(node.namespace)
     for read in node.reads:
         if read.name and read.name in namespace:
-            value = replace.get(read.name, trace.nodes[read.node].value)
-            namespace[read.name] = _like(namespace[read.name], np.array(value, copy=True))
+            given = replace.get(read.name, trace.nodes[read.node].value)
+            namespace[read.name] = _like(namespace[read.name], np.array(given, copy=True))
     try:
         with np.errstate(all="ignore"):
-            exec(code, dict(node.globals), namespace)  # noqa: S102 - the user's own statement
+            exec(code, dict(node.globals), namespace)
     except Exception:
         return None
     name, _, index = node.name.partition("[")
-    value = namespace.get("__result__" if name == "return" else name)
+    value: Any = namespace.get("__result__" if name == "return" else name)
     if index:
         for part in ("[" + index).strip("[]").split("]["):
             try:
-                value = value[int(part)]  # type: ignore[index]
+                value = value[int(part)]
             except Exception:
                 return None
     from verification.auditing._trace import as_array
@@ -404,6 +417,20 @@ class _Locator:
             words += f": the step through {step} is missing"
         return self.where_at(node, line, should, words, read_node)
 
+    def returned_instead(self, node: Node, trace: Trace, role: Quantity, target: _Target) -> Where:
+        """The result is a reference gradient, not the one it should be: the ``return`` that
+        passed it on (or the line that computed it, when it returned it)."""
+        file, line, function = trace.passed_on.get(
+            node.index, (node.file, node.line, node.function)
+        )
+        words = f"returns {role.name}"
+        if role.where:
+            words += f" ({role.where})"
+        words += f", not {target.name}"
+        where = self.where_at(node, node.line, target, words, None)
+        source = linecache.getline(file, line).strip()
+        return dataclasses.replace(where, file=file, line=line, function=function, source=source)
+
     def consumers(self, node: Node) -> int:
         """How many values of the run read ``node``."""
         return sum(any(r.node == node.index for r in n.reads) for n in self.runs[0].trace.nodes)
@@ -424,6 +451,12 @@ class _Locator:
     def blame(self, node: Node, target: _Target) -> Where | NotLocated:
         """``node``'s line, unless a value it read from another line that no reference
         quantity checks could be what is wrong (``could_fix``)."""
+        computed = [n for n in self.runs[0].trace.nodes if n.line]
+        if all(n.index == node.index for n in computed):
+            return NotLocated(
+                f"the candidate computes it in one line ({node.function}, line {node.line}) "
+                "from its arguments: there is no narrower line to point at"
+            )
         words = _how_wrong(self.values_of(node), target, [run.axes for run in self.runs])
         clean = not words.startswith("should")  # a factor or a size: this line's own doing
         for read in node.reads:
@@ -510,8 +543,6 @@ class _Locator:
     def where_at(
         self, node: Node, line: int, target: _Target, words: str, read_node: Node | None
     ) -> Where:
-        import linecache
-
         source = linecache.getline(node.file, line).strip()
         reference = None
         q = target.quantity
@@ -689,7 +720,7 @@ def locate(
             return run
         runs.append(run)
     out_nodes = []
-    for run, args in zip(runs, inputs, strict=True):
+    for run in runs:
         leaves = tree_util.tree_leaves(run.trace.result, is_leaf=none_leaf)
         if leaf >= len(leaves):
             return NotLocated("the candidate's result has another structure under the tracer")
@@ -706,8 +737,12 @@ def locate(
     target = _target(runs, _leaf_key(inputs[0], argnums, leaf))
     if target is None:
         return NotLocated("the reference has no gradient for the failing leaf")
-    if locator.matches(out_nodes[0]) and target.quantity in locator.matches(out_nodes[0]):
+    matched = locator.matches(out_nodes[0])
+    if target.quantity in matched:
         return NotLocated("the failing leaf agrees with the reference under the tracer")
+    roles = [q for q in matched if q.kind == "gradient"]
+    if roles:  # a right gradient returned where another belongs
+        return locator.returned_instead(out_nodes[0], runs[0].trace, roles[0], target)
     return locator.walk(out_nodes[0], target)
 
 
@@ -726,20 +761,23 @@ def _distinctness(args: tuple[Any, ...]) -> tuple[int, int, int] | None:
     return own, len({n for s in arrays for n in s}), -sum(math.prod(s) for s in arrays)
 
 
-def _informative(args: tuple[Any, ...]) -> bool:
-    """No float array of (near) zeros, and every float array that is not made of 0s and 1s
-    (labels) has at least half as many distinct values as elements: repeated values make
-    different reference quantities coincide."""
-    for leaf in tree_util.tree_leaves(args):
+def _spread(args: tuple[Any, ...], rng: np.random.Generator) -> tuple[Any, ...]:
+    """``args`` with every float array that is not made of 0s and 1s (labels, one-hot rows)
+    redrawn uniformly within the range of its own values (or [-1, 1] where they are all
+    alike): distinct values, in the same domain as far as the range shows it. A drawn example
+    repeats values (0s, 1s) that make different reference quantities coincide."""
+
+    def spread(leaf: Any) -> Any:
         a = np.asarray(leaf)
-        if a.dtype.kind != "f" or not a.size:
-            continue
-        if float(np.max(np.abs(a))) < 1e-3:
-            return False
-        labels = bool(np.all((a == 0) | (a == 1)))
-        if not labels and 2 * len(np.unique(a)) < a.size:
-            return False
-    return True
+        if a.dtype.kind != "f" or a.ndim == 0 or np.all((a == 0) | (a == 1)):
+            return leaf
+        lo, hi = float(np.min(a)), float(np.max(a))
+        if hi - lo < 1e-3 * max(1.0, abs(hi)):
+            lo, hi = (0.5 * lo, 1.5 * lo) if lo > 0 else (-1.0, 1.0)
+        return rng.uniform(lo, hi, a.shape).astype(a.dtype)
+
+    out: tuple[Any, ...] = tree_util.tree_map(spread, args)
+    return out
 
 
 def _fails_at(check: Callable[[tuple[Any, ...]], Any], args: tuple[Any, ...], leaf: int) -> bool:
@@ -772,10 +810,13 @@ def second_input(
     best: list[tuple[tuple[int, int, int], tuple[Any, ...]]] = []
     checks = [0]
 
-    def wanted(args: tuple[Any, ...]) -> bool:
-        score = _distinctness(args)
-        if score is None or not _informative(args) or (best and score <= best[0][0]):
+    rng = np.random.default_rng(seed)
+
+    def wanted(drawn_args: tuple[Any, ...]) -> bool:
+        score = _distinctness(drawn_args)
+        if score is None or (best and score <= best[0][0]):
             return False
+        args = _spread(drawn_args, rng)
         if checks[0] >= 3:
             return False
         checks[0] += 1
@@ -799,22 +840,9 @@ def second_input(
         except Exception:
             pass
         return best[0][1] if best else None
-    if _distinctness(first) is None:
-        return None
-    rng = np.random.default_rng(seed)
-
-    def redraw(leaf_value: Any) -> Any:
-        a = np.asarray(leaf_value)
-        if a.dtype.kind != "f":
-            return leaf_value
-        scale = float(np.max(np.abs(a), initial=0.0)) or 1.0
-        return (rng.standard_normal(a.shape) * scale).astype(a.dtype)
-
     for _ in range(3):
-        other = tree_util.tree_map(redraw, first)
-        if wanted(other) or best:
-            return tuple(other)
-    return None
+        wanted(first)
+    return best[0][1] if best else None
 
 
 def leaf_index(location: str | None, names: Sequence[str]) -> int | None:

@@ -237,7 +237,7 @@ def reference_quantities(
         zeros = [
             jnp.zeros(a.shape, a.dtype) if _float(a) else None
             for a in [
-                *(jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in flat),
+                *(np.asarray(x) for x in flat),
                 *avals,
             ]
         ]
@@ -279,9 +279,10 @@ def reference_quantities(
         assigned = _assigned_name(file, line) if line else None
         last_of_line = assigned is not None and _last_on_line(values, key)
         name = assigned if last_of_line and assigned else f"the {prim} on reference line {line}"
-        common = {"file": file, "line": line, "source": source}
         quantities.append(
-            Quantity(("value", *key), "value", np.asarray(value), name, step=step, **common)
+            Quantity(
+                ("value", *key), "value", np.asarray(value), name, file, line, source, step=step
+            )
         )
         if g is not None and _float(value):
             quantities.append(
@@ -290,8 +291,10 @@ def reference_quantities(
                     "gradient",
                     np.asarray(g),
                     _gradient_name(name),
+                    file,
+                    line,
+                    source,
                     of=("value", *key),
-                    **common,
                 )
             )
     quantities += _contributions(quantities)
@@ -299,8 +302,36 @@ def reference_quantities(
 
 
 _ELEMENTWISE = frozenset(
-    "abs add atan2 convert_element_type cos div exp exp2 expm1 integer_pow log log1p logistic "
-    "max min mul neg pow rsqrt select_n sign sin sqrt square sub tan tanh erf".split()
+    [
+        "abs",
+        "add",
+        "atan2",
+        "convert_element_type",
+        "cos",
+        "div",
+        "exp",
+        "exp2",
+        "expm1",
+        "integer_pow",
+        "log",
+        "log1p",
+        "logistic",
+        "max",
+        "min",
+        "mul",
+        "neg",
+        "pow",
+        "rsqrt",
+        "select_n",
+        "sign",
+        "sin",
+        "sqrt",
+        "square",
+        "sub",
+        "tan",
+        "tanh",
+        "erf",
+    ]
 )
 
 

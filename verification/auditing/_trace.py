@@ -45,9 +45,9 @@ def _skipped_roots() -> tuple[str, ...]:
     roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     roots |= {sys.prefix, sys.base_prefix, sys.exec_prefix}
     for name in _SKIPPED_PACKAGES:
-        module = sys.modules.get(name)
-        if module is not None and getattr(module, "__file__", None):
-            roots.add(str(Path(module.__file__).parent))
+        module_file = getattr(sys.modules.get(name), "__file__", None)
+        if module_file:
+            roots.add(str(Path(module_file).parent))
     roots.add(str(Path(__file__).resolve().parent.parent))  # this project's verification/
     return tuple(sorted(os.path.realpath(r) + os.sep for r in roots if r))
 
@@ -187,6 +187,8 @@ class Trace:
     error: BaseException | None
     complete: bool
     by_id: dict[int, tuple[int, Any]] = field(default_factory=dict, repr=False)
+    passed_on: dict[int, tuple[str, int, str]] = field(default_factory=dict)
+    """node index -> (file, line, function) of the last ``return`` that passed it on unchanged."""
 
     def node_of(self, obj: Any) -> Node | None:
         """The node whose value is the object ``obj`` (by identity), or the last node equal
@@ -198,9 +200,9 @@ class Trace:
         if value is None:
             return None
         for node in reversed(self.nodes):
-            if node.line and node.value.shape == value.shape:
-                if np.array_equal(node.value, value, equal_nan=True):
-                    return node
+            same = node.line and node.value.shape == value.shape
+            if same and np.array_equal(node.value, value, equal_nan=True):
+                return node
         return None
 
 
@@ -211,9 +213,12 @@ def as_array(obj: Any) -> np.ndarray[Any, Any] | None:
     if isinstance(obj, (float, np.floating)) and not isinstance(obj, bool):
         return np.array(obj)
     torch = sys.modules.get("torch")
-    if torch is not None and isinstance(obj, torch.Tensor):
-        if obj.dtype.is_floating_point or obj.dtype == torch.bool:
-            return np.array(obj.detach().cpu().numpy(), copy=True)
+    if (
+        torch is not None
+        and isinstance(obj, torch.Tensor)
+        and (obj.dtype.is_floating_point or obj.dtype == torch.bool)
+    ):
+        return np.array(obj.detach().cpu().numpy(), copy=True)
     return None
 
 
@@ -249,6 +254,7 @@ class _Recorder:
         self.counts: dict[tuple[str, int, str], int] = {}
         self.statements = 0
         self.complete = True
+        self.passed_on: dict[int, tuple[str, int, str]] = {}
 
     def add(
         self, fs: _Frame | None, name: str, obj: Any, value: np.ndarray[Any, Any], **kw: Any
@@ -350,7 +356,7 @@ class _Recorder:
         self.statements += 1
         if self.statements > MAX_STATEMENTS:
             self.complete = False
-            raise _TooLong
+            raise _TooLongError
         fs.line = stmt.lineno if stmt is not None else lineno
         fs.lasti = frame.f_lasti
         fs.calls = []
@@ -366,6 +372,8 @@ class _Recorder:
         made: list[int] = []
         for suffix, leaf in _leaves(result):
             index = self.known(leaf)
+            if index is not None:
+                self.passed_on[index] = (fs.file, fs.line, fs.function)
             if index is None:
                 value = as_array(leaf)
                 if value is None:
@@ -386,7 +394,7 @@ class _Recorder:
             caller.calls.extend(made)
 
 
-class _TooLong(Exception):
+class _TooLongError(Exception):
     """Raised inside the tracer when the run executes more than ``MAX_STATEMENTS``."""
 
 
@@ -488,8 +496,10 @@ def trace_call(
     error: BaseException | None = None
     try:
         result = runner(recorder, lambda: fn(*args))
-    except _TooLong:
+    except _TooLongError:
         error = None
     except Exception as caught:
         error = caught
-    return Trace(recorder.nodes, result, error, recorder.complete, recorder.by_id)
+    return Trace(
+        recorder.nodes, result, error, recorder.complete, recorder.by_id, recorder.passed_on
+    )
