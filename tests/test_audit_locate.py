@@ -356,7 +356,8 @@ def test_where_agrees_with_the_stage_that_breaks() -> None:
         intermediates=mlp_wrong_mask_intermediates,
     )
     assert not report.passed
-    assert report.stage is not None and "Z1 differs" in report.stage
+    assert report.stage is not None
+    assert "Z1 differs" in report.stage
     assert isinstance(report.where, Where), report.where
     assert report.where.line == _line_of(_mlp_backward, "dz1 = da1 * (z1 >= 1)")
     assert MLP_STAGES  # the stage map the names above refer to

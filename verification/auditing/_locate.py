@@ -29,8 +29,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import linecache
-import os
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -359,10 +359,15 @@ class _Locator:
                     f"at line {node.line}, replacing either of {', '.join(sorted(names))} by "
                     "the reference's value repairs it: no single line can be singled out"
                 )
-            if not fixes:
-                return self.blame(node, target)
+            upstream: Any = None
+            if not fixes:  # no single read repairs it: a value it depends on by two paths?
+                found = self.replay_fix(node, target)
+                if found is None:
+                    return self.blame(node, target)
+                upstream, read_node, cand = found
+                fixes = [(upstream.name, read_node, cand)]
             name, read_node, cand = fixes[0]
-            read = next(r for r in node.reads if r.name == name)
+            read = next((r for r in node.reads if r.name == name), None) or upstream
             roles_all = self.matches(read_node)[0] if self.matches(read_node) else None
             roles = [q for q in self.matches(read_node) if q.kind == "gradient"]
             if roles_all is not None and not roles:  # a right forward value
@@ -383,6 +388,74 @@ class _Locator:
                 return NotLocated("the wrong value is an argument of the candidate")
             node, target = read_node, cand
         return NotLocated("the dataflow is too long to follow")
+
+    def replay_fix(self, node: Node, target: _Target) -> tuple[Any, Node, _Target] | None:
+        """A value ``node`` depends on, through more than one path, whose replacement by a
+        reference quantity (with every statement after it run again) makes ``node`` right:
+        (the read under which ``node``'s frame bound it, its node, the quantity)."""
+        pair = self.pair(node)
+        if pair is None:
+            return None
+        ancestors = self.ancestors(node)
+        found: list[tuple[float, Any, Node, _Target]] = []
+        for index in sorted(ancestors, reverse=True):
+            x = self.runs[0].trace.nodes[index]
+            other = self.runs[1].nodes.get(x.key)
+            if other is None or x.index == node.index:
+                continue
+            for cand in self.candidates(x):
+                if cand.quantity is None or cand.quantity.kind != "gradient":
+                    continue
+                if _aligned(cand.values[1], other.value.shape) is None:
+                    continue
+                ok = True
+                for run, (xn, end) in enumerate(((x, pair[0]), (other, pair[1]))):
+                    value = _shaped(cand.values[run], xn.value)
+                    got = self.replayed(run, xn, value, end)
+                    if got is None or not _agrees(
+                        got, np.asarray(target.values[run]), self.runs[run].terms
+                    ):
+                        ok = False
+                        break
+                if ok:
+                    read = ancestors[index]
+                    found.append((_likeness(other.value, cand.values[1]), read, x, cand))
+        if not found:
+            return None
+        _, read, x, cand = max(found, key=lambda f: f[0])
+        return read, x, cand
+
+    def replayed(
+        self, run: int, start: Node, value: np.ndarray[Any, Any], end: Node
+    ) -> np.ndarray[Any, Any] | None:
+        """``end``'s value (at input ``run``) had ``start`` been ``value`` (see ``replay``)."""
+        trace = self.runs[run].trace
+        changed: dict[int, np.ndarray[Any, Any]] = {start.index: value}
+        for n in trace.nodes[start.index + 1 : end.index + 1]:
+            hit = [r for r in n.reads if r.node in changed]
+            if not hit:
+                continue
+            if any(not r.name for r in hit):
+                return None
+            got = _rerun(n, trace, {r.name: changed[r.node] for r in hit})
+            if got is None:
+                return None
+            changed[n.index] = got
+        return changed.get(end.index)
+
+    def ancestors(self, node: Node) -> dict[int, Any]:
+        """The values ``node`` depends on in its own frame, each with the read (name, line
+        that bound it) under which a statement read it first."""
+        nodes = self.runs[0].trace.nodes
+        out: dict[int, Any] = {}
+        todo = [node.index]
+        while todo:
+            n = nodes[todo.pop()]
+            for r in n.reads:
+                if r.name and r.node not in out and nodes[r.node].function in ("", n.function):
+                    out[r.node] = r
+                    todo.append(r.node)
+        return out
 
     def values_of(self, node: Node) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         pair = self.pair(node)
