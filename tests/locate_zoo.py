@@ -687,8 +687,8 @@ def rnn_first_step(
 
 def conv_problems() -> Any:
     return named_arrays(
-        {"x": ("m", "l"), "w": (3, "c")},
-        dims={"m": [1, 2, 4], "l": [3, 5, 6], "c": [1, 2, 3]},
+        {"x": ("m", "l"), "w": ("r", "c")},
+        dims={"m": [1, 2, 4], "l": [3, 5, 6], "r": [3], "c": [1, 2, 3]},
         bounds=(2.0,),
     )
 

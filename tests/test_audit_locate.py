@@ -361,3 +361,40 @@ def test_where_agrees_with_the_stage_that_breaks() -> None:
     assert isinstance(report.where, Where), report.where
     assert report.where.line == _line_of(_mlp_backward, "dz1 = da1 * (z1 >= 1)")
     assert MLP_STAGES  # the stage map the names above refer to
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+
+def test_the_command_line_shows_where_and_no_locate_skips_it(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from verification._audit_cli import main
+
+    module = tmp_path / "cli_candidate.py"
+    module.write_text(
+        "import numpy as np\n"
+        "import jax.numpy as jnp\n"
+        "def loss(x, w):\n"
+        "    return jnp.sum(jnp.tanh(x @ w)) / x.shape[0]\n"
+        "def grad(x, w):\n"
+        "    a = np.tanh(x @ w)\n"
+        "    dz = 1 - a**2\n"
+        "    return x.T @ dz\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        argv = ["cli_candidate:grad", "--loss", "cli_candidate:loss", "--argnums", "1"]
+        argv += ["--shapes", "x=m,n w=n,h", "--dims", "m=1,2,5 n=1,3,4 h=1,2,6"]
+        argv += ["--max-examples", "30", "--seed", "0", "--bounds", "2"]
+        assert main([*argv, "--json", str(tmp_path / "r.json")]) == 1
+        shown = capsys.readouterr().out
+        assert "where: the error enters at" in shown
+        assert "dz = 1 - a**2" in shown
+        data = json.loads((tmp_path / "r.json").read_text())
+        assert data["where"]["line"] == 7
+        assert main([*argv, "--no-locate"]) == 1
+        assert "where:" not in capsys.readouterr().out
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("cli_candidate", None)

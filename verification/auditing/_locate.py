@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from jax import tree_util
 
-from verification.auditing._refquant import Quantity, reference_quantities
+from verification.auditing._refquant import Quantity, reference_quantities, step_name
 from verification.auditing._trace import Node, Trace, statement_at, trace_call
 from verification.auditing._trees import none_leaf
 from verification.compare import tolerance
@@ -671,7 +671,7 @@ def _step_between(
     value = quantities.get(role.of)
     if value is None or value.step is None or should.of not in value.step.input_keys:
         return None
-    return value.step.eqn.primitive.name.replace("custom_jvp_call", "a custom-derivative function")
+    return step_name(value.step)
 
 
 def _axes(args: tuple[Any, ...], arg_names: Sequence[str]) -> list[tuple[str, int]]:

@@ -38,7 +38,7 @@ from jax.extend.core import Literal
 import verification.reference  # noqa: F401  (64-bit JAX)
 from verification.auditing._oracle import PRECISION
 
-__all__ = ["Quantity", "Step", "reference_quantities"]
+__all__ = ["Quantity", "Step", "reference_quantities", "step_name"]
 
 _INLINED = frozenset({"jit", "pjit", "closed_call", "core_call"})
 
@@ -182,11 +182,28 @@ class _Walk:
                     if eps is not None and _float(value):
                         value = value + eps[self.n_inputs + len(self.outs)]
                         outs[i] = value
-                    self.records.append((key, name, where, eqn, tuple(srcs), in_keys))
+                    self.records.append((key, _shown(eqn), where, eqn, tuple(srcs), in_keys))
                     self.outs.append(value)
             for var, value in zip(eqn.outvars, outs, strict=True):
                 env[var] = value
         return [read(v) for v in jaxpr.outvars]
+
+
+def step_name(step: Step) -> str:
+    """The name of a reference step in words ("tanh", "relu", "dot_general")."""
+    return _shown(step.eqn)
+
+
+def _shown(eqn: Any) -> str:
+    """How a report names an equation: its primitive ("tanh", "dot_general"), or for a library
+    function with its own derivative rule, the function ("relu", "logaddexp")."""
+    name: str = eqn.primitive.name
+    inner = eqn.params.get("call_jaxpr")
+    info = getattr(getattr(inner, "jaxpr", inner), "debug_info", None)
+    source = getattr(info, "func_src_info", None)
+    if name.startswith("custom_") and isinstance(source, str) and source.split():
+        return source.split()[0]
+    return name
 
 
 def _bind(eqn: Any, invals: Sequence[Any]) -> Any:
@@ -305,32 +322,48 @@ _ELEMENTWISE = frozenset(
     [
         "abs",
         "add",
+        "and",
         "atan2",
+        "ceil",
+        "clamp",
         "convert_element_type",
         "cos",
         "div",
+        "eq",
+        "erf",
         "exp",
         "exp2",
         "expm1",
+        "floor",
+        "ge",
+        "gt",
         "integer_pow",
+        "is_finite",
+        "le",
         "log",
         "log1p",
         "logistic",
+        "lt",
         "max",
         "min",
         "mul",
+        "ne",
         "neg",
+        "nextafter",
+        "not",
+        "or",
         "pow",
+        "round",
         "rsqrt",
         "select_n",
         "sign",
         "sin",
         "sqrt",
         "square",
+        "stop_gradient",
         "sub",
         "tan",
         "tanh",
-        "erf",
     ]
 )
 
@@ -341,11 +374,13 @@ def _elementwise(eqn: Any) -> bool:
     name = eqn.primitive.name
     if name in _ELEMENTWISE:
         return True
+    if name == "broadcast_in_dim":  # a scalar made into an array, as inside jnp.where
+        return not eqn.invars[0].aval.shape
     inner = eqn.params.get("call_jaxpr") or eqn.params.get("jaxpr")
     if inner is None or name not in ("custom_jvp_call", "custom_vjp_call", *_INLINED):
         return False
     jaxpr = getattr(inner, "jaxpr", inner)
-    return all(_elementwise(e) or e.primitive.name == "stop_gradient" for e in jaxpr.eqns)
+    return all(_elementwise(e) for e in jaxpr.eqns)
 
 
 def _contributions(quantities: list[Quantity]) -> list[Quantity]:

@@ -295,7 +295,13 @@ class _Recorder:
                 fs.names[name] = (index, id(obj), 0)
             else:
                 value = as_array(obj)
-                if value is not None:
+                if value is None:
+                    continue
+                caller = self.frames.get(id(frame.f_back)) if frame.f_back else None
+                if caller is not None and caller.line:  # computed inline in the call
+                    made = self.add(caller, name, obj, value, reads=self.reads(caller))
+                    fs.names[name] = (made, id(obj), 0)
+                else:
                     fs.names[name] = (self.add(None, name, obj, value), id(obj), 0)
 
     def reads(self, fs: _Frame) -> tuple[Read, ...]:
