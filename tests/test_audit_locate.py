@@ -117,8 +117,9 @@ def test_tracer_records_each_bound_value_with_the_values_its_line_read() -> None
     a = by_name["a", _line_of(traced, "a = np.tanh")]
     np.testing.assert_array_equal(a.value, np.tanh(x))
     assert [r.name for r in a.reads] == ["x"]
-    helper_return = by_name["return", _line_of(_helper, "out: Array")]
-    assert helper_return.function == "_helper"
+    helper_value = by_name["out", _line_of(_helper, "out: Array")]
+    assert helper_value.function == "_helper"
+    assert trace.passed_on[helper_value.index][1] == _line_of(_helper, "return out")
     doubled = by_name["d", _line_of(traced, "d *= 2.0")]
     assert doubled.in_place
     np.testing.assert_array_equal(doubled.value, 2 * (1 - np.tanh(x) ** 2))

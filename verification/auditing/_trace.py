@@ -244,6 +244,8 @@ class _Frame:
     """name -> (node index, id of the object, line that bound it)."""
     calls: list[int] = field(default_factory=list)
     namespace: dict[str, Any] = field(default_factory=dict)
+    containers: dict[str, int] = field(default_factory=dict)
+    """name -> id of the tuple or list it was bound to when last seen."""
 
 
 class _Recorder:
@@ -322,6 +324,10 @@ class _Recorder:
             value = as_array(obj)
             if value is None:
                 fs.names.pop(name, None)
+                if isinstance(obj, (tuple, list)) and fs.containers.get(name) != id(obj):
+                    fs.containers[name] = id(obj)
+                    reads = reads if reads is not None else self.reads(fs)
+                    self.contents(frame, fs, name, obj, reads)
                 continue
             before = fs.names.get(name)
             if before is not None and before[1] == id(obj):
@@ -348,6 +354,24 @@ class _Recorder:
                 globals=frame.f_globals,
             )
             fs.names[name] = (index, id(obj), fs.line)
+
+    def contents(
+        self, frame: FrameType, fs: _Frame, name: str, obj: Any, reads: tuple[Read, ...]
+    ) -> None:
+        """The arrays a statement put into a new tuple or list (``grads = Net(x.T @ dz, ...)``),
+        as values ``name[i]`` of that statement."""
+        for suffix, leaf in _leaves(obj):
+            leaf_value = as_array(leaf)
+            if suffix and leaf_value is not None and self.known(leaf) is None:
+                self.add(
+                    fs,
+                    name + suffix,
+                    leaf,
+                    leaf_value,
+                    reads=reads,
+                    namespace=fs.namespace,
+                    globals=frame.f_globals,
+                )
 
     def line(self, frame: FrameType, lineno: int) -> None:
         fs = self.frames.get(id(frame))
