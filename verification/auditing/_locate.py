@@ -337,7 +337,7 @@ class _Locator:
                 if self.produces(node, replace, target):
                     found.append(cand)
             if found:  # the one most like the value it replaces (a factor, a sign, a mask off)
-                best = max(found, key=lambda c: _likeness(other.value, c.values[1]))
+                best = max(found, key=lambda c: _preference(other.value, c))
                 fixes.append((read.name, read_node, best))
         return fixes
 
@@ -642,6 +642,13 @@ class _Locator:
         )
 
 
+def _preference(value: np.ndarray[Any, Any], candidate: _Target) -> tuple[float, bool, bool]:
+    """Which of several repairing quantities a value stands for: the one most like it, then
+    one the reference names (dL/dz1 over the gradient of an unnamed step)."""
+    named = not candidate.name.startswith(("the ", "dL/dthe "))
+    return round(_likeness(value, candidate.values[1]), 9), named, candidate.name.startswith("dL/d")
+
+
 def _likeness(value: np.ndarray[Any, Any], want: np.ndarray[Any, Any]) -> float:
     """|cosine| between ``value`` and ``want`` (aligned): 1 for a constant multiple."""
     a = _aligned(value, np.shape(want))
@@ -822,16 +829,28 @@ def locate(
 # -- from the engine ------------------------------------------------------------------------
 
 
-def _distinctness(args: tuple[Any, ...]) -> tuple[int, int, int] | None:
+def _distinctness(
+    args: tuple[Any, ...], first: tuple[Any, ...]
+) -> tuple[int, int, int, int] | None:
     """How well the sizes of ``args`` keep shapes apart: None if an axis has size 1 (or there
-    is no array), else (arrays whose axes all differ, distinct sizes, total size); higher is
-    better, and every array's axes distinct is what a transpose needs to be told apart."""
+    is no array), else (arrays whose axes all differ, axes whose size differs from the same
+    axis of ``first``, distinct sizes, -total size); higher is better. Every array's axes
+    distinct is what a transpose needs to be told apart; sizes other than the first input's
+    tell a size (m) from a constant factor."""
     shapes = [np.shape(leaf) for leaf in tree_util.tree_leaves(args)]
     arrays = [s for s in shapes if len(s)]
     if not arrays or any(n < 2 for s in arrays for n in s):
         return None
     own = sum(len(set(s)) == len(s) for s in arrays)
-    return own, len({n for s in arrays for n in s}), -sum(math.prod(s) for s in arrays)
+    before = [np.shape(leaf) for leaf in tree_util.tree_leaves(first)]
+    moved = sum(
+        a != b
+        for s, t in zip(shapes, before, strict=False)
+        if len(s) == len(t)
+        for a, b in zip(s, t, strict=True)
+    )
+    sizes = len({n for s in arrays for n in s})
+    return own, moved, sizes, -sum(math.prod(s) for s in arrays)
 
 
 def _spread(args: tuple[Any, ...], rng: np.random.Generator) -> tuple[Any, ...]:
@@ -880,13 +899,13 @@ def second_input(
 
     from verification.pinned import pinned_generation
 
-    best: list[tuple[tuple[int, int, int], tuple[Any, ...]]] = []
+    best: list[tuple[tuple[int, int, int, int], tuple[Any, ...]]] = []
     checks = [0]
 
     rng = np.random.default_rng(seed)
 
     def wanted(drawn_args: tuple[Any, ...]) -> bool:
-        score = _distinctness(drawn_args)
+        score = _distinctness(drawn_args, first)
         if score is None or (best and score <= best[0][0]):
             return False
         args = _spread(drawn_args, rng)
@@ -896,8 +915,9 @@ def second_input(
         if not _fails_at(check, args, leaf):
             return False
         best[:] = [(score, args)]
-        arrays = [np.shape(x) for x in tree_util.tree_leaves(args) if np.ndim(x)]
-        return score[0] == len(arrays)  # every array's axes distinct: stop looking
+        axes = [n for x in tree_util.tree_leaves(args) for n in np.shape(x)]
+        arrays = [x for x in tree_util.tree_leaves(args) if np.ndim(x)]
+        return score[0] == len(arrays) and score[1] == len(axes)  # the best there is
 
     if isinstance(drawn, st.SearchStrategy):
         quiet = settings(

@@ -291,11 +291,18 @@ def reference_quantities(
                     ("gradient", *key), "gradient", np.asarray(g), _gradient_name(label), of=key
                 )
             )
-    for (key, value, prim, (file, line, _), step), g in zip(values, g_eps, strict=True):
+    results: dict[tuple[str, int], int] = {}
+    for (key, value, prim, (file, line, function), step), g in zip(values, g_eps, strict=True):
         source = linecache.getline(file, line).strip() if line else ""
         assigned = _assigned_name(file, line) if line else None
-        last_of_line = assigned is not None and _last_on_line(values, key)
-        name = assigned if last_of_line and assigned else f"the {prim} on reference line {line}"
+        last = bool(line) and _last_on_line(values, key)
+        if last and assigned:
+            name = assigned
+        elif last and source.startswith("return ") and function:
+            calls = results[file, line] = results.get((file, line), 0) + 1
+            name = f"the result of {function}" + (f" (call {calls})" if calls > 1 else "")
+        else:
+            name = f"the {prim} on reference line {line}"
         quantities.append(
             Quantity(
                 ("value", *key), "value", np.asarray(value), name, file, line, source, step=step
