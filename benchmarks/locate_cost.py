@@ -1,7 +1,7 @@
 """What locating the wrong line adds to a failing audit: ``python -m benchmarks.locate_cost``.
 
 A backward pass of the source document's network with the 1/m missing from its first gradient
-is audited at fixed sizes (m, n, h, k): tiny (32, 8, 16, 3), mnist (256, 784, 128, 10) and,
+is audited on one concrete input of each size (m, n, h, k): tiny (32, 8, 16, 3), mnist (256, 784, 128, 10) and,
 with ``--large``, (2048, 784, 1024, 10). Each audit runs once with ``locate=True``; the report's
 ``timings["locate"]`` is the time added (drawing the second input, the traced runs, the
 reference's quantities, the re-run lines), printed next to the audit's total.
@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from manual_bp import MLPParams
 from verification import reference
-from verification.auditing import audit, named_arrays
+from verification.auditing import audit
 
 Array = NDArray[Any]
 SIZES = {
@@ -44,26 +44,24 @@ def missing_one_over_m(params: MLPParams, x: Array, y: Array) -> MLPParams:
     return MLPParams(x.T @ dz1, dz1.sum(axis=0), dw2, db2)
 
 
-def problems(m: int, n: int, h: int, k: int) -> Any:
-    spec = {
-        "W1": ("n", "h"),
-        "b1": ("h",),
-        "W2": ("h", "k"),
-        "b2": ("k",),
-        "x": ("m", "n"),
-        "y": ("m", "k"),
-    }
-    dims = {"m": [m], "n": [n], "h": [h], "k": [k]}
-    flat = named_arrays(spec, dims=dims, kinds={"y": "onehot"}, bounds=(2.0,))
-    return flat.map(lambda a: (MLPParams(*a[:4]), a[4], a[5]))
+def problem(m: int, n: int, h: int, k: int) -> tuple[MLPParams, Array, Array]:
+    """One concrete input of these sizes (random weights and inputs, one-hot labels)."""
+    rng = np.random.default_rng(0)
+    params = MLPParams(
+        rng.normal(size=(n, h)) / np.sqrt(n),
+        rng.normal(size=h) * 0.1,
+        rng.normal(size=(h, k)) / np.sqrt(h),
+        rng.normal(size=k) * 0.1,
+    )
+    x = rng.normal(size=(m, n))
+    y = np.eye(k)[rng.integers(0, k, m)]
+    return params, x, y
 
 
 def measure(name: str) -> tuple[float, float, str]:
     """(seconds the audit took, seconds locating took, the where line) at size ``name``."""
     start = time.perf_counter()
-    report = audit(
-        missing_one_over_m, reference.mlp_loss, problems(*SIZES[name]), max_examples=3, seed=0
-    )
+    report = audit(missing_one_over_m, reference.mlp_loss, problem(*SIZES[name]), seed=0)
     total = time.perf_counter() - start
     where = report.where.lines()[0] if report.where is not None else "no where"
     return total, report.timings.get("locate", float("nan")), where

@@ -645,7 +645,7 @@ class _Locator:
 def _preference(value: np.ndarray[Any, Any], candidate: _Target) -> tuple[float, bool, bool]:
     """Which of several repairing quantities a value stands for: the one most like it, then
     one the reference names (dL/dz1 over the gradient of an unnamed step)."""
-    named = not candidate.name.startswith(("the ", "dL/dthe "))
+    named = " on reference line " not in candidate.name
     return round(_likeness(value, candidate.values[1]), 9), named, candidate.name.startswith("dL/d")
 
 
@@ -854,16 +854,22 @@ def _distinctness(
 
 
 def _spread(args: tuple[Any, ...], rng: np.random.Generator) -> tuple[Any, ...]:
-    """``args`` with every float array that is not made of 0s and 1s (labels, one-hot rows)
-    redrawn uniformly within the range of its own values (or [-1, 1] where they are all
-    alike): distinct values, in the same domain as far as the range shows it. A drawn example
+    """``args`` with every float array that is not made of 0s and 1s, both present (labels,
+    one-hot rows),
+    redrawn uniformly within the range of its own values (symmetric when it has a negative
+    value; [-1, 1] where they are all alike): distinct values, in the same domain as far as
+    the range shows it. A drawn example
     repeats values (0s, 1s) that make different reference quantities coincide."""
 
     def spread(leaf: Any) -> Any:
         a = np.asarray(leaf)
-        if a.dtype.kind != "f" or a.ndim == 0 or np.all((a == 0) | (a == 1)):
+        labels = np.all((a == 0) | (a == 1)) and np.any(a == 0) and np.any(a == 1)
+        if a.dtype.kind != "f" or a.ndim == 0 or labels:
             return leaf
         lo, hi = float(np.min(a)), float(np.max(a))
+        if lo < 0:  # a signed array: both signs, up to its largest magnitude
+            top = max(-lo, hi)
+            lo, hi = -top, top
         if hi - lo < 1e-3 * max(1.0, abs(hi)):
             lo, hi = (0.5 * lo, 1.5 * lo) if lo > 0 else (-1.0, 1.0)
         return rng.uniform(lo, hi, a.shape).astype(a.dtype)
