@@ -915,7 +915,7 @@ def second_input(
         if score is None or (best and score <= best[0][0]):
             return False
         args = _spread(drawn_args, rng)
-        if checks[0] >= 3:
+        if checks[0] >= 5:
             return False
         checks[0] += 1
         if not _fails_at(check, args, leaf):

@@ -291,7 +291,6 @@ def reference_quantities(
                     ("gradient", *key), "gradient", np.asarray(g), _gradient_name(label), of=key
                 )
             )
-    results: dict[tuple[str, int], int] = {}
     for (key, value, prim, (file, line, function), step), g in zip(values, g_eps, strict=True):
         source = linecache.getline(file, line).strip() if line else ""
         assigned = _assigned_name(file, line) if line else None
@@ -299,8 +298,8 @@ def reference_quantities(
         if last and assigned:
             name = assigned
         elif last and source.startswith("return ") and function:
-            calls = results[file, line] = results.get((file, line), 0) + 1
-            name = f"the result of {function}" + (f" (call {calls})" if calls > 1 else "")
+            again = any(k[:2] == key[:2] and k[-1] > 0 for k, *_ in values)
+            name = f"the result of {function}" + (f" (call {key[-1] + 1})" if again else "")
         else:
             name = f"the {prim} on reference line {line}"
         quantities.append(
@@ -470,7 +469,8 @@ def _gradient_name(name: str) -> str:
 
 
 def _last_on_line(values: list[Any], key: tuple[Any, ...]) -> bool:
-    """Whether the equation ``key`` is the last one traced from its source line (the value
-    the line's assignment binds)."""
-    same_line = [k for k, *_ in values if k[:2] == key[:2]]
-    return bool(same_line) and same_line[-1] == key
+    """Whether the equation ``key`` is the last one traced from its source line in its call
+    (the n-th call of a function traces the n-th equation of each kind on each line): the
+    value the line's statement binds or returns."""
+    same_call = [k for k, *_ in values if k[:2] == key[:2] and k[-1] == key[-1]]
+    return bool(same_call) and same_call[-1] == key
