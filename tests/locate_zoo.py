@@ -986,7 +986,7 @@ def outcome(case: Case, report: Any) -> str:
     """ "right", "wrong line", "not located", "missed" (a buggy case passed), "passed" (a correct
     case passed), "false alarm" (a correct case failed) or "where on a correct case"."""
     expected = bug_line(case)
-    where = getattr(report, "where", None)
+    where: Any = getattr(report, "where", None)
     if expected is None:
         if report.passed:
             return "passed"
@@ -1016,7 +1016,7 @@ def main() -> None:
     for name, case in CASES.items():
         report = run(case)
         outcomes[name] = outcome(case, report)
-        where = getattr(report, "where", None)
+        where: Any = getattr(report, "where", None)
         named = f"line {where.line}" if hasattr(where, "line") else "-"
         if where is not None and not hasattr(where, "line"):
             named = "not located"
@@ -1026,8 +1026,7 @@ def main() -> None:
         if "-v" in sys.argv and where is not None:
             print("    " + "\n    ".join(where.lines()))
     right, wrong, unlocated, total = score(outcomes)
-    named = right + wrong
-    precision = right / named if named else 1.0
+    precision = right / (right + wrong) if right + wrong else 1.0
     print(f"\nbuggy cases {total}: right line {right}, wrong line {wrong}, not located {unlocated}")
     print(f"precision of the named line {precision:.2f}, recall {right / total:.2f}")
     correct = [o for n, o in outcomes.items() if CASES[n].bug_in is None]
