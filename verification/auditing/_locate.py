@@ -26,11 +26,9 @@ repair it, a wrong value read that no reference quantity checks.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import linecache
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,106 +36,14 @@ from typing import Any
 import numpy as np
 from jax import tree_util
 
-from verification.auditing._refquant import Quantity, reference_quantities, step_name
-from verification.auditing._trace import Node, Trace, statement_at, trace_call
+from verification.auditing._refquant import Quantity, reference_quantities
+from verification.auditing._rerun import agrees, aligned, likeness, rerun, shaped
+from verification.auditing._second import leaf_index, second_input
+from verification.auditing._trace import Node, Trace, trace_call
 from verification.auditing._trees import none_leaf
-from verification.compare import tolerance
+from verification.auditing._where import NotLocated, Target, Where, axes, how_wrong, step_between
 
-__all__ = ["NotLocated", "Where", "locate"]
-
-
-@dataclass(frozen=True)
-class Where:
-    """The line where the error enters, and what it should equal.
-
-    file, line, function, source : the candidate's statement.
-    should_equal : the reference quantity its value should equal (e.g. "dL/dz1"), or None.
-    reference_line : that quantity's line in the reference ("reference.py:11 `a1 = ...`").
-    words : what is wrong on it, where the evidence shows it.
-    agreeing : the last value before it that agrees with the reference (line, text, quantity).
-    """
-
-    file: str
-    line: int
-    function: str
-    source: str
-    should_equal: str | None
-    reference_line: str | None
-    words: str
-    agreeing: str | None = None
-
-    def lines(self) -> list[str]:
-        """The report's ``where:`` section."""
-        out = [
-            f"where: the error enters at {_shown(self.file)}:{self.line}, in {self.function}",
-            f"  {self.line} | {self.source}",
-            f"  {self.words}",
-        ]
-        if self.agreeing:
-            out.append(f"  last agreeing: {self.agreeing}")
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form: file, line, function, source, should_equal, reference_line (and
-        the words)."""
-        return {
-            "file": self.file,
-            "line": self.line,
-            "function": self.function,
-            "source": self.source,
-            "should_equal": self.should_equal,
-            "reference_line": self.reference_line,
-            "words": self.words,
-        }
-
-
-def _shown(file: str) -> str:
-    """``file`` relative to the working directory when it lies under it."""
-    try:
-        relative = os.path.relpath(file)
-    except ValueError:
-        return file
-    return file if relative.startswith("..") else relative
-
-
-@dataclass(frozen=True)
-class NotLocated:
-    """No single line can be singled out, and why."""
-
-    reason: str
-
-    def lines(self) -> list[str]:
-        return [f"where: not located ({self.reason})"]
-
-
-# -- agreement ------------------------------------------------------------------------------
-
-
-def _aligned(c: np.ndarray[Any, Any], shape: tuple[int, ...]) -> np.ndarray[Any, Any] | None:
-    """``c`` as an array of ``shape``: itself, its transpose, or without size-1 axes."""
-    if c.shape == shape:
-        return c
-    if c.ndim == 2 and c.T.shape == shape:
-        return c.T
-    if c.size == math.prod(shape) and [s for s in c.shape if s != 1] == [
-        s for s in shape if s != 1
-    ]:
-        return c.reshape(shape)
-    return None
-
-
-def _agrees(c: np.ndarray[Any, Any], r: np.ndarray[Any, Any], terms: int) -> bool:
-    """``c`` equals ``r`` within the tolerance of ``c``'s precision (float64 for bool)."""
-    a = _aligned(c, r.shape)
-    if a is None or r.dtype.kind not in "fb":
-        return False
-    dtype = a.dtype if a.dtype.kind == "f" else np.dtype(np.float64)
-    a64, r64 = a.astype(np.float64), r.astype(np.float64)
-    scale = float(np.max(np.abs(r64), initial=0.0))
-    rtol, atol = tolerance(dtype, scale=scale, terms=terms)
-    with np.errstate(all="ignore"):
-        ok = np.abs(a64 - r64) <= 16 * (atol + rtol * np.abs(r64))
-        return bool(np.all(ok | (a64 == r64)))
+__all__ = ["NotLocated", "Where", "leaf_index", "locate", "locate_failure"]
 
 
 @dataclass(frozen=True)
@@ -151,92 +57,14 @@ class _Run:
     axes: list[tuple[str, int]]
 
 
-@dataclass(frozen=True)
-class _Target:
-    """What a value should equal: a reference quantity, or a local derivative of a step."""
-
-    name: str
-    where: str
-    values: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]
-    quantity: Quantity | None = None
-
-
-def _target(runs: Sequence[_Run], key: tuple[Any, ...]) -> _Target | None:
+def _target(runs: Sequence[_Run], key: tuple[Any, ...]) -> Target | None:
     found = [run.quantities.get(key) for run in runs]
     if any(q is None for q in found):
         return None
     qa, qb = found
     assert qa is not None
     assert qb is not None
-    return _Target(qa.name, qa.where, (qa.value, qb.value), qa)
-
-
-# -- evaluating a statement again ------------------------------------------------------------
-
-
-def _like(original: Any, value: np.ndarray[Any, Any]) -> Any:
-    """``value`` in the type of ``original`` (a torch tensor stays one; a Python float too)."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(original, torch.Tensor):
-        return torch.from_numpy(np.array(value, dtype=original.detach().numpy().dtype))
-    if isinstance(original, np.ndarray):
-        return np.array(value, dtype=original.dtype).reshape(value.shape)
-    if isinstance(original, (float, np.floating)) and np.size(value) == 1:
-        return type(original)(np.asarray(value).item())
-    return value
-
-
-def _program(node: Node) -> Any:
-    """The node's statement compiled to run on its own (a ``return`` assigns ``__result__``)."""
-    stmt = statement_at(node.file, node.line)
-    if stmt is None or isinstance(stmt, (ast.For, ast.While, ast.If, ast.With, ast.Try)):
-        return None
-    if isinstance(stmt, ast.Return):
-        if stmt.value is None:
-            return None
-        target = ast.copy_location(ast.Name("__result__", ast.Store()), stmt)
-        stmt = ast.copy_location(ast.Assign([target], stmt.value), stmt)
-    module = ast.fix_missing_locations(ast.Module([stmt], type_ignores=[]))
-    try:
-        return compile(module, node.file, "exec")
-    except (SyntaxError, ValueError):
-        return None
-
-
-def _rerun(
-    node: Node, trace: Trace, replace: dict[str, np.ndarray[Any, Any]]
-) -> np.ndarray[Any, Any] | None:
-    """The node's value with its statement run again on the values it read (copies), some of
-    them replaced; None where that cannot be done."""
-    code = _program(node)
-    if code is None:
-        return None
-    namespace = dict(node.namespace)
-    for read in node.reads:
-        if read.name and read.name in namespace:
-            given = replace.get(read.name, trace.nodes[read.node].value)
-            namespace[read.name] = _like(namespace[read.name], np.array(given, copy=True))
-    try:
-        with np.errstate(all="ignore"):
-            exec(code, dict(node.globals), namespace)
-    except Exception:
-        return None
-    name, _, index = node.name.partition("[")
-    value: Any = namespace.get("__result__" if name == "return" else name)
-    if index:
-        for part in ("[" + index).strip("[]").split("]["):
-            try:
-                value = value[int(part)]
-            except Exception:
-                return None
-    from verification.auditing._trace import as_array
-
-    return as_array(value)
-
-
-# -- the walk -------------------------------------------------------------------------------
+    return Target(qa.name, qa.where, (qa.value, qb.value), qa)
 
 
 class _Locator:
@@ -259,64 +87,64 @@ class _Locator:
             a, b = pair
             for key, qa in self.runs[0].quantities.items():
                 qb = self.runs[1].quantities.get(key)
-                if qb is None or _aligned(a.value, qa.value.shape) is None:
+                if qb is None or aligned(a.value, qa.value.shape) is None:
                     continue
-                if _agrees(a.value, qa.value, self.runs[0].terms) and _agrees(
+                if agrees(a.value, qa.value, self.runs[0].terms) and agrees(
                     b.value, qb.value, self.runs[1].terms
                 ):
                     found.append(qa)
         self.matches_memo[node.key] = found
         return found
 
-    def produces(self, node: Node, replace: Sequence[dict[str, Any]], target: _Target) -> bool:
+    def produces(self, node: Node, replace: Sequence[dict[str, Any]], target: Target) -> bool:
         """Whether the node's statement, re-run at both inputs with ``replace``, gives
         ``target``."""
         pair = self.pair(node)
         if pair is None:
             return False
         for run, n, rep, want in zip(self.runs, pair, replace, target.values, strict=True):
-            got = _rerun(n, run.trace, rep)
-            if got is None or not _agrees(got, np.asarray(want), run.terms):
+            got = rerun(n, run.trace, rep)
+            if got is None or not agrees(got, np.asarray(want), run.terms):
                 return False
         return True
 
-    def candidates(self, node: Node) -> list[_Target]:
+    def candidates(self, node: Node) -> list[Target]:
         """Values that could stand where ``node`` was read: the reference quantities of a
         shape it can take, and local derivatives of elementwise reference steps."""
-        out: list[_Target] = []
+        out: list[Target] = []
         mine = {q.key for q in self.matches(node)}
         for key, q in self.runs[0].quantities.items():
-            if key in mine or _aligned(q.value, node.value.shape) is None:
+            if key in mine or aligned(q.value, node.value.shape) is None:
                 continue
             t = _target(self.runs, key)
             if t is not None:
                 out.append(t)
         return out + self.derivatives(node)
 
-    def derivatives(self, node: Node) -> list[_Target]:
+    def derivatives(self, node: Node) -> list[Target]:
         """Local derivatives of the reference's elementwise steps, of ``node``'s shape."""
-        out: list[_Target] = []
+        out: list[Target] = []
         for key, qa in self.runs[0].quantities.items():
             qb = self.runs[1].quantities.get(key)
             if qb is None or qa.step is None:
                 continue
             for position, da in qa.derivatives.items():
                 db = qb.derivatives.get(position)
-                if db is None or _aligned(node.value, da.shape) is None:
+                if db is None or aligned(node.value, da.shape) is None:
                     continue
                 source = self.runs[0].quantities.get(qa.step.input_keys[position] or ())
                 of = source.name if source is not None else "its input"
                 out.append(
-                    _Target(f"the derivative of {qa.name} with respect to {of}", qa.where, (da, db))
+                    Target(f"the derivative of {qa.name} with respect to {of}", qa.where, (da, db))
                 )
         return out
 
-    def fix(self, node: Node, target: _Target) -> list[tuple[str, Node, _Target]]:
+    def fix(self, node: Node, target: Target) -> list[tuple[str, Node, Target]]:
         """The reads of ``node`` that, replaced by a reference value, make it ``target``."""
         pair = self.pair(node)
         if pair is None:
             return []
-        fixes: list[tuple[str, Node, _Target]] = []
+        fixes: list[tuple[str, Node, Target]] = []
         seen: set[str] = set()
         for read in node.reads:
             if not read.name or read.name in seen:
@@ -328,11 +156,11 @@ class _Locator:
                 continue
             found = []
             for cand in self.candidates(read_node):
-                if _aligned(cand.values[1], other.value.shape) is None:
+                if aligned(cand.values[1], other.value.shape) is None:
                     continue
                 replace = [
-                    {read.name: _shaped(cand.values[0], read_node.value)},
-                    {read.name: _shaped(cand.values[1], other.value)},
+                    {read.name: shaped(cand.values[0], read_node.value)},
+                    {read.name: shaped(cand.values[1], other.value)},
                 ]
                 if self.produces(node, replace, target):
                     found.append(cand)
@@ -341,12 +169,12 @@ class _Locator:
                 fixes.append((read.name, read_node, best))
         return fixes
 
-    def walk(self, start: Node, target: _Target) -> Where | NotLocated:
+    def walk(self, start: Node, target: Target) -> Where | NotLocated:
         node = start
         for _ in range(200):
             if not any(r.name for r in node.reads) and not node.line:
                 return NotLocated("the wrong value is an argument of the candidate")
-            rerun = self.produces(node, [{}, {}], _Target("", "", self.values_of(node)))
+            rerun = self.produces(node, [{}, {}], Target("", "", self.values_of(node)))
             if not rerun:
                 return NotLocated(
                     f"line {node.line} of {node.function} cannot be evaluated on its own "
@@ -389,7 +217,7 @@ class _Locator:
             node, target = read_node, cand
         return NotLocated("the dataflow is too long to follow")
 
-    def replay_fix(self, node: Node, target: _Target) -> tuple[Any, Node, _Target] | None:
+    def replay_fix(self, node: Node, target: Target) -> tuple[Any, Node, Target] | None:
         """A value ``node`` depends on, through more than one path, whose replacement by a
         reference quantity (with every statement after it run again) makes ``node`` right:
         (the read under which ``node``'s frame bound it, its node, the quantity)."""
@@ -397,7 +225,7 @@ class _Locator:
         if pair is None:
             return None
         ancestors = self.ancestors(node)
-        found: list[tuple[float, Any, Node, _Target]] = []
+        found: list[tuple[float, Any, Node, Target]] = []
         for index in sorted(ancestors, reverse=True):
             x = self.runs[0].trace.nodes[index]
             other = self.runs[1].nodes.get(x.key)
@@ -406,20 +234,20 @@ class _Locator:
             for cand in self.candidates(x):
                 if cand.quantity is None or cand.quantity.kind != "gradient":
                     continue
-                if _aligned(cand.values[1], other.value.shape) is None:
+                if aligned(cand.values[1], other.value.shape) is None:
                     continue
                 ok = True
                 for run, (xn, end) in enumerate(((x, pair[0]), (other, pair[1]))):
-                    value = _shaped(cand.values[run], xn.value)
+                    value = shaped(cand.values[run], xn.value)
                     got = self.replayed(run, xn, value, end)
-                    if got is None or not _agrees(
+                    if got is None or not agrees(
                         got, np.asarray(target.values[run]), self.runs[run].terms
                     ):
                         ok = False
                         break
                 if ok:
                     read = ancestors[index]
-                    found.append((_likeness(other.value, cand.values[1]), read, x, cand))
+                    found.append((likeness(other.value, cand.values[1]), read, x, cand))
         if not found:
             return None
         _, read, x, cand = max(found, key=lambda f: f[0])
@@ -437,7 +265,7 @@ class _Locator:
                 continue
             if any(not r.name for r in hit):
                 return None
-            got = _rerun(n, trace, {r.name: changed[r.node] for r in hit})
+            got = rerun(n, trace, {r.name: changed[r.node] for r in hit})
             if got is None:
                 return None
             changed[n.index] = got
@@ -469,7 +297,7 @@ class _Locator:
         name: str,
         read_node: Node,
         role: Quantity,
-        should: _Target,
+        should: Target,
     ) -> Where:
         """``name``, read by ``node``, equals the reference's ``role`` where ``should`` belongs:
         the line that bound the name (a rename) or, for a value made for this use alone, the
@@ -485,12 +313,12 @@ class _Locator:
         if role.where:
             words += f" ({role.where})"
         words += f", not {should.name}"
-        step = _step_between(role, should.quantity, self.runs[0].quantities)
+        step = step_between(role, should.quantity, self.runs[0].quantities)
         if step:
             words += f": the step through {step} is missing"
         return self.where_at(node, line, should, words, read_node)
 
-    def returned_instead(self, node: Node, trace: Trace, role: Quantity, target: _Target) -> Where:
+    def returned_instead(self, node: Node, trace: Trace, role: Quantity, target: Target) -> Where:
         """The result is a reference gradient, not the one it should be: the ``return`` that
         passed it on (or the line that computed it, when it returned it)."""
         file, line, function = trace.passed_on.get(
@@ -521,7 +349,7 @@ class _Locator:
             todo += [r.node for r in n.reads]
         return False
 
-    def blame(self, node: Node, target: _Target) -> Where | NotLocated:
+    def blame(self, node: Node, target: Target) -> Where | NotLocated:
         """``node``'s line, unless a value it read from another line that no reference
         quantity checks could be what is wrong (``could_fix``)."""
         computed = [n for n in self.runs[0].trace.nodes if n.line]
@@ -530,7 +358,7 @@ class _Locator:
                 f"the candidate computes it in one line ({node.function}, line {node.line}) "
                 "from its arguments: there is no narrower line to point at"
             )
-        words = _how_wrong(self.values_of(node), target, [run.axes for run in self.runs])
+        words = how_wrong(self.values_of(node), target, [run.axes for run in self.runs])
         clean = not words.startswith("should")  # a factor or a size: this line's own doing
         for read in node.reads:
             r = self.runs[0].trace.nodes[read.node]
@@ -554,7 +382,7 @@ class _Locator:
                 )
         return self.where_at(node, node.line, target, words, None)
 
-    def could_fix(self, node: Node, name: str, read_node: Node, target: _Target) -> bool:
+    def could_fix(self, node: Node, name: str, read_node: Node, target: Target) -> bool:
         """Whether some value of ``name`` (of its shape, or of a smaller shape that
         broadcasts to the line's) makes the line produce ``target`` at the second input.
         Measured by running the line with the read replaced (it must be affine in it);
@@ -563,7 +391,7 @@ class _Locator:
         if pair is None or other is None:
             return True
         line_b, run_b = pair[1], self.runs[1]
-        want = _aligned(np.asarray(target.values[1], np.float64), line_b.value.shape)
+        want = aligned(np.asarray(target.values[1], np.float64), line_b.value.shape)
         if want is None:
             return True
         shapes = {other.value.shape}
@@ -587,7 +415,7 @@ class _Locator:
             )
 
             def f(v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
-                got = _rerun(line_b, run_b.trace, {name: v})
+                got = rerun(line_b, run_b.trace, {name: v})
                 return None if got is None else got.astype(np.float64).ravel()
 
             base = f(start)
@@ -614,7 +442,7 @@ class _Locator:
         return False
 
     def where_at(
-        self, node: Node, line: int, target: _Target, words: str, read_node: Node | None
+        self, node: Node, line: int, target: Target, words: str, read_node: Node | None
     ) -> Where:
         source = linecache.getline(node.file, line).strip()
         reference = None
@@ -642,96 +470,11 @@ class _Locator:
         )
 
 
-def _preference(value: np.ndarray[Any, Any], candidate: _Target) -> tuple[float, bool, bool]:
+def _preference(value: np.ndarray[Any, Any], candidate: Target) -> tuple[float, bool, bool]:
     """Which of several repairing quantities a value stands for: the one most like it, then
     one the reference names (dL/dz1 over the gradient of an unnamed step)."""
     named = " on reference line " not in candidate.name
-    return round(_likeness(value, candidate.values[1]), 9), named, candidate.name.startswith("dL/d")
-
-
-def _likeness(value: np.ndarray[Any, Any], want: np.ndarray[Any, Any]) -> float:
-    """|cosine| between ``value`` and ``want`` (aligned): 1 for a constant multiple."""
-    a = _aligned(value, np.shape(want))
-    if a is None:
-        return 0.0
-    x, y = a.astype(np.float64).ravel(), np.asarray(want, np.float64).ravel()
-    with np.errstate(all="ignore"):
-        c = abs(float(np.vdot(x, y))) / (float(np.linalg.norm(x) * np.linalg.norm(y)) or 1.0)
-    return c if math.isfinite(c) else 0.0
-
-
-def _shaped(value: np.ndarray[Any, Any], like: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """``value`` arranged as ``like`` (transposed or reshaped), in ``like``'s float dtype."""
-    a = _aligned(value, like.shape)
-    out = value if a is None else a
-    dtype = like.dtype if like.dtype.kind == "f" else np.float64
-    return np.asarray(out, dtype=dtype)
-
-
-def _step_between(
-    role: Quantity, should: Quantity | None, quantities: dict[tuple[Any, ...], Quantity]
-) -> str | None:
-    """The reference step from ``should``'s value to ``role``'s (e.g. "a1 = jnp.tanh(z1)",
-    reference line 11), when one step links them."""
-    if should is None or role.of is None or should.of is None:
-        return None
-    value = quantities.get(role.of)
-    if value is None or value.step is None or should.of not in value.step.input_keys:
-        return None
-    return step_name(value.step)
-
-
-def _axes(args: tuple[Any, ...], arg_names: Sequence[str]) -> list[tuple[str, int]]:
-    """(name, size) of every axis of every array argument: "x.shape[0]"."""
-    out = []
-    for i, arg in enumerate(args):
-        for path, leaf in tree_util.tree_flatten_with_path(arg)[0]:
-            for axis, size in enumerate(np.shape(leaf)):
-                out.append((f"{arg_names[i]}{tree_util.keystr(path)}.shape[{axis}]", size))
-    return out
-
-
-def _factor(values: Sequence[np.ndarray[Any, Any]], wants: Sequence[Any]) -> list[float] | None:
-    """The constant c with value = c * want at each input, if there is one."""
-    factors = []
-    for got, want in zip(values, wants, strict=True):
-        w = np.asarray(want, np.float64)
-        a = _aligned(got, w.shape)
-        if a is None or not np.any(w):
-            return None
-        a = a.astype(np.float64)
-        c = float(np.vdot(a, w) / np.vdot(w, w))
-        if c == 0 or not np.allclose(a, c * w, rtol=1e-9, atol=1e-12 * np.max(np.abs(w))):
-            return None
-        factors.append(c)
-    return factors
-
-
-def _how_wrong(
-    values: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
-    target: _Target,
-    axes: Sequence[Sequence[tuple[str, int]]],
-) -> str:
-    """ "is -1 times dL/dz2" or "is 1/x.shape[0] times dL/dz2" where a constant or a size
-    explains it at both inputs (of different sizes), else "should equal dL/dz2"."""
-    factors = _factor(values, target.values)
-    plain = f"should equal {target.name}"
-    if factors is None:
-        return plain
-    ca, cb = factors
-    if math.isclose(ca, cb, rel_tol=1e-9):
-        return f"is {ca:.6g} times {target.name}, not equal to it"
-    for (name, sa), (_, sb) in zip(*axes, strict=False):
-        for sign in (1.0, -1.0):
-            for power, text in ((1, name), (-1, f"1/{name}")):
-                fa, fb = sign * float(sa) ** power, sign * float(sb) ** power
-                if math.isclose(ca, fa, rel_tol=1e-9) and math.isclose(cb, fb, rel_tol=1e-9):
-                    spelled = text if sign > 0 else f"-{text}"
-                    return f"is {spelled} times {target.name}, not equal to it"
-    return plain
-
-
-# -- entry point -------------------------------------------------------------------------------
+    return round(likeness(value, candidate.values[1]), 9), named, candidate.name.startswith("dL/d")
 
 
 def _run(
@@ -757,7 +500,7 @@ def _run(
         {q.key: q for q in quantities},
         {n.key: n for n in trace.nodes},
         terms,
-        _axes(args, arg_names),
+        axes(args, arg_names),
     )
 
 
@@ -824,134 +567,6 @@ def locate(
     if roles:  # a right gradient returned where another belongs
         return locator.returned_instead(out_nodes[0], runs[0].trace, roles[0], target)
     return locator.walk(out_nodes[0], target)
-
-
-# -- from the engine ------------------------------------------------------------------------
-
-
-def _distinctness(
-    args: tuple[Any, ...], first: tuple[Any, ...]
-) -> tuple[int, int, int, int] | None:
-    """How well the sizes of ``args`` keep shapes apart: None if an axis has size 1 (or there
-    is no array), else (arrays whose axes all differ, axes whose size differs from the same
-    axis of ``first``, distinct sizes, -total size); higher is better. Every array's axes
-    distinct is what a transpose needs to be told apart; sizes other than the first input's
-    tell a size (m) from a constant factor."""
-    shapes = [np.shape(leaf) for leaf in tree_util.tree_leaves(args)]
-    arrays = [s for s in shapes if len(s)]
-    if not arrays or any(n < 2 for s in arrays for n in s):
-        return None
-    own = sum(len(set(s)) == len(s) for s in arrays)
-    before = [np.shape(leaf) for leaf in tree_util.tree_leaves(first)]
-    moved = sum(
-        a != b
-        for s, t in zip(shapes, before, strict=False)
-        if len(s) == len(t)
-        for a, b in zip(s, t, strict=True)
-    )
-    sizes = len({n for s in arrays for n in s})
-    return own, moved, sizes, -sum(math.prod(s) for s in arrays)
-
-
-def _spread(args: tuple[Any, ...], rng: np.random.Generator) -> tuple[Any, ...]:
-    """``args`` with every float array that is not made of 0s and 1s, both present (labels,
-    one-hot rows),
-    redrawn uniformly within the range of its own values (symmetric when it has a negative
-    value; [-1, 1] where they are all alike): distinct values, in the same domain as far as
-    the range shows it. A drawn example
-    repeats values (0s, 1s) that make different reference quantities coincide."""
-
-    def spread(leaf: Any) -> Any:
-        a = np.asarray(leaf)
-        labels = np.all((a == 0) | (a == 1)) and np.any(a == 0) and np.any(a == 1)
-        if a.dtype.kind != "f" or a.ndim == 0 or labels:
-            return leaf
-        lo, hi = float(np.min(a)), float(np.max(a))
-        if lo < 0:  # a signed array: both signs, up to its largest magnitude
-            top = max(-lo, hi)
-            lo, hi = -top, top
-        if hi - lo < 1e-3 * max(1.0, abs(hi)):
-            lo, hi = (0.5 * lo, 1.5 * lo) if lo > 0 else (-1.0, 1.0)
-        return rng.uniform(lo, hi, a.shape).astype(a.dtype)
-
-    out: tuple[Any, ...] = tree_util.tree_map(spread, args)
-    return out
-
-
-def _fails_at(check: Callable[[tuple[Any, ...]], Any], args: tuple[Any, ...], leaf: int) -> bool:
-    """Whether the audit's check fails on ``args`` with leaf ``leaf`` wrong."""
-    try:
-        outcome = check(args)
-    except Exception:
-        return False
-    if outcome.kind != "mismatch" or outcome.got is None or outcome.grad is None:
-        return False
-    got, want = np.asarray(outcome.got[leaf]), np.asarray(outcome.grad[leaf])
-    terms = max([int(np.size(x)) for x in tree_util.tree_leaves(args)], default=1)
-    return not _agrees(got, want, terms)
-
-
-def second_input(
-    check: Callable[[tuple[Any, ...]], Any],
-    drawn: Any,
-    first: tuple[Any, ...],
-    leaf: int,
-    seed: int,
-) -> tuple[Any, ...] | None:
-    """A failing input (leaf ``leaf`` wrong) whose sizes are all distinct and > 1: drawn from
-    the audit's strategy (generation only, no shrinking: a shrunk input is made of 0s and 1s),
-    or, for a concrete input, random values at its shapes when they qualify. None if none."""
-    from hypothesis import HealthCheck, Phase, find, settings, strategies as st
-
-    from verification.pinned import pinned_generation
-
-    best: list[tuple[tuple[int, int, int, int], tuple[Any, ...]]] = []
-    checks = [0]
-
-    rng = np.random.default_rng(seed)
-
-    def wanted(drawn_args: tuple[Any, ...]) -> bool:
-        score = _distinctness(drawn_args, first)
-        if score is None or (best and score <= best[0][0]):
-            return False
-        args = _spread(drawn_args, rng)
-        if checks[0] >= 5:
-            return False
-        checks[0] += 1
-        if not _fails_at(check, args, leaf):
-            return False
-        best[:] = [(score, args)]
-        axes = [n for x in tree_util.tree_leaves(args) for n in np.shape(x)]
-        arrays = [x for x in tree_util.tree_leaves(args) if np.ndim(x)]
-        return score[0] == len(arrays) and score[1] == len(axes)  # the best there is
-
-    if isinstance(drawn, st.SearchStrategy):
-        quiet = settings(
-            database=None,
-            max_examples=60,
-            derandomize=True,
-            phases=[Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        )
-        try:
-            with pinned_generation():
-                find(drawn, wanted, settings=quiet)
-        except Exception:
-            pass
-        return best[0][1] if best else None
-    for _ in range(3):
-        wanted(first)
-    return best[0][1] if best else None
-
-
-def leaf_index(location: str | None, names: Sequence[str]) -> int | None:
-    """The index of the leaf that ``location`` ("W2[0, 1]", "params.W2") names."""
-    if location is None:
-        return None
-    for i, name in enumerate(names):
-        if location == name or location.startswith(name + "["):
-            return i
-    return None
 
 
 def locate_failure(
