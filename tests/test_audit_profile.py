@@ -13,13 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.nn import log_softmax
-from verification.cli.audit import main
 
 from verification import audit
 from verification.auditing import _oracle
 from verification.auditing._evidence import LARGE, SUB_BATCH
 from verification.auditing._oracle import Oracle
 from verification.auditing._profile import PHASES, Profile, phase, profiling
+from verification.cli.audit import main
 
 Array = np.ndarray[Any, Any]
 

@@ -39,6 +39,7 @@ def audit(
     replay: Sequence[tuple[Any, ...]] = (),
     profile: bool = False,
     quick: bool = False,
+    locate: bool = True,
 ) -> AuditReport:
     """Search for an input where ``grad_fn`` is not the gradient of ``loss_fn``.
 
@@ -77,6 +78,9 @@ def audit(
     quick : stop at the verdict: the failing input (not shrunk), the worst element and the
         offending elements, without the re-checks that name a cause, the stage or the finite
         difference at the worst element.
+    locate : on a mismatch, run the candidate again under a line tracer and name the line of
+        its code where the error enters (the report's ``where``; ``verification.auditing.
+        _locate``). False skips it.
 
     Returns
     -------
@@ -141,6 +145,7 @@ def audit(
         replay=replay,
         profile=profile,
         quick=quick,
+        locate=locate,
     )
 
 

@@ -32,6 +32,7 @@ from verification.auditing._evidence import (
 )
 from verification.auditing._guards import nondeterministic_words
 from verification.auditing._kinks import Kinks, aimed, source as kinks_source
+from verification.auditing._locate import leaf_index, locate_failure
 from verification.auditing._oracle import Oracle
 from verification.auditing._outcome import Outcome, Tally
 from verification.auditing._profile import DIAGNOSIS, Profile, phase, profiling
@@ -76,6 +77,7 @@ def run_audit(
     replay: Sequence[tuple[Any, ...]] = (),
     profile: bool = False,
     quick: bool = False,
+    locate: bool = True,
 ) -> AuditReport:
     """Search for an input where ``grad_fn`` is not the gradient of ``loss_fn`` (validated
     arguments; see ``audit``) and return the report. ``replay``: argument tuples checked before
@@ -84,14 +86,15 @@ def run_audit(
     strategy at declared kinks (``_kinks``); ``stages`` and ``intermediates`` locate the stage
     of a failure (``_stages``); ``profile`` records where the time went (``_profile``) in
     ``report.profile``; ``quick`` stops at the verdict and the offending elements (no
-    shrinking, no re-checks, no stage, no finite difference at the worst element)."""
+    shrinking, no re-checks, no stage, no finite difference at the worst element, no line
+    located); ``locate`` names the line where a mismatch enters (``_locate``)."""
     if profile:  # the same audit, recorded
         recorded = Profile()
         with profiling(recorded):
             report = run_audit(
                 grad_fn, loss_fn, args, argnums=argnums, max_examples=max_examples, seed=seed,
                 arg_names=arg_names, policy=policy, argnums_shown=argnums_shown, kinks=kinks,
-                stages=stages, intermediates=intermediates, replay=replay, quick=quick,
+                stages=stages, intermediates=intermediates, replay=replay, quick=quick, locate=locate,
             )  # fmt: skip
         report.profile = recorded
         return report
@@ -186,6 +189,24 @@ def run_audit(
                         seed=seed,
                     )
                 )
+        if locate and located and report.kind == "mismatch" and args_found:
+            names = checker.names(args_found)
+            leaf = leaf_index(report.location, leaf_names(args_found, argnums, names))
+            if leaf is not None:
+                started = time.perf_counter()
+                with phase(DIAGNOSIS):
+                    report.where = locate_failure(
+                        grad_fn,
+                        loss_fn,
+                        checker.check,
+                        args,
+                        args_found,
+                        argnums=argnums,
+                        arg_names=names,
+                        leaf=leaf,
+                        seed=seed,
+                    )
+                report.timings["locate"] = time.perf_counter() - started
     return report
 
 

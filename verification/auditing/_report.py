@@ -92,6 +92,8 @@ class AuditReport:
         (``replay=``), and the index of the one that failed again (None: none did).
     profile : where the time went (``_profile.Profile``), for an audit run with
         ``profile=True``; printed after the report.
+    where : the line of the candidate where a mismatch enters (``_locate.Where``), or why it
+        was not located (``_locate.NotLocated``); None when not looked for.
     title, reproducer_calls : set by other kinds of audit (``audit_vjp``): the report's first
         line after the verdict, and the reproducer's lines after ``args = ...``.
     concrete : the audit was given one input (a tuple), not a strategy: no seed is printed.
@@ -132,6 +134,7 @@ class AuditReport:
     offending: list[str] = field(default_factory=list)
     arg_names: list[str] = field(default_factory=list)
     stage: str | None = None
+    where: Any = None
     title: str | None = None
     reproducer_calls: list[str] = field(default_factory=list)
     replayed: int = 0
@@ -315,6 +318,8 @@ class AuditReport:
         lines += [f"    {leaf}" for leaf in self.leaves]
         if self.stage:
             lines.append(f"  stage: {self.stage}")
+        if self.where is not None:
+            lines += [f"  {t}" for t in self.where.lines()]
         if self.offending:
             lines.append("  offending elements (worst first):")
             lines += [f"    {t}" for t in self.offending]
@@ -353,6 +358,8 @@ class AuditReport:
             "location": self.location,
             "diagnosis": self.diagnosis,
             "stage": self.stage,
+            "where": self.where.to_dict() if hasattr(self.where, "to_dict") else None,
+            "where_note": getattr(self.where, "reason", None),
             "candidate": number(self.candidate),
             "reference": number(self.reference),
             "finite_difference": number(self.finite_difference),

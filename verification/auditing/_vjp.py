@@ -171,6 +171,7 @@ def audit_vjp(
     order: int = 1,
     profile: bool = False,
     quick: bool = False,
+    locate: bool = True,
 ) -> AuditReport:
     """Search for inputs and a cotangent where a layer's ``backward`` is not ``jax.vjp`` of
     ``forward_ref``.
@@ -209,6 +210,8 @@ def audit_vjp(
     order : 2 audits the double backward instead: the gradient of <backward(c, inputs), w>
         with respect to the inputs and c, by torch's autograd (``backward`` differentiable in
         torch; ``verification.auditing._vjp2``; ``cotangent`` is then the pair (c, w)).
+    locate : on a mismatch, name the line of ``backward`` (or of the helpers it calls) where
+        the error enters (as ``audit``'s).
 
     Returns
     -------
@@ -283,6 +286,7 @@ def audit_vjp(
         replay=replay,
         profile=profile,
         quick=quick,
+        locate=locate,
     )
     report.grad_fn = function_name(backward)
     report.loss_fn = function_name(forward_ref)

@@ -167,7 +167,13 @@ def add_search_options(parser: argparse.ArgumentParser, what: str = "arguments")
         "--quick",
         action="store_true",
         help="stop at the verdict, the failing input and its offending elements: no shrinking "
-        "and no re-checks to name a cause",
+        "and no re-checks to name a cause (nor the line where the error enters)",
+    )
+    parser.add_argument(
+        "--no-locate",
+        action="store_true",
+        help="on a mismatch, do not look for the line where the error enters (the report's "
+        "where: section; looking runs the candidate again under a line tracer)",
     )
 
 
@@ -243,6 +249,7 @@ def main(argv: list[str]) -> int:
             arg_names=list(inputs.spec),
             profile=options.profile,
             quick=options.quick,
+            locate=not options.no_locate,
         )
     except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
         return _fail(str(error))

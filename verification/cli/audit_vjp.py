@@ -79,6 +79,7 @@ def main(argv: list[str]) -> int:
             kinks=KINKS[options.kinks] if options.kinks else None,
             profile=options.profile,
             quick=options.quick,
+            locate=not options.no_locate,
         )
     except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
         print(f"{_PROG}: error: {error}", file=sys.stderr)

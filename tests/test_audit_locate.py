@@ -1,0 +1,401 @@
+"""The audit's ``where:``: the tracer, the reference's quantities, and the line named."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from verification.auditing import MLP_STAGES, audit, audit_vjp, named_arrays
+from verification.auditing._locate import NotLocated, Where, locate
+from verification.auditing._refquant import reference_quantities
+from verification.auditing._trace import trace_call
+
+Array = NDArray[Any]
+DIMS = {"m": [1, 2, 5], "n": [1, 3, 4], "h": [1, 2, 6], "k": [1, 3, 7]}
+
+
+def _line_of(fn: Any, text: str) -> int:
+    """The line number of the first line of ``fn``'s source containing ``text``."""
+    import inspect
+
+    lines, first = inspect.getsourcelines(fn)
+    return first + next(i for i, line in enumerate(lines) if text in line)
+
+
+# -- candidates --------------------------------------------------------------------------------
+
+
+def tanh_loss(x: Any, w1: Any, w2: Any, y: Any) -> Any:
+    z1 = x @ w1
+    a1 = jnp.tanh(z1)
+    z2 = a1 @ w2
+    return jnp.sum((z2 - y) ** 2) / (2 * x.shape[0])
+
+
+def tanh_problems() -> Any:
+    spec = {"x": ("m", "n"), "w1": ("n", "h"), "w2": ("h", "k"), "y": ("m", "k")}
+    return named_arrays(spec, dims=DIMS, bounds=(2.0,))
+
+
+def tanh_grads(x: Array, w1: Array, w2: Array, y: Array) -> Array:
+    m = x.shape[0]
+    a1 = np.tanh(x @ w1)
+    dz2 = (a1 @ w2 - y) / m
+    da1 = dz2 @ w2.T
+    dz1 = da1 * (1 - a1**2)
+    out: Array = x.T @ dz1
+    return out
+
+
+def tanh_no_m(x: Array, w1: Array, w2: Array, y: Array) -> Array:
+    a1 = np.tanh(x @ w1)
+    dz2 = a1 @ w2 - y
+    da1 = dz2 @ w2.T
+    dz1 = da1 * (1 - a1**2)
+    out: Array = x.T @ dz1
+    return out
+
+
+def tanh_step_skipped(x: Array, w1: Array, w2: Array, y: Array) -> Array:
+    m = x.shape[0]
+    a1 = np.tanh(x @ w1)
+    dz2 = (a1 @ w2 - y) / m
+    da1 = dz2 @ w2.T
+    dz1 = da1
+    out: Array = x.T @ dz1
+    return out
+
+
+def tanh_one_line(x: Array, w1: Array, w2: Array, y: Array) -> Array:
+    return x.T @ ((np.tanh(x @ w1) @ w2 - y) @ w2.T * (1 - np.tanh(x @ w1)))  # type: ignore[no-any-return]
+
+
+def relu_loss(x: Any, w: Any) -> Any:
+    return jnp.sum(jax.nn.relu(x @ w) ** 2) / 2
+
+
+def relu_mask_line(x: Array, w: Array) -> Array:
+    z = x @ w
+    a = np.maximum(z, 0)
+    mask = z < 0
+    dz = a * mask
+    out: Array = x.T @ dz
+    return out
+
+
+# -- the tracer ------------------------------------------------------------------------------
+
+
+def _helper(a: Array) -> Array:
+    out: Array = 1 - a**2
+    return out
+
+
+def traced(x: Array) -> Array:
+    a = np.tanh(x)
+    d = _helper(a)
+    d *= 2.0
+    return a * d
+
+
+def raises(x: Array) -> Array:
+    a = x * 2
+    raise RuntimeError(f"boom {a.shape}")
+
+
+def test_tracer_records_each_bound_value_with_the_values_its_line_read() -> None:
+    x = np.array([[0.5, -1.0]])
+    trace = trace_call(traced, (x,), [("x", x)])
+    by_name = {(n.name, n.line): n for n in trace.nodes}
+    a = by_name["a", _line_of(traced, "a = np.tanh")]
+    np.testing.assert_array_equal(a.value, np.tanh(x))
+    assert [r.name for r in a.reads] == ["x"]
+    helper_value = by_name["out", _line_of(_helper, "out: Array")]
+    assert helper_value.function == "_helper"
+    assert trace.passed_on[helper_value.index][1] == _line_of(_helper, "return out")
+    doubled = by_name["d", _line_of(traced, "d *= 2.0")]
+    assert doubled.in_place
+    np.testing.assert_array_equal(doubled.value, 2 * (1 - np.tanh(x) ** 2))
+    np.testing.assert_array_equal(trace.result, traced(x))
+
+
+def test_tracer_copies_values_so_a_later_in_place_change_leaves_them() -> None:
+    x = np.array([0.25, 0.5])
+    trace = trace_call(traced, (x,), [("x", x)])
+    first = next(n for n in trace.nodes if n.name == "out")
+    np.testing.assert_array_equal(first.value, 1 - np.tanh(x) ** 2)  # before d *= 2.0
+
+
+def test_tracer_is_removed_after_the_candidate_raises_and_restores_the_one_before() -> None:
+    calls: list[str] = []
+
+    def previous(frame: Any, event: str, arg: Any) -> Any:
+        calls.append(event)
+        return None
+
+    before = sys.gettrace()
+    sys.settrace(previous)
+    try:
+        trace = trace_call(raises, (np.ones(2),), monitoring=False)
+        assert sys.gettrace() is previous
+    finally:
+        sys.settrace(before)
+    assert isinstance(trace.error, RuntimeError)
+    assert [n.name for n in trace.nodes if n.line] == ["a"]
+
+
+@pytest.mark.skipif(not hasattr(sys, "monitoring"), reason="sys.monitoring is Python 3.12+")
+def test_monitoring_records_what_settrace_records() -> None:  # pragma: no cover
+    x = np.array([[0.5, -1.0]])
+    one = trace_call(traced, (x,), [("x", x)], monitoring=True)
+    two = trace_call(traced, (x,), [("x", x)], monitoring=False)
+    assert [n.key for n in one.nodes] == [n.key for n in two.nodes]
+    assert sys.monitoring.get_tool(sys.monitoring.DEBUGGER_ID) is None
+
+
+# -- the reference's quantities ----------------------------------------------------------------
+
+
+def test_reference_quantities_hold_each_intermediate_and_its_gradient() -> None:
+    rng = np.random.default_rng(0)
+    args = (rng.normal(size=(3, 4)), rng.normal(size=(4, 5)), rng.normal(size=(5, 2)))
+    args = (*args, rng.normal(size=(3, 2)))
+    quantities = reference_quantities(tanh_loss, args, (1,), ["x", "w1", "w2", "y"])
+    by_name = {q.name: q for q in quantities}
+    a1 = np.tanh(args[0] @ args[1])
+    np.testing.assert_allclose(by_name["a1"].value, a1, rtol=1e-14)
+    dz2 = (a1 @ args[2] - args[3]) / 3
+    np.testing.assert_allclose(by_name["dL/da1"].value, dz2 @ args[2].T, rtol=1e-12)
+    np.testing.assert_allclose(by_name["dL/dz1"].value, dz2 @ args[2].T * (1 - a1**2), rtol=1e-12)
+    np.testing.assert_allclose(by_name["dL/dw1"].value, jax.grad(tanh_loss, 1)(*args), rtol=1e-12)
+    assert by_name["a1"].line == _line_of(tanh_loss, "a1 = jnp.tanh(z1)")
+
+
+def penalised(x: Any, w: Any) -> Any:
+    return jnp.sum(jnp.tanh(x @ w)) + 0.5 * jnp.sum(w**2)
+
+
+def test_the_parts_of_a_gradient_through_each_use_sum_to_it() -> None:
+    rng = np.random.default_rng(1)
+    args = (rng.normal(size=(3, 4)), rng.normal(size=(4, 2)))
+    quantities = reference_quantities(penalised, args, (1,), ["x", "w"])
+    parts = [
+        q for q in quantities if q.key[:2] == ("gradient", "part") and q.key[2] == ("input", 1)
+    ]
+    assert len(parts) == 2
+    total = next(q for q in quantities if q.name == "dL/dw")
+    np.testing.assert_allclose(sum(p.value for p in parts), total.value, rtol=1e-12)
+
+
+# -- the line named -----------------------------------------------------------------------------
+
+
+def test_a_missing_one_over_m_is_named_on_its_line_with_the_size() -> None:
+    report = audit(tanh_no_m, tanh_loss, tanh_problems(), argnums=1, max_examples=30, seed=0)
+    assert isinstance(report.where, Where), report.where
+    assert report.where.line == _line_of(tanh_no_m, "dz2 = a1 @ w2 - y")
+    assert report.where.function == "tanh_no_m"
+    assert "shape[0] times" in report.where.words
+    assert report.where.should_equal is not None
+    assert "where: the error enters at" in str(report)
+
+
+def test_a_skipped_step_is_named_where_the_gradient_is_passed_on() -> None:
+    report = audit(
+        tanh_step_skipped, tanh_loss, tanh_problems(), argnums=1, max_examples=30, seed=0
+    )
+    assert isinstance(report.where, Where), report.where
+    assert report.where.line == _line_of(tanh_step_skipped, "dz1 = da1")
+    assert "equals dL/da1" in report.where.words
+    assert "step through tanh is missing" in report.where.words
+
+
+def test_a_wrong_mask_is_named_on_the_mask_line_not_where_it_is_used() -> None:
+    problems = named_arrays({"x": ("m", "n"), "w": ("n", "h")}, dims=DIMS, bounds=(2.0,))
+    report = audit(relu_mask_line, relu_loss, problems, argnums=1, max_examples=40, seed=0)
+    assert not report.passed
+    if isinstance(report.where, Where):
+        assert report.where.line == _line_of(relu_mask_line, "mask = z < 0")
+
+
+def test_a_correct_candidate_has_no_where() -> None:
+    report = audit(tanh_grads, tanh_loss, tanh_problems(), argnums=1, max_examples=20, seed=0)
+    assert report.passed
+    assert report.where is None
+    assert report.to_dict()["where"] is None
+
+
+def test_a_candidate_in_one_line_is_not_located() -> None:
+    report = audit(tanh_one_line, tanh_loss, tanh_problems(), argnums=1, max_examples=30, seed=0)
+    assert isinstance(report.where, NotLocated), report.where
+    assert "one line" in report.where.reason
+    assert "where: not located (" in str(report)
+
+
+def test_code_outside_the_users_files_is_not_located() -> None:
+    namespace: dict[str, Any] = {"np": np}
+    exec(  # a candidate with no source file, as compiled code would be
+        "def hidden(x, w1, w2, y):\n"
+        "    dz2 = np.tanh(x @ w1) @ w2 - y\n"
+        "    return x.T @ ((dz2 @ w2.T) * (1 - np.tanh(x @ w1) ** 2))\n",
+        namespace,
+    )
+    rng = np.random.default_rng(2)
+    inputs = [tuple(rng.normal(size=s) for s in ((5, 3), (3, 6), (6, 7), (5, 7))) for _ in range(2)]
+    where = locate(
+        namespace["hidden"],
+        tanh_loss,
+        inputs,
+        argnums=(1,),
+        arg_names=["x", "w1", "w2", "y"],
+        leaf=0,
+    )
+    assert isinstance(where, NotLocated)
+    assert "not computed by a line of Python in the user's files" in where.reason
+
+
+def test_locate_false_skips_it_and_the_json_form_has_the_fields() -> None:
+    skipped = audit(
+        tanh_no_m, tanh_loss, tanh_problems(), argnums=1, max_examples=30, seed=0, locate=False
+    )
+    assert skipped.where is None
+    report = audit(tanh_no_m, tanh_loss, tanh_problems(), argnums=1, max_examples=30, seed=0)
+    where = json.loads(json.dumps(report.to_dict()))["where"]
+    assert set(where) >= {"file", "line", "function", "source", "should_equal", "reference_line"}
+    assert where["line"] == _line_of(tanh_no_m, "dz2 = a1 @ w2 - y")
+
+
+# -- vjp audits ---------------------------------------------------------------------------------
+
+
+def sigmoid_layer(x: Any, w: Any) -> Any:
+    return jax.nn.sigmoid(x @ w)
+
+
+def sigmoid_forward(x: Array, w: Array) -> tuple[Array, Any]:
+    s = 1 / (1 + np.exp(-(x @ w)))
+    return s, (x, w, s)
+
+
+def sigmoid_backward_wrong(dout: Array, cache: Any) -> tuple[Array, Array]:
+    x, w, s = cache
+    local = s * (1 + s)
+    dz = dout * local
+    return dz @ w.T, x.T @ dz
+
+
+def test_a_layers_backward_with_a_cache_is_located_in_the_backward() -> None:
+    problems = named_arrays({"x": ("m", "n"), "w": ("n", "h")}, dims=DIMS, bounds=(2.0,))
+    report = audit_vjp(
+        sigmoid_backward_wrong,
+        sigmoid_layer,
+        problems,
+        forward=sigmoid_forward,
+        argnums=1,
+        max_examples=30,
+        seed=0,
+    )
+    assert isinstance(report.where, Where), report.where
+    assert report.where.line == _line_of(sigmoid_backward_wrong, "local = s * (1 + s)")
+    assert "derivative" in (report.where.should_equal or "")
+
+
+# -- agreement with stages= ----------------------------------------------------------------------
+
+
+def _mlp_backward(params: Any, x: Array, y: Array) -> tuple[Any, dict[str, Array]]:
+    w1, b1, w2, b2 = params
+    m = x.shape[0]
+    z1 = x @ w1 + b1
+    a1 = np.maximum(z1, 0)
+    z2 = a1 @ w2 + b2
+    e = np.exp(z2 - z2.max(axis=1, keepdims=True))
+    p = e / e.sum(axis=1, keepdims=True)
+    dz2 = (p - y) / m
+    da1 = dz2 @ w2.T
+    dz1 = da1 * (z1 >= 1)
+    grads = type(params)(x.T @ dz1, dz1.sum(axis=0), a1.T @ dz2, dz2.sum(axis=0))
+    return grads, {"Z2": dz2, "A1": da1, "Z1": dz1}
+
+
+def mlp_wrong_mask(params: Any, x: Array, y: Array) -> Any:
+    return _mlp_backward(params, x, y)[0]
+
+
+def mlp_wrong_mask_intermediates(params: Any, x: Array, y: Array) -> Any:
+    return _mlp_backward(params, x, y)[1]
+
+
+def test_where_agrees_with_the_stage_that_breaks() -> None:
+    from manual_bp import MLPParams
+    from verification import reference
+
+    spec = {
+        "W1": ("n", "h"),
+        "b1": ("h",),
+        "W2": ("h", "k"),
+        "b2": ("k",),
+        "x": ("m", "n"),
+        "y": ("m", "k"),
+    }
+    flat = named_arrays(spec, dims=DIMS, kinds={"y": "onehot"}, bounds=(2.0,))
+    problems = flat.map(lambda a: (MLPParams(*a[:4]), a[4], a[5]))
+    report = audit(
+        mlp_wrong_mask,
+        reference.mlp_loss,
+        problems,
+        max_examples=40,
+        seed=0,
+        stages={"Z2": "Z2", "A1": "A1", "Z1": "Z1"},
+        intermediates=mlp_wrong_mask_intermediates,
+    )
+    assert not report.passed
+    assert report.stage is not None
+    assert "Z1 differs" in report.stage
+    assert isinstance(report.where, Where), report.where
+    assert report.where.line == _line_of(_mlp_backward, "dz1 = da1 * (z1 >= 1)")
+    assert MLP_STAGES  # the stage map the names above refer to
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+
+def test_the_command_line_shows_where_and_no_locate_skips_it(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from verification.cli.audit import main
+
+    module = tmp_path / "cli_candidate.py"
+    module.write_text(
+        "import numpy as np\n"
+        "import jax.numpy as jnp\n"
+        "def loss(x, w):\n"
+        "    return jnp.sum(jnp.tanh(x @ w)) / x.shape[0]\n"
+        "def grad(x, w):\n"
+        "    a = np.tanh(x @ w)\n"
+        "    dz = 1 - a**2\n"
+        "    return x.T @ dz\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        argv = ["cli_candidate:grad", "--loss", "cli_candidate:loss", "--argnums", "1"]
+        argv += ["--shapes", "x=m,n w=n,h", "--dims", "m=1,2,5 n=1,3,4 h=1,2,6"]
+        argv += ["--max-examples", "30", "--seed", "0", "--bounds", "2"]
+        assert main([*argv, "--json", str(tmp_path / "r.json")]) == 1
+        shown = capsys.readouterr().out
+        assert "where: the error enters at" in shown
+        assert "dz = 1 - a**2" in shown
+        data = json.loads((tmp_path / "r.json").read_text())
+        assert data["where"]["line"] == 7
+        assert main([*argv, "--no-locate"]) == 1
+        assert "where:" not in capsys.readouterr().out
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("cli_candidate", None)

@@ -1,0 +1,125 @@
+"""Agreement with a reference value, and a statement of the candidate run again.
+
+``agrees`` is the test of "is a reference quantity": within the float64 tolerance of the
+candidate's precision, a transpose and size-1 axes allowed (``aligned``). ``rerun`` runs one
+recorded statement of the candidate again, on copies of the values it read, some of them
+replaced: the experiment behind every step of the walk in ``_locate``.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import sys
+from typing import Any
+
+import numpy as np
+
+from verification.auditing._trace import Node, Trace, as_array, statement_at
+from verification.compare import tolerance
+
+__all__ = ["agrees", "aligned", "likeness", "rerun", "shaped"]
+
+
+def aligned(c: np.ndarray[Any, Any], shape: tuple[int, ...]) -> np.ndarray[Any, Any] | None:
+    """``c`` as an array of ``shape``: itself, its transpose, or without size-1 axes."""
+    if c.shape == shape:
+        return c
+    if c.ndim == 2 and c.T.shape == shape:
+        return c.T
+    if c.size == math.prod(shape) and [s for s in c.shape if s != 1] == [
+        s for s in shape if s != 1
+    ]:
+        return c.reshape(shape)
+    return None
+
+
+def agrees(c: np.ndarray[Any, Any], r: np.ndarray[Any, Any], terms: int) -> bool:
+    """``c`` equals ``r`` within the tolerance of ``c``'s precision (float64 for bool)."""
+    a = aligned(c, r.shape)
+    if a is None or r.dtype.kind not in "fb":
+        return False
+    dtype = a.dtype if a.dtype.kind == "f" else np.dtype(np.float64)
+    a64, r64 = a.astype(np.float64), r.astype(np.float64)
+    scale = float(np.max(np.abs(r64), initial=0.0))
+    rtol, atol = tolerance(dtype, scale=scale, terms=terms)
+    with np.errstate(all="ignore"):
+        ok = np.abs(a64 - r64) <= 16 * (atol + rtol * np.abs(r64))
+        return bool(np.all(ok | (a64 == r64)))
+
+
+def _like(original: Any, value: np.ndarray[Any, Any]) -> Any:
+    """``value`` in the type of ``original`` (a torch tensor stays one; a Python float too)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(original, torch.Tensor):
+        return torch.from_numpy(np.array(value, dtype=original.detach().numpy().dtype))
+    if isinstance(original, np.ndarray):
+        return np.array(value, dtype=original.dtype).reshape(value.shape)
+    if isinstance(original, (float, np.floating)) and np.size(value) == 1:
+        return type(original)(np.asarray(value).item())
+    return value
+
+
+def _program(node: Node) -> Any:
+    """The node's statement compiled to run on its own (a ``return`` assigns ``__result__``)."""
+    stmt = statement_at(node.file, node.line)
+    if stmt is None or isinstance(stmt, (ast.For, ast.While, ast.If, ast.With, ast.Try)):
+        return None
+    if isinstance(stmt, ast.Return):
+        if stmt.value is None:
+            return None
+        target = ast.copy_location(ast.Name("__result__", ast.Store()), stmt)
+        stmt = ast.copy_location(ast.Assign([target], stmt.value), stmt)
+    module = ast.fix_missing_locations(ast.Module([stmt], type_ignores=[]))
+    try:
+        return compile(module, node.file, "exec")
+    except (SyntaxError, ValueError):
+        return None
+
+
+def rerun(
+    node: Node, trace: Trace, replace: dict[str, np.ndarray[Any, Any]]
+) -> np.ndarray[Any, Any] | None:
+    """The node's value with its statement run again on the values it read (copies), some of
+    them replaced; None where that cannot be done."""
+    code = _program(node)
+    if code is None:
+        return None
+    namespace = dict(node.namespace)
+    for read in node.reads:
+        if read.name and read.name in namespace:
+            given = replace.get(read.name, trace.nodes[read.node].value)
+            namespace[read.name] = _like(namespace[read.name], np.array(given, copy=True))
+    try:
+        with np.errstate(all="ignore"):
+            exec(code, dict(node.globals), namespace)
+    except Exception:
+        return None
+    name, _, index = node.name.partition("[")
+    value: Any = namespace.get("__result__" if name == "return" else name)
+    if index:
+        for part in ("[" + index).strip("[]").split("]["):
+            try:
+                value = value[int(part)]
+            except Exception:
+                return None
+    return as_array(value)
+
+
+def likeness(value: np.ndarray[Any, Any], want: np.ndarray[Any, Any]) -> float:
+    """|cosine| between ``value`` and ``want`` (aligned): 1 for a constant multiple."""
+    a = aligned(value, np.shape(want))
+    if a is None:
+        return 0.0
+    x, y = a.astype(np.float64).ravel(), np.asarray(want, np.float64).ravel()
+    with np.errstate(all="ignore"):
+        c = abs(float(np.vdot(x, y))) / (float(np.linalg.norm(x) * np.linalg.norm(y)) or 1.0)
+    return c if math.isfinite(c) else 0.0
+
+
+def shaped(value: np.ndarray[Any, Any], like: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``value`` arranged as ``like`` (transposed or reshaped), in ``like``'s float dtype."""
+    a = aligned(value, like.shape)
+    out = value if a is None else a
+    dtype = like.dtype if like.dtype.kind == "f" else np.float64
+    return np.asarray(out, dtype=dtype)

@@ -1,0 +1,535 @@
+"""Watch a candidate run: the values each line of the user's own code binds, and what it read.
+
+``trace_call(fn, args)`` calls ``fn(*args)`` under a line tracer (``sys.monitoring`` on Python
+3.12+, ``sys.settrace`` before) that is active only in the user's source files: not the
+standard library, site-packages, numpy, jax, torch, or this project's ``verification``
+package. For every executed statement it records the arrays and scalars the statement binds
+(locals that are new, rebound, or changed in place: numpy arrays, torch tensors, Python and
+NumPy floats), copied as numpy arrays, as ``Node``s; the return values of the user's helper
+functions are nodes of the ``return`` line inside the helper. Each node lists what its
+statement read (``Read``: the names in the statement's AST, each with the node it was bound
+to at the time, and the helper results computed on that line): the candidate's dataflow graph.
+A value that is only passed on (``dz = da``, a cache unpacked, an argument of a helper) is the
+node it came from; the line that bound the name is kept with the read.
+
+The candidate's behaviour does not change: what is recorded is copied, the tracer that was
+installed before is restored, also when the candidate raises.
+"""
+
+from __future__ import annotations
+
+import ast
+import linecache
+import os
+import sys
+import sysconfig
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from types import CodeType, FrameType
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MAX_STATEMENTS", "Node", "Read", "Trace", "statement_at", "trace_call", "user_file"]
+
+MAX_STATEMENTS = 20_000
+"""Statements executed before the tracer stops recording (the trace is then incomplete)."""
+
+_SKIPPED_PACKAGES = ("numpy", "jax", "jaxlib", "torch", "hypothesis", "ml_dtypes", "scipy")
+
+
+@cache
+def _skipped_roots() -> tuple[str, ...]:
+    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots |= {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    for name in _SKIPPED_PACKAGES:
+        module_file = getattr(sys.modules.get(name), "__file__", None)
+        if module_file:
+            roots.add(str(Path(module_file).parent))
+    roots.add(str(Path(__file__).resolve().parent.parent))  # this project's verification/
+    return tuple(sorted(os.path.realpath(r) + os.sep for r in roots if r))
+
+
+@cache
+def user_file(filename: str) -> bool:
+    """Whether ``filename`` is the user's source (a real file outside libraries and this
+    project's ``verification`` package)."""
+    if filename.startswith("<") or not os.path.isfile(filename):
+        return False
+    real = os.path.realpath(filename)
+    return not any(real.startswith(root) for root in _skipped_roots())
+
+
+@cache
+def _statements(filename: str) -> dict[int, ast.stmt]:
+    """line -> the innermost statement that line belongs to (for a compound statement, its
+    header lines only)."""
+    source = "".join(linecache.getlines(filename))
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return {}
+    table: dict[int, ast.stmt] = {}
+    for node in ast.walk(tree):  # breadth first: inner statements overwrite outer ones
+        if not isinstance(node, ast.stmt):
+            continue
+        end = node.end_lineno or node.lineno
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
+            first = node.body[0].lineno  # type: ignore[attr-defined]
+            end = max(node.lineno, first - 1)
+        for line in range(node.lineno, end + 1):
+            table[line] = node
+    return table
+
+
+def statement_at(filename: str, line: int) -> ast.stmt | None:
+    """The statement (or compound statement's header) of ``filename`` at ``line``."""
+    return _statements(filename).get(line)
+
+
+def _header_parts(stmt: ast.stmt) -> list[ast.AST]:
+    if isinstance(stmt, (ast.For, ast.AsyncFor)):
+        return [stmt.target, stmt.iter]
+    if isinstance(stmt, (ast.While, ast.If)):
+        return [stmt.test]
+    if isinstance(stmt, (ast.With, ast.AsyncWith)):
+        return list(stmt.items)
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return []
+    return [stmt]
+
+
+@cache
+def _reads(filename: str, line: int) -> tuple[str, ...]:
+    """The names the statement at ``line`` reads (an augmented assignment reads its target)."""
+    stmt = statement_at(filename, line)
+    if stmt is None:
+        return ()
+    names: list[str] = []
+    for part in _header_parts(stmt):
+        for node in ast.walk(part):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                names.append(node.id)
+    if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
+        names.append(stmt.target.id)
+    return tuple(dict.fromkeys(names))
+
+
+@cache
+def stores_subscript(filename: str, line: int) -> bool:
+    """Whether the statement at ``line`` writes into a subscript (``dx[i] = ...``)."""
+    stmt = statement_at(filename, line)
+    targets: list[ast.expr] = []
+    if isinstance(stmt, ast.Assign):
+        targets = list(stmt.targets)
+    elif isinstance(stmt, (ast.AugAssign, ast.AnnAssign)):
+        targets = [stmt.target]
+    return any(isinstance(n, ast.Subscript) for t in targets for n in ast.walk(t))
+
+
+@dataclass(frozen=True)
+class Read:
+    """A value a statement read: the ``name`` it read it under, the ``node`` (index) that
+    made it, and ``bound_at``, the line that bound the name in that frame (0 for an argument)."""
+
+    name: str
+    node: int
+    bound_at: int
+
+
+@dataclass
+class Node:
+    """A value the candidate computed: where, under which name, from what.
+
+    file, line, function : the statement (its first line) that produced the value; line 0 and
+        file "" for the candidate's arguments.
+    name : the local it was bound to, or "return"/"return[i]" for a helper's result.
+    value : a numpy copy of it (float or bool).
+    reads : what the statement read.
+    occurrence : how many values of this (file, line, name) came before it in the run.
+    in_place : the statement changed an existing array instead of binding a new one.
+    namespace, globals : the frame's locals before the statement, and its globals (to
+        evaluate the statement again with other values).
+    """
+
+    index: int
+    file: str
+    line: int
+    function: str
+    name: str
+    value: np.ndarray[Any, Any]
+    reads: tuple[Read, ...] = ()
+    occurrence: int = 0
+    in_place: bool = False
+    namespace: dict[str, Any] = field(default_factory=dict, repr=False)
+    globals: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def key(self) -> tuple[str, int, str, int]:
+        """Where and when it was made: the same at another input if the code path is."""
+        return (self.file, self.line, self.name, self.occurrence)
+
+    @property
+    def source(self) -> str:
+        """The text of its statement's first line."""
+        return linecache.getline(self.file, self.line).strip() if self.line else ""
+
+
+@dataclass
+class Trace:
+    """A traced call: its nodes, result (or error), and whether recording was cut short."""
+
+    nodes: list[Node]
+    result: Any
+    error: BaseException | None
+    complete: bool
+    by_id: dict[int, tuple[int, Any]] = field(default_factory=dict, repr=False)
+    passed_on: dict[int, tuple[str, int, str]] = field(default_factory=dict)
+    """node index -> (file, line, function) of the last ``return`` that passed it on unchanged."""
+
+    def node_of(self, obj: Any) -> Node | None:
+        """The node whose value is the object ``obj`` (by identity), or the last node equal
+        to it (a copy made outside the user's code), or None."""
+        found = self.by_id.get(id(obj))
+        if found is not None and found[1] is obj:
+            return self.nodes[found[0]]
+        value = as_array(obj)
+        if value is None:
+            return None
+        for node in reversed(self.nodes):
+            same = node.line and node.value.shape == value.shape
+            if same and np.array_equal(node.value, value, equal_nan=True):
+                return node
+        return None
+
+
+def as_array(obj: Any) -> np.ndarray[Any, Any] | None:
+    """A numpy copy of a float/bool array, tensor or float scalar; None for anything else."""
+    if isinstance(obj, np.ndarray):
+        return obj.copy() if obj.dtype.kind in "fb" else None
+    if isinstance(obj, (float, np.floating)) and not isinstance(obj, bool):
+        return np.array(obj)
+    torch = sys.modules.get("torch")
+    if (
+        torch is not None
+        and isinstance(obj, torch.Tensor)
+        and (obj.dtype.is_floating_point or obj.dtype == torch.bool)
+    ):
+        return np.array(obj.detach().cpu().numpy(), copy=True)
+    return None
+
+
+def _leaves(obj: Any, depth: int = 2) -> Iterator[tuple[str, Any]]:
+    """("", obj) or ("[i]", element) of a returned tuple/list (nested ``depth`` deep)."""
+    if isinstance(obj, (tuple, list)) and depth > 0:
+        for i, item in enumerate(obj):
+            for suffix, leaf in _leaves(item, depth - 1):
+                yield f"[{i}]{suffix}", leaf
+    else:
+        yield "", obj
+
+
+@dataclass
+class _Frame:
+    """What the recorder knows about one running frame of user code."""
+
+    file: str
+    function: str
+    line: int = 0
+    lasti: int = -1
+    names: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    """name -> (node index, id of the object, line that bound it)."""
+    calls: list[int] = field(default_factory=list)
+    namespace: dict[str, Any] = field(default_factory=dict)
+    containers: dict[str, int] = field(default_factory=dict)
+    """name -> id of the tuple or list it was bound to when last seen."""
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+        self.by_id: dict[int, tuple[int, Any]] = {}
+        self.frames: dict[int, _Frame] = {}
+        self.counts: dict[tuple[str, int, str], int] = {}
+        self.statements = 0
+        self.complete = True
+        self.passed_on: dict[int, tuple[str, int, str]] = {}
+
+    def add(
+        self, fs: _Frame | None, name: str, obj: Any, value: np.ndarray[Any, Any], **kw: Any
+    ) -> int:
+        file, line = (fs.file, fs.line) if fs is not None else ("", 0)
+        base = (file, line, name)
+        count = self.counts.get(base, 0)
+        self.counts[base] = count + 1
+        node = Node(
+            len(self.nodes),
+            file,
+            line,
+            fs.function if fs is not None else "",
+            name,
+            value,
+            occurrence=count,
+            **kw,
+        )
+        self.nodes.append(node)
+        self.by_id[id(obj)] = (node.index, obj)  # the object is kept alive: ids stay unique
+        return node.index
+
+    def known(self, obj: Any) -> int | None:
+        found = self.by_id.get(id(obj))
+        return found[0] if found is not None and found[1] is obj else None
+
+    def start(self, frame: FrameType) -> None:
+        fs = _Frame(
+            frame.f_code.co_filename,
+            frame.f_code.co_qualname
+            if hasattr(frame.f_code, "co_qualname")
+            else frame.f_code.co_name,
+        )
+        self.frames[id(frame)] = fs
+        for name, obj in frame.f_locals.items():  # the arguments
+            index = self.known(obj)
+            if index is not None:
+                fs.names[name] = (index, id(obj), 0)
+            else:
+                value = as_array(obj)
+                if value is None:
+                    continue
+                caller = self.frames.get(id(frame.f_back)) if frame.f_back else None
+                if caller is not None and caller.line:  # computed inline in the call
+                    made = self.add(caller, name, obj, value, reads=self.reads(caller))
+                    fs.names[name] = (made, id(obj), 0)
+                else:
+                    fs.names[name] = (self.add(None, name, obj, value), id(obj), 0)
+
+    def reads(self, fs: _Frame) -> tuple[Read, ...]:
+        out = [
+            Read(name, fs.names[name][0], fs.names[name][2])
+            for name in _reads(fs.file, fs.line)
+            if name in fs.names
+        ]
+        out += [Read("", index, fs.line) for index in fs.calls]
+        return tuple(out)
+
+    def finish(self, frame: FrameType, fs: _Frame) -> None:
+        """Record what the statement that just ran in ``frame`` bound or changed."""
+        if not fs.line:
+            return
+        reads: tuple[Read, ...] | None = None
+        for name, obj in frame.f_locals.items():
+            value = as_array(obj)
+            if value is None:
+                fs.names.pop(name, None)
+                if isinstance(obj, (tuple, list)) and fs.containers.get(name) != id(obj):
+                    fs.containers[name] = id(obj)
+                    reads = reads if reads is not None else self.reads(fs)
+                    self.contents(frame, fs, name, obj, reads)
+                continue
+            before = fs.names.get(name)
+            if before is not None and before[1] == id(obj):
+                old = self.nodes[before[0]].value
+                if old.shape == value.shape and np.array_equal(old, value, equal_nan=True):
+                    continue
+                in_place = True
+            else:
+                index = self.known(obj)
+                if index is not None:  # passed on, not computed here
+                    fs.names[name] = (index, id(obj), fs.line)
+                    continue
+                in_place = False
+            if reads is None:
+                reads = self.reads(fs)
+            index = self.add(
+                fs,
+                name,
+                obj,
+                value,
+                reads=reads,
+                in_place=in_place,
+                namespace=fs.namespace,
+                globals=frame.f_globals,
+            )
+            fs.names[name] = (index, id(obj), fs.line)
+
+    def contents(
+        self, frame: FrameType, fs: _Frame, name: str, obj: Any, reads: tuple[Read, ...]
+    ) -> None:
+        """The arrays a statement put into a new tuple or list (``grads = Net(x.T @ dz, ...)``),
+        as values ``name[i]`` of that statement."""
+        for suffix, leaf in _leaves(obj):
+            leaf_value = as_array(leaf)
+            if suffix and leaf_value is not None and self.known(leaf) is None:
+                self.add(
+                    fs,
+                    name + suffix,
+                    leaf,
+                    leaf_value,
+                    reads=reads,
+                    namespace=fs.namespace,
+                    globals=frame.f_globals,
+                )
+
+    def line(self, frame: FrameType, lineno: int) -> None:
+        fs = self.frames.get(id(frame))
+        if fs is None:
+            return
+        stmt = statement_at(fs.file, lineno)
+        same = stmt is not None and stmt is statement_at(fs.file, fs.line)
+        if same and frame.f_lasti > fs.lasti:  # the next line of a statement that spans lines
+            fs.lasti = frame.f_lasti
+            return
+        self.finish(frame, fs)
+        self.statements += 1
+        if self.statements > MAX_STATEMENTS:
+            self.complete = False
+            raise _TooLongError
+        fs.line = stmt.lineno if stmt is not None else lineno
+        fs.lasti = frame.f_lasti
+        fs.calls = []
+        fs.namespace = dict(frame.f_locals)
+
+    def leave(self, frame: FrameType, result: Any) -> None:
+        fs = self.frames.pop(id(frame), None)
+        if fs is None:
+            return
+        self.finish(frame, fs)
+        caller = self.frames.get(id(frame.f_back)) if frame.f_back is not None else None
+        reads: tuple[Read, ...] | None = None
+        made: list[int] = []
+        for suffix, leaf in _leaves(result):
+            index = self.known(leaf)
+            if index is not None:
+                self.passed_on[index] = (fs.file, fs.line, fs.function)
+            if index is None:
+                value = as_array(leaf)
+                if value is None:
+                    continue
+                if reads is None:
+                    reads = self.reads(fs)
+                index = self.add(
+                    fs,
+                    "return" + suffix,
+                    leaf,
+                    value,
+                    reads=reads,
+                    namespace=fs.namespace,
+                    globals=frame.f_globals,
+                )
+            made.append(index)
+        if caller is not None:
+            caller.calls.extend(made)
+
+
+class _TooLongError(Exception):
+    """Raised inside the tracer when the run executes more than ``MAX_STATEMENTS``."""
+
+
+def _user_code(code: CodeType) -> bool:
+    return user_file(code.co_filename)
+
+
+def _with_settrace(recorder: _Recorder, call: Callable[[], Any]) -> Any:
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line":
+            recorder.line(frame, frame.f_lineno)
+        elif event == "return":
+            recorder.leave(frame, arg)
+        return local
+
+    def global_(frame: FrameType, event: str, arg: Any) -> Any:
+        if event != "call" or not _user_code(frame.f_code):
+            return None
+        recorder.start(frame)
+        return local
+
+    previous = sys.gettrace()
+    sys.settrace(global_)
+    try:
+        return call()
+    finally:
+        sys.settrace(previous)
+
+
+def _with_monitoring(recorder: _Recorder, call: Callable[[], Any]) -> Any:  # pragma: no cover
+    mon = sys.monitoring  # type: ignore[attr-defined]
+    tool = next((t for t in range(6) if mon.get_tool(t) is None), None)
+    if tool is None:
+        return _with_settrace(recorder, call)
+    events = mon.events
+    wanted = events.PY_START | events.LINE | events.PY_RETURN | events.PY_UNWIND
+
+    def start(code: CodeType, offset: int) -> Any:
+        if not _user_code(code):
+            return mon.DISABLE
+        recorder.start(sys._getframe(1))
+        return None
+
+    def line(code: CodeType, lineno: int) -> Any:
+        if not _user_code(code):
+            return mon.DISABLE
+        recorder.line(sys._getframe(1), lineno)
+        return None
+
+    def returned(code: CodeType, offset: int, value: Any) -> Any:
+        if not _user_code(code):
+            return mon.DISABLE
+        recorder.leave(sys._getframe(1), value)
+        return None
+
+    def unwound(code: CodeType, offset: int, error: BaseException) -> Any:
+        if _user_code(code):
+            recorder.leave(sys._getframe(1), None)
+        return None
+
+    mon.use_tool_id(tool, "manual-bp locate")
+    try:
+        mon.register_callback(tool, events.PY_START, start)
+        mon.register_callback(tool, events.LINE, line)
+        mon.register_callback(tool, events.PY_RETURN, returned)
+        mon.register_callback(tool, events.PY_UNWIND, unwound)
+        mon.set_events(tool, wanted)
+        return call()
+    finally:
+        mon.set_events(tool, events.NO_EVENTS)
+        for event in (events.PY_START, events.LINE, events.PY_RETURN, events.PY_UNWIND):
+            mon.register_callback(tool, event, None)
+        mon.free_tool_id(tool)
+        mon.restart_events()
+
+
+def trace_call(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    arg_names: list[tuple[str, Any]] | None = None,
+    *,
+    monitoring: bool | None = None,
+) -> Trace:
+    """Call ``fn(*args)`` under the line tracer and return what the user's code computed.
+
+    arg_names : (name, leaf) for the argument leaves, recorded first as input nodes (line 0)
+        so that the user's code reading them reads known values.
+    monitoring : use ``sys.monitoring`` (default: where the interpreter has it, 3.12+).
+    The result or the exception is in the ``Trace``; nothing is raised.
+    """
+    recorder = _Recorder()
+    for name, leaf in arg_names or []:
+        value = as_array(leaf)
+        if value is not None and recorder.known(leaf) is None:
+            recorder.add(None, name, leaf, value)
+    use = hasattr(sys, "monitoring") if monitoring is None else monitoring
+    runner = _with_monitoring if use else _with_settrace
+    result: Any = None
+    error: BaseException | None = None
+    try:
+        result = runner(recorder, lambda: fn(*args))
+    except _TooLongError:
+        error = None
+    except Exception as caught:
+        error = caught
+    return Trace(
+        recorder.nodes, result, error, recorder.complete, recorder.by_id, recorder.passed_on
+    )
