@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from jax import tree_util
 
 from verification.auditing._oracle import FiniteDifferences
+from verification.auditing._simplify import declare_domain, domain_of
 
 __all__ = ["MAX_TIES", "MLP_RELU", "RELU", "Kinks", "aimed", "at_kink", "source"]
 
@@ -122,7 +123,7 @@ def aimed(
     def aim(draw: st.DrawFn) -> tuple[Any, ...]:
         return kinks.aim(draw, draw(strategy), positions)
 
-    return aim()
+    return declare_domain(aim(), domain_of(strategy))
 
 
 def at_kink(fd: FiniteDifferences, reference: float, resolution: float) -> bool:

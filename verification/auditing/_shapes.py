@@ -44,6 +44,7 @@ from verification.auditing._grammar import (
     size_value,
 )
 from verification.auditing._lowprec import BFLOAT16, default_bounds
+from verification.auditing._simplify import declare_domain
 
 __all__ = ["ArgKind", "ShapeSpec", "named_arrays", "parse_shapes", "size_profiles"]
 
@@ -185,11 +186,35 @@ def _drawn(dtype: np.dtype[Any]) -> np.dtype[Any]:
     return np.dtype(np.float32) if dtype == BFLOAT16 else dtype
 
 
+def _bfloat16_floats(
+    low: float, high: float, exclude_min: bool = False, exclude_max: bool = False
+) -> st.SearchStrategy[float]:
+    """Floats of [low, high] (an end left out where asked) that bfloat16 holds exactly: the
+    ends are moved inwards to bfloat16 values first, so that rounding a float32 drawn between
+    them to bfloat16 stays inside (an open end, or two distinct values, survive the rounding).
+    """
+    t = BFLOAT16.type
+    lo, hi = t(low), t(high)
+    if float(lo) < low or (exclude_min and float(lo) == low):
+        lo = np.nextafter(lo, t(np.inf))
+    if float(hi) > high or (exclude_max and float(hi) == high):
+        hi = np.nextafter(hi, t(-np.inf))
+    tiny = float(np.finfo(np.float32).tiny)  # bfloat16's subnormals are float32's: not drawn
+    a, b = (
+        tiny if 0 < float(x) < tiny else -tiny if -tiny < float(x) < 0 else float(x)
+        for x in (lo, hi)
+    )
+    return st.floats(a, b, width=32, allow_subnormal=False).map(lambda v: float(t(v)))
+
+
 def _elements(value: Value, dtype: np.dtype[Any], bound: float) -> st.SearchStrategy[Any]:
+    bfloat16 = dtype == BFLOAT16
     dtype = _drawn(dtype)
     width: Literal[16, 32, 64] = 16 if dtype == np.float16 else 32 if dtype == np.float32 else 64
 
     def floats(low: float, high: float, **kw: bool) -> st.SearchStrategy[float]:
+        if bfloat16:
+            return _bfloat16_floats(low, high, **kw)
         lo, hi = _bounded(low, high, dtype)
         return st.floats(lo, hi, width=width, allow_subnormal=False, **kw)
 
@@ -351,7 +376,7 @@ def named_arrays(
         size = {**draw(sizes), **fixed}
         return tuple(_draw_node(draw, node, dt, size, bound_choice) for node in nodes.values())
 
-    return draw_args()
+    return declare_domain(draw_args(), tuple(nodes.values()))
 
 
 def parse_shapes(text: str) -> dict[str, Any]:

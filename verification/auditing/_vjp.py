@@ -33,6 +33,7 @@ from verification.auditing._audit import audit
 from verification.auditing._errors import AuditSpecError
 from verification.auditing._kinks import Kinks, source
 from verification.auditing._report import AuditReport, _import_line, function_name
+from verification.auditing._simplify import declare_domain, domain_of
 from verification.auditing._stages import Stage
 
 __all__ = ["audit_vjp"]
@@ -214,8 +215,12 @@ def audit_vjp(
     grad_fn = _candidate(backward, forward, argnums_t)
     full: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]
     if isinstance(args, st.SearchStrategy):
-        full = st.tuples(args, st.integers(0, 2**32 - 1)).map(
-            lambda t: (*t[0], draw_cotangent(forward_ref, t[0], t[1]))
+        domain = domain_of(args)
+        full = declare_domain(
+            st.tuples(args, st.integers(0, 2**32 - 1)).map(
+                lambda t: (*t[0], draw_cotangent(forward_ref, t[0], t[1]))
+            ),
+            None if domain is None else (*domain, None),
         )
     else:
         cot = cotangent if cotangent is not None else draw_cotangent(forward_ref, args, seed or 0)
