@@ -2,7 +2,8 @@
 
     python -m verification audit MODULE:GRAD_FN --loss MODULE:LOSS_FN --shapes "x=m,n w=n,h"
         [--argnums 0,1] [--dtype float64|float32|float16|bfloat16] [--max-examples 200] [--seed S] [--json PATH]
-        [--dims "m=1,2,3 n=2"] [--bounds 3,1000]
+        [--dims "m=1,2,3 n=2"] [--bounds 3,1000] [--kinks relu|mlp-relu|max-ties|MODULE:NAME]
+        [--stages MODULE:NAME --intermediates MODULE:FUNCTION]
 
 MODULE is an importable module name (the current directory is on the path) or a path to a
 ``.py`` file. GRAD_FN(*args) must return the gradient of the JAX function LOSS_FN(*args) with
@@ -22,30 +23,45 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
-from verification.auditing import OracleRefusedError, audit, named_arrays
+from verification.auditing import (
+    MAX_TIES,
+    MLP_RELU,
+    RELU,
+    Kinks,
+    OracleRefusedError,
+    audit,
+    named_arrays,
+)
 from verification.auditing._grammar import GRAMMAR
-from verification.auditing._lowprec import BFLOAT16
+from verification.auditing._lowprec import BFLOAT16, default_bounds
 from verification.auditing._shapes import DEFAULT_BOUNDS, parse_shapes
 
 __all__ = [
+    "DTYPES",
     "EXIT_FAILED",
     "EXIT_INCONCLUSIVE",
     "EXIT_PASSED",
     "EXIT_USAGE",
+    "KINKS",
     "OneLineParser",
     "SearchInputs",
+    "add_declaration_options",
     "add_search_options",
+    "declarations",
     "finish",
+    "lookup",
     "main",
+    "pipe_closed",
     "resolve",
     "search_inputs",
 ]
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+DTYPES = ("float64", "float32", "float16", "bfloat16")
 _PROG = "python -m verification audit"
 
 
@@ -58,12 +74,24 @@ def resolve(target: str) -> Callable[..., Any]:
 
     Raises
     ------
-    ValueError : no ``:`` in ``target``, or the module has no callable of that name.
-    ImportError : the module cannot be imported (also for an error while importing it).
+    ValueError : no ``:`` in ``target`` (with the ``MODULE:NAME`` meant, for a
+        ``MODULE.NAME``), or the module has no callable of that name.
+    ImportError : the module cannot be imported (also for an error while importing it); a
+        module not found names the current directory and how to put it on the path.
     """
+    fn = lookup(target)
+    if not callable(fn):
+        raise ValueError(f"{target} is not callable")
+    return fn
+
+
+def lookup(target: str) -> Any:
+    """The object named by ``MODULE:NAME`` (see ``resolve``), callable or not."""
     module_name, sep, name = target.rpartition(":")
     if not sep or not module_name or not name:
-        raise ValueError(f"expected MODULE:FUNCTION, got {target!r}")
+        head, dot, tail = target.removesuffix(".py").rpartition(".")
+        hint = f" (did you mean {head}:{tail}?)" if dot and head and tail else ""
+        raise ValueError(f"expected MODULE:FUNCTION, got {target!r}{hint}")
     try:
         if module_name.endswith(".py"):
             path = Path(module_name)
@@ -75,6 +103,15 @@ def resolve(target: str) -> Callable[..., Any]:
             spec.loader.exec_module(module)
         else:
             module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name is None or not module_name.startswith(error.name):
+            raise  # the user's module imports something missing: its own message
+        raise ImportError(
+            f"no module named {module_name!r} in the current directory ({Path.cwd()}) or on "
+            "the Python path: run from the folder that holds it, give its path "
+            f"(path/to/{module_name.replace('.', '/')}.py:{name}), or add its folder to "
+            "PYTHONPATH"
+        ) from None
     except ImportError:
         raise
     except Exception as error:  # the user's module raised while importing
@@ -87,8 +124,6 @@ def resolve(target: str) -> Callable[..., Any]:
         fn = getattr(fn, part, None)  # type: ignore[assignment]
         if fn is None:
             raise ValueError(f"{module_name} has no attribute {name!r}")
-    if not callable(fn):
-        raise ValueError(f"{target} is not callable")
     return fn
 
 
@@ -165,6 +200,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("grad_fn", help="MODULE:FUNCTION, the gradient function audited")
     parser.add_argument("--loss", required=True, help="MODULE:FUNCTION, the JAX loss (required)")
     add_search_options(parser)
+    add_declaration_options(parser)
     return parser
 
 
@@ -181,7 +217,7 @@ def add_search_options(parser: argparse.ArgumentParser, what: str = "arguments")
     parser.add_argument(
         "--dtype",
         default="float64",
-        choices=["float64", "float32", "float16", "bfloat16"],
+        choices=list(DTYPES),
         help="dtype of every float array drawn (default: float64); float16 and bfloat16 are "
         "judged against jax.grad in that dtype",
     )
@@ -208,12 +244,98 @@ def add_search_options(parser: argparse.ArgumentParser, what: str = "arguments")
         "--bounds",
         default=None,
         help="largest |value| of real arrays, one drawn per array, e.g. 3,1000 (default: "
-        + ",".join(f"{b:g}" for b in DEFAULT_BOUNDS)
+        + "; ".join(
+            f"{','.join(f'{b:g}' for b in bounds)} for {', '.join(names)}"
+            for bounds, names in _default_bounds_by_dtype().items()
+        )
         + ")",
     )
     parser.add_argument(
         "--json", default=None, metavar="PATH", help="also write the report as JSON to PATH"
     )
+
+
+def _default_bounds_by_dtype() -> dict[tuple[float, ...], list[str]]:
+    """The default ``--bounds`` of each ``--dtype`` (``_lowprec.default_bounds``)."""
+    out: dict[tuple[float, ...], list[str]] = {}
+    for name in DTYPES:
+        dtype = BFLOAT16 if name == "bfloat16" else name
+        out.setdefault(default_bounds(dtype) or DEFAULT_BOUNDS, []).append(name)
+    return out
+
+
+def pipe_closed() -> int:
+    """Exit status 0 after stdout's reader went away (``... | head``): the rest of the output
+    goes to /dev/null, so that the interpreter's final flush prints no BrokenPipeError."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_PASSED
+
+
+KINKS = {"relu": RELU, "mlp-relu": MLP_RELU, "max-ties": MAX_TIES}
+"""The built-in ``Kinks`` declarations by their ``--kinks`` names."""
+
+
+def add_declaration_options(parser: argparse.ArgumentParser) -> None:
+    """``--kinks``, ``--stages`` and ``--intermediates``, shared by audit and audit-vjp."""
+    parser.add_argument(
+        "--kinks",
+        default=None,
+        metavar="NAME|MODULE:NAME",
+        help="declare that the candidate's convention at these kinks is the reference's: "
+        + ", ".join(sorted(KINKS))
+        + " (built in), or MODULE:NAME of your own verification.auditing.Kinks (default: none)",
+    )
+    parser.add_argument(
+        "--stages",
+        default=None,
+        metavar="MODULE:NAME",
+        help="a mapping {intermediate name: Stage or a name of MLP_STAGES} in backward order; "
+        "with --intermediates, a failure names the stage that broke (default: none)",
+    )
+    parser.add_argument(
+        "--intermediates",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="the candidate's intermediate gradients by name, called with the same arguments "
+        "as the candidate (goes with --stages)",
+    )
+
+
+def declarations(options: argparse.Namespace) -> dict[str, Any]:
+    """``kinks``, ``stages`` and ``intermediates`` for the audit, from their options.
+
+    Raises
+    ------
+    UsageError : a ``--kinks`` that is neither a built-in name nor a ``Kinks``, a ``--stages``
+        that is not a mapping, one of ``--stages``/``--intermediates`` without the other.
+    """
+    out: dict[str, Any] = {"kinks": None, "stages": None, "intermediates": None}
+    if options.kinks:
+        kinks = KINKS.get(options.kinks)
+        if kinks is None and ":" not in options.kinks:
+            raise UsageError(
+                f"--kinks {options.kinks!r}: expected one of {', '.join(sorted(KINKS))} or "
+                "MODULE:NAME of a verification.auditing.Kinks"
+            )
+        kinks = kinks or lookup(options.kinks)
+        if not isinstance(kinks, Kinks):
+            raise UsageError(
+                f"--kinks {options.kinks}: is a {type(kinks).__name__}, not a "
+                "verification.auditing.Kinks"
+            )
+        out["kinks"] = kinks
+    if (options.stages is None) != (options.intermediates is None):
+        raise UsageError("--stages and --intermediates go together: give both or neither")
+    if options.stages is not None:
+        stages = lookup(options.stages)
+        if not isinstance(stages, Mapping):
+            raise UsageError(
+                f"--stages {options.stages}: is a {type(stages).__name__}, not a mapping "
+                "{intermediate name: Stage or stage name}"
+            )
+        out["stages"], out["intermediates"] = stages, resolve(options.intermediates)
+    return out
 
 
 def _fail(message: str) -> int:
@@ -260,9 +382,12 @@ def search_inputs(options: argparse.Namespace, what: str = "arguments") -> Searc
 
 def finish(report: Any, json_path: Path | None) -> int:
     """Print ``report``, write its JSON where asked; the exit status of its verdict."""
-    print(report)
     if json_path is not None:
         json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    try:
+        print(report, flush=True)
+    except BrokenPipeError:  # ... | head: the reader has what it wanted
+        pipe_closed()
     if report.passed:
         return EXIT_PASSED
     return EXIT_INCONCLUSIVE if report.inconclusive else EXIT_FAILED
@@ -271,9 +396,13 @@ def finish(report: Any, json_path: Path | None) -> int:
 def main(argv: list[str]) -> int:
     """Run the audit command; returns the exit status (0 passed, 1 failed, 2 usage error,
     3 inconclusive)."""
-    options = _parser().parse_args(argv)
+    try:
+        options = _parser().parse_args(argv)
+    except BrokenPipeError:  # --help | head
+        return pipe_closed()
     try:
         inputs = search_inputs(options)
+        declared = declarations(options)
         report = audit(
             resolve(options.grad_fn),
             resolve(options.loss),
@@ -282,7 +411,12 @@ def main(argv: list[str]) -> int:
             max_examples=options.max_examples,
             seed=options.seed,
             arg_names=list(inputs.spec),
+            **declared,
         )
     except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
         return _fail(str(error))
+    report.title = (
+        f"gradient audit of {options.grad_fn} against jax.grad of {options.loss} "
+        f"(argnums={report.argnums!r})"
+    )
     return finish(report, inputs.json_path)
