@@ -113,7 +113,9 @@ def simplify(
     ``domain``: per argument, what ``named_arrays`` declared (``domain_of``), or None.
     """
     flat, treedef = tree_util.tree_flatten_with_path(failure.args)
-    leaves = [leaf if isinstance(leaf, (int, float)) else np.array(leaf) for _, leaf in flat]
+    leaves: list[Any] = [
+        leaf if isinstance(leaf, (int, float)) else np.array(leaf) for _, leaf in flat
+    ]
     values: list[Value | None] = []
     for i, arg in enumerate(failure.args):
         values += _values(None if domain is None or i >= len(domain) else domain[i], arg)
