@@ -2,7 +2,8 @@
 
     python -m verification audit MODULE:GRAD_FN --loss MODULE:LOSS_FN --shapes "x=m,n w=n,h"
         [--argnums 0,1] [--dtype float64|float32|float16|bfloat16] [--max-examples 200] [--seed S] [--json PATH]
-        [--dims "m=1,2,3 n=2"] [--bounds 3,1000] [--kinks relu|mlp-relu|max-ties|MODULE:NAME]
+        [--dims "m=1,2,3 n=2"] [--bounds 3,1000]
+        [--kinks relu|mlp-relu|max-ties|at=V,V|pool-ties=KHxKW[/SHxSW]|MODULE:NAME]
         [--stages MODULE:NAME --intermediates MODULE:FUNCTION]
 
 MODULE is an importable module name (the current directory is on the path) or a path to a
@@ -34,7 +35,9 @@ from verification.auditing import (
     Kinks,
     OracleRefusedError,
     audit,
+    kinks_at,
     named_arrays,
+    pool_ties,
 )
 from verification.auditing._grammar import GRAMMAR
 from verification.auditing._lowprec import BFLOAT16, default_bounds
@@ -237,8 +240,8 @@ def add_search_options(parser: argparse.ArgumentParser, what: str = "arguments")
     parser.add_argument(
         "--dims",
         default=None,
-        help='sizes to draw per dimension name, "m=1,2,3 n=2" (default: joint profiles of '
-        "sizes 1 to 4, all ones first)",
+        help='sizes to draw for the dimension names given, "m=1,2,3 n=2"; the others keep '
+        "the default (default: joint profiles of sizes 1 to 4, all ones first)",
     )
     parser.add_argument(
         "--bounds",
@@ -284,7 +287,9 @@ def add_declaration_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME|MODULE:NAME",
         help="declare that the candidate's convention at these kinks is the reference's: "
         + ", ".join(sorted(KINKS))
-        + " (built in), or MODULE:NAME of your own verification.auditing.Kinks (default: none)",
+        + "; at=-1,1 (kinks at those values: clip, hardtanh); pool-ties=2x2 or 3x3/2x2 (ties "
+        "inside 2-D pooling windows, stride after /); or MODULE:NAME of your own "
+        "verification.auditing.Kinks (default: none)",
     )
     parser.add_argument(
         "--stages",
@@ -302,6 +307,21 @@ def add_declaration_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _kinks_form(text: str) -> Kinks | None:
+    """``at=-1,1`` (``kinks_at``) or ``pool-ties=2x2`` / ``pool-ties=3x3/2x2`` (``pool_ties``)."""
+    form, _, rest = text.partition("=")
+    try:
+        if form == "at" and rest:
+            return kinks_at([float(v) for v in rest.split(",")])
+        if form == "pool-ties" and rest:
+            window, _, stride = rest.partition("/")
+            pairs = [tuple(int(k) for k in p.split("x")) for p in (window, stride) if p]
+            return pool_ties(*pairs)  # type: ignore[arg-type]
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"--kinks {text!r}: {error}") from None
+    return None
+
+
 def declarations(options: argparse.Namespace) -> dict[str, Any]:
     """``kinks``, ``stages`` and ``intermediates`` for the audit, from their options.
 
@@ -312,11 +332,12 @@ def declarations(options: argparse.Namespace) -> dict[str, Any]:
     """
     out: dict[str, Any] = {"kinks": None, "stages": None, "intermediates": None}
     if options.kinks:
-        kinks = KINKS.get(options.kinks)
+        kinks = KINKS.get(options.kinks) or _kinks_form(options.kinks)
         if kinks is None and ":" not in options.kinks:
             raise UsageError(
-                f"--kinks {options.kinks!r}: expected one of {', '.join(sorted(KINKS))} or "
-                "MODULE:NAME of a verification.auditing.Kinks"
+                f"--kinks {options.kinks!r}: expected one of {', '.join(sorted(KINKS))}, "
+                "at=V,V (kinks at those values), pool-ties=KHxKW[/SHxSW] or MODULE:NAME of a "
+                "verification.auditing.Kinks"
             )
         kinks = kinks or lookup(options.kinks)
         if not isinstance(kinks, Kinks):

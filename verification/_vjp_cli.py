@@ -2,7 +2,8 @@
 
     python -m verification audit-vjp MODULE:BACKWARD --reference MODULE:FORWARD_REF
         --shapes "x=m,n w=n,h b=h" [--forward MODULE:FORWARD] [--argnums 0,1,2]
-        [--kinks relu|mlp-relu|max-ties|MODULE:NAME] [--dtype float64|float32|float16|bfloat16]
+        [--kinks relu|mlp-relu|max-ties|at=V,V|pool-ties=KHxKW[/SHxSW]|MODULE:NAME]
+        [--dtype float64|float32|float16|bfloat16]
         [--stages MODULE:NAME --intermediates MODULE:FUNCTION]
         [--max-examples 200] [--seed S]
         [--dims "m=1,2,3 n=2"] [--bounds 3,1000] [--json PATH]
@@ -13,8 +14,8 @@ gradients, as layer code is written; BACKWARD may also be a ``torch.autograd.Fun
 subclass. FORWARD_REF is the JAX forward function (the ground truth, through ``jax.vjp``). The
 inputs are described by ``--shapes`` (the grammar of ``audit``); the cotangent is drawn at
 random. ``--kinks`` declares that the candidate's convention at these kinks is the reference's
-(``verification.auditing.RELU``, ``MLP_RELU``, ``MAX_TIES``, or a ``Kinks`` of your own as
-MODULE:NAME); ``--stages`` with ``--intermediates`` locates the stage that broke. Prints the report; exit status 0
+(``verification.auditing.RELU``, ``MLP_RELU``, ``MAX_TIES``, ``kinks_at``, ``pool_ties``, or a
+``Kinks`` of your own as MODULE:NAME); ``--stages`` with ``--intermediates`` locates the stage that broke. Prints the report; exit status 0
 when the audit passes, 1 when it fails, 2 for a usage error (one line), 3 when it is
 inconclusive.
 """

@@ -37,6 +37,8 @@ from verification.auditing._kinks import (
     MLP_RELU as MLP_RELU,
     RELU as RELU,
     Kinks as Kinks,
+    kinks_at as kinks_at,
+    pool_ties as pool_ties,
 )
 from verification.auditing._oracle import (
     Environment as Environment,
@@ -72,7 +74,9 @@ __all__ = [
     "assert_gradient_correct",
     "audit",
     "audit_vjp",
+    "kinks_at",
     "named_arrays",
     "parse_shapes",
+    "pool_ties",
     "size_profiles",
 ]

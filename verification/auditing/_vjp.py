@@ -127,6 +127,13 @@ def draw_cotangent(forward_ref: Callable[..., Any], inputs: tuple[Any, ...], see
     return tree_util.tree_map(lambda s: rng.standard_normal(s.shape).astype(s.dtype), out)
 
 
+def _argnums_words(argnums: int | Sequence[int], inputs: int) -> str:
+    return (
+        f"argnums {argnums!r} is out of range for the {inputs} inputs given (the cotangent is "
+        "not one of them): count from 0"
+    )
+
+
 def audit_vjp(
     backward: Any,
     forward_ref: Callable[..., Any],
@@ -212,14 +219,22 @@ def audit_vjp(
             f"args must be a hypothesis strategy or a tuple, got {type(args).__name__}"
         )
     argnums_t = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    domain = domain_of(args) if isinstance(args, st.SearchStrategy) else None
+    inputs = len(args) if isinstance(args, tuple) else None if domain is None else len(domain)
+    if inputs is not None and argnums_t and max(argnums_t, default=0) >= inputs:
+        raise AuditSpecError(_argnums_words(argnums, inputs))
     grad_fn = _candidate(backward, forward, argnums_t)
     full: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]
     if isinstance(args, st.SearchStrategy):
-        domain = domain_of(args)
+
+        def with_cotangent(drawn: tuple[tuple[Any, ...], int]) -> tuple[Any, ...]:
+            inputs, cot_seed = drawn
+            if max(argnums_t, default=0) >= len(inputs):  # a strategy without a declared domain
+                raise AuditSpecError(_argnums_words(argnums, len(inputs)))
+            return (*inputs, draw_cotangent(forward_ref, inputs, cot_seed))
+
         full = declare_domain(
-            st.tuples(args, st.integers(0, 2**32 - 1)).map(
-                lambda t: (*t[0], draw_cotangent(forward_ref, t[0], t[1]))
-            ),
+            st.tuples(args, st.integers(0, 2**32 - 1)).map(with_cotangent),
             None if domain is None else (*domain, None),
         )
     else:
