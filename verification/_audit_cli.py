@@ -25,6 +25,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
@@ -339,12 +340,16 @@ def declarations(options: argparse.Namespace) -> dict[str, Any]:
                 "at=V,V (kinks at those values), pool-ties=KHxKW[/SHxSW] or MODULE:NAME of a "
                 "verification.auditing.Kinks"
             )
-        kinks = kinks or lookup(options.kinks)
-        if not isinstance(kinks, Kinks):
-            raise UsageError(
-                f"--kinks {options.kinks}: is a {type(kinks).__name__}, not a "
-                "verification.auditing.Kinks"
-            )
+        if kinks is None:
+            kinks = lookup(options.kinks)
+            if not isinstance(kinks, Kinks):
+                raise UsageError(
+                    f"--kinks {options.kinks}: is a {type(kinks).__name__}, not a "
+                    "verification.auditing.Kinks"
+                )
+            module, _, name = options.kinks.rpartition(":")
+            module = Path(module).stem if module.endswith(".py") else module
+            kinks = replace(kinks, rebuild=(f"from {module} import {name} as kinks", "kinks"))
         out["kinks"] = kinks
     if (options.stages is None) != (options.intermediates is None):
         raise UsageError("--stages and --intermediates go together: give both or neither")

@@ -61,7 +61,8 @@ class Kinks:
     convention: str
     aim: Aim
     rebuild: tuple[str, str] | None = None
-    """(an import line, an expression) that rebuild this declaration, for a reproducer."""
+    """(Python lines, an expression) that rebuild this declaration in a reproducer (the
+    expression "kinks" when the lines bind that name themselves); None: see ``source``."""
 
 
 def _bool_mask(draw: st.DrawFn, shape: tuple[int, ...]) -> np.ndarray[Any, Any]:
@@ -156,7 +157,10 @@ def kinks_at(points: Sequence[float], convention: str | None = None) -> Kinks:
     return Kinks(
         convention or f"the derivative at x = {words} is the reference's",
         put,
-        ("from verification.auditing import kinks_at", f"kinks_at({list(values)!r})"),
+        (
+            "from verification.auditing import kinks_at",
+            f"kinks_at({list(values)!r}{'' if convention is None else f', {convention!r}'})",
+        ),
     )
 
 
@@ -230,11 +234,15 @@ def at_kink(fd: FiniteDifferences, reference: float, resolution: float) -> bool:
 
 
 def source(kinks: Kinks) -> tuple[str, str]:
-    """(a line of Python that defines it, its name) for a reproducer: the import of a built-in
-    declaration, or a placeholder for the user's own."""
+    """(a line of Python that defines it, its name) for a reproducer: its ``rebuild``, the
+    import of a built-in declaration, or a placeholder for the user's own."""
     if kinks.rebuild is not None:
         line, expression = kinks.rebuild
-        return f"{line}\nkinks = {expression}", "kinks"
+        return (
+            (line, expression)
+            if expression == "kinks"
+            else (f"{line}\nkinks = {expression}", "kinks")
+        )
     for name, builtin in (("RELU", RELU), ("MLP_RELU", MLP_RELU), ("MAX_TIES", MAX_TIES)):
         if kinks is builtin:
             return f"from verification.auditing import {name}", name
