@@ -176,6 +176,16 @@ def _writable(path_text: str) -> Path:
     return path
 
 
+def _folder(path_text: str) -> Path:
+    path = Path(path_text)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--save-dir {path_text}: is a file; give a folder")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not os.access(existing, os.W_OK):
+        raise UsageError(f"--save-dir {path_text}: cannot write there; choose another folder")
+    return path
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line (exit status 2), not usage + error."""
 
@@ -256,6 +266,14 @@ def add_search_options(parser: argparse.ArgumentParser, what: str = "arguments")
     )
     parser.add_argument(
         "--json", default=None, metavar="PATH", help="also write the report as JSON to PATH"
+    )
+    parser.add_argument(
+        "--save-dir",
+        default=None,
+        metavar="DIR",
+        help="folder for a counterexample too large to print, saved as "
+        "counterexample-<function>-<checksum>.npz (default: $MANUAL_BP_AUDIT_DIR, else "
+        "manual-bp-audit/ in the system's temporary folder)",
     )
 
 
@@ -373,6 +391,7 @@ class SearchInputs(NamedTuple):
     """What the shared options give, checked: the output path, the spec, argnums, strategy."""
 
     json_path: Path | None
+    save_dir: Path | None
     spec: dict[str, Any]
     argnums: int | tuple[int, ...]
     strategy: Any
@@ -390,6 +409,7 @@ def search_inputs(options: argparse.Namespace, what: str = "arguments") -> Searc
     if options.seed is not None and options.seed < 0:
         raise UsageError(f"--seed {options.seed}: give 0 or more")
     json_path = _writable(options.json) if options.json else None
+    save_dir = _folder(options.save_dir) if options.save_dir else None
     spec = parse_shapes(options.shapes)
     argnums = _ints(options.argnums, "--argnums")
     if max(argnums) >= len(spec) or min(argnums) < 0:
@@ -403,11 +423,14 @@ def search_inputs(options: argparse.Namespace, what: str = "arguments") -> Searc
         dtype=BFLOAT16 if options.dtype == "bfloat16" else options.dtype,
         bounds=_bounds(options.bounds) if options.bounds else None,
     )
-    return SearchInputs(json_path, spec, argnums[0] if len(argnums) == 1 else argnums, strategy)
+    argnums_given = argnums[0] if len(argnums) == 1 else argnums
+    return SearchInputs(json_path, save_dir, spec, argnums_given, strategy)
 
 
-def finish(report: Any, json_path: Path | None) -> int:
-    """Print ``report``, write its JSON where asked; the exit status of its verdict."""
+def finish(report: Any, json_path: Path | None, save_dir: Path | None = None) -> int:
+    """Print ``report`` (a counterexample too large to print saved in ``save_dir``), write its
+    JSON where asked; the exit status of its verdict."""
+    report.save_dir = save_dir
     if json_path is not None:
         json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     try:
@@ -445,4 +468,4 @@ def main(argv: list[str]) -> int:
         f"gradient audit of {options.grad_fn} against jax.grad of {options.loss} "
         f"(argnums={report.argnums!r})"
     )
-    return finish(report, inputs.json_path)
+    return finish(report, inputs.json_path, inputs.save_dir)

@@ -93,4 +93,4 @@ def main(argv: list[str]) -> int:
     if report.title is not None:  # the functions as the user named them
         report.title = report.title.replace(report.grad_fn, options.backward, 1)
         report.title = report.title.replace(report.loss_fn, options.reference, 1)
-    return finish(report, inputs.json_path)
+    return finish(report, inputs.json_path, inputs.save_dir)

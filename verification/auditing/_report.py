@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,6 +115,8 @@ class AuditReport:
         the candidate exposes its intermediates.
     title, reproducer_calls : set by other kinds of audit (``audit_vjp``): the report's first
         line after the verdict, and the reproducer's lines after ``args = ...``.
+    save_dir : where a counterexample too large to print is saved (None: ``MANUAL_BP_AUDIT_DIR``
+        or the temporary folder, ``_reproducer.save_directory``).
     """
 
     passed: bool
@@ -153,6 +156,7 @@ class AuditReport:
     stage: str | None = None
     title: str | None = None
     reproducer_calls: list[str] = field(default_factory=list)
+    save_dir: Path | None = None
 
     @property
     def verdict(self) -> str:
@@ -208,7 +212,8 @@ class AuditReport:
 
         if self.counterexample_size[0] <= LITERAL_LIMIT:
             return [f"args = {python_literal(self.counterexample)}"]
-        return rebuild_source(self.counterexample, save_counterexample(self.counterexample))
+        saved = save_counterexample(self.counterexample, self.save_dir, self.grad_fn)
+        return rebuild_source(self.counterexample, saved)
 
     def _large_input_lines(self) -> list[str]:
         """Shapes of a counterexample too large to print."""
