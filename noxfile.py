@@ -8,6 +8,7 @@ lowest version of every dependency that ``pyproject.toml`` declares.
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from pathlib import Path
@@ -32,8 +33,28 @@ TORCH = "torch==2.13.0"
 WHEELS = Path(os.environ.get("MANUAL_BP_WHEELS", "/opt/wheels"))
 
 
+class _QuietUv(logging.Filter):
+    """Drops nox's "uv binary not found." (logged where uv is not installed; no session here
+    uses uv, so the line is noise)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "uv binary not found" not in record.getMessage()
+
+
+logging.getLogger("nox").addFilter(_QuietUv())
+
+
+def partial_run(args: tuple[str, ...] | list[str]) -> bool:
+    """Whether pytest ``args`` select part of the suite (a path, a node id or an expression
+    after -k/-m): the suite's coverage floor then does not apply."""
+    return any(not a.startswith("-") for a in args)
+
+
 def _pytest(session: nox.Session, *args: str) -> None:
-    """pytest on all cores with branch coverage; HYPOTHESIS_PROFILE picks dev (default) or ci."""
+    """pytest on all cores with branch coverage; HYPOTHESIS_PROFILE picks dev (default) or ci.
+    The coverage floor (``fail_under`` in pyproject.toml) holds for the whole suite only: a
+    run of some tests (``nox -s tests -- tests/test_x.py``) reports coverage without failing."""
+    floor = ["--cov-fail-under=0"] if partial_run(session.posargs) else []
     session.run(
         "pytest",
         "-n",
@@ -41,6 +62,7 @@ def _pytest(session: nox.Session, *args: str) -> None:
         "--cov=manual_bp",
         "--cov=verification",
         "--cov-report=term",
+        *floor,
         *args,
         env={
             "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "dev"),
@@ -158,7 +180,7 @@ def mutation(session: nox.Session) -> None:
 
 @nox.session(python=OLDEST)
 def bench(session: nox.Session) -> None:
-    """Benchmarks (issue 5): SGD step vs jax.jit and torch, gradient cost, verification speed.
+    """Benchmarks: SGD step vs jax.jit and torch, gradient cost, verification speed.
 
     Prints markdown tables and writes JSON and PNG to bench-results/ (untracked);
     ``nox -s bench -- --update-docs`` also replaces the figures in docs/bench/. ``-- --quick``
