@@ -23,7 +23,9 @@ Layout (one concept per module; every kind of audit runs through the one engine)
 * ``_vjp``: ``audit_vjp``, a layer's backward against ``jax.vjp`` (the engine on
   <forward(inputs), random cotangent>); ``_stages``: the stage that went wrong (intermediate
   gradients against ``jax.grad`` of each stage); ``_kinks``: declared conventions at kinks.
-* ``_shapes``: ``named_arrays`` and the ``--shapes`` grammar; ``_outcome``, ``_trees``:
+* ``_shapes``: ``named_arrays`` and the ``--shapes`` grammar (``_grammar``; ``_elements``:
+  the values of each kind); ``_simplify``: the counterexample made simple inside its declared
+  domain; ``_outcome``, ``_trees``:
   per-example outcome and tally, pytree helpers.
 """
 
