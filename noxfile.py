@@ -161,12 +161,15 @@ def verify(session: nox.Session) -> None:
 
 @nox.session(python=OLDEST)
 def mutation(session: nox.Session) -> None:
-    """Mutation testing (mutmut) of manual_bp and verification/compare.py: score and survivors.
+    """Mutation testing (mutmut) of manual_bp, verification/compare.py and the audit.
 
     The configuration is ``[tool.mutmut]`` in pyproject.toml (what is mutated, which tests
-    run); ``mutation/score.py`` prints the score net of ``mutation/EQUIVALENT.md`` and the
-    surviving mutants, and fails below 95% (manual_bp) or 90% (compare.py). About 15 minutes
-    on 2 cores (2353 mutants). Extra arguments go to score.py (e.g. ``-- --no-diffs``).
+    run: per mutant, only the selected tests that executed the mutated function);
+    ``mutation/score.py`` prints the score net of ``mutation/EQUIVALENT.md`` and the surviving
+    mutants, and fails below 95% (manual_bp) or 90% (compare.py, verification/auditing).
+    ``MUTANTS=GLOB nox -s mutation`` runs the mutants matching GLOB alone (e.g.
+    ``"verification.auditing._simplify*"``) and scores those. Extra arguments go to score.py
+    (e.g. ``-- --no-diffs``).
     """
     import shutil
 
@@ -174,8 +177,11 @@ def mutation(session: nox.Session) -> None:
     # mutmut keeps existing copies under mutants/: start clean so edits are seen.
     shutil.rmtree("mutants", ignore_errors=True)
     env = {"HYPOTHESIS_PROFILE": "dev"}
-    session.run("mutmut", "run", "--max-children", str(os.cpu_count() or 2), env=env)
-    session.run("python", "mutation/score.py", *session.posargs, env=env)
+    only = os.environ.get("MUTANTS")
+    chosen = [only] if only else []
+    session.run("mutmut", "run", *chosen, "--max-children", str(os.cpu_count() or 2), env=env)
+    scope = ["--only", only] if only else []
+    session.run("python", "mutation/score.py", *scope, *session.posargs, env=env)
 
 
 @nox.session(python=OLDEST)
