@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import strategies as st
 
 from verification.auditing import audit
@@ -131,11 +132,30 @@ def test_a_mask_pattern_seen_at_several_inputs_is_called_a_missing_mask() -> Non
 # -- rule 5: the counterexample is simplified past hypothesis's shrinking ----------------------
 
 
-def test_counterexample_is_simplified_where_hypothesis_cannot_shrink() -> None:
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_counterexample_is_simplified_where_hypothesis_cannot_shrink(dtype: Any) -> None:
     def off_by_one(x: Array) -> Array:  # Bug: wrong at every input, so zeros keep it failing
         return 2 * x + 1
 
-    x = np.full((3, 4), 1.4988)
+    x = np.full((8, 8), 1.4988, dtype=dtype)  # MAX_TRIALS = 64 elements: each one re-checked
     report = audit(off_by_one, _square_sum, st.tuples(st.just(x)), max_examples=5, seed=0)
     assert not report.passed
     assert np.all(report.counterexample[0] == 0), report.counterexample
+    assert report.counterexample[0].dtype == dtype
+
+
+def _weighted(x: Array, w: Array, lam: float) -> Array:
+    return lam * jnp.sum(w**2) + jnp.sum(x)
+
+
+def test_only_the_differentiated_argument_is_simplified_and_fixed_numbers_stay_numbers() -> None:
+    def off_by_one(x: Array, w: Array, lam: float) -> Array:
+        return 2 * lam * w + 1
+
+    x, w = np.full((2, 2), 1.5), np.full((2, 3), 1.4988)
+    args = st.tuples(st.just(x), st.just(w), st.just(0.5))
+    report = audit(off_by_one, _weighted, args, argnums=1, max_examples=5, seed=0)
+    got_x, got_w, lam = report.counterexample
+    assert np.all(got_w == 0), got_w
+    assert np.all(got_x == 1.5), got_x  # not differentiated: left as drawn
+    assert type(lam) is float, type(lam)  # printed as 0.5 in the reproducer
