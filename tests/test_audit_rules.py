@@ -159,3 +159,39 @@ def test_only_the_differentiated_argument_is_simplified_and_fixed_numbers_stay_n
     assert np.all(got_w == 0), got_w
     assert np.all(got_x == 1.5), got_x  # not differentiated: left as drawn
     assert type(lam) is float, type(lam)  # printed as 0.5 in the reproducer
+
+
+def test_simplification_stops_after_max_trials_rechecks_and_skips_simple_elements() -> None:
+    def off_by_one(x: Array) -> Array:
+        return 2 * x + 1
+
+    x = np.full(66, 1.4988)
+    x[0] = 0.0  # already simple: no re-check spent on it
+    report = audit(off_by_one, _square_sum, st.tuples(st.just(x)), max_examples=5, seed=0)
+    (got,) = report.counterexample
+    assert np.all(got[:65] == 0), got  # the first 64 nonzero elements, one re-check each
+    assert got[65] == 1.4988, got  # then MAX_TRIALS is spent
+
+
+def test_a_change_that_loses_the_failure_is_undone() -> None:
+    def wrong_while_first_is_nonzero(x: Array) -> Array:
+        return 2 * x + (x.flat[0] != 0)
+
+    x = np.array([1.5, 1.5, 1.5])
+    report = audit(wrong_while_first_is_nonzero, _square_sum, (x,), seed=0)
+    np.testing.assert_array_equal(report.counterexample[0], [1.5, 0.0, 0.0])
+
+
+def test_distinct_values_stay_distinct_and_each_takes_its_own_simplest_value() -> None:
+    from verification.auditing._grammar import ArraySpec, parse_kinds
+    from verification.auditing._simplify import declare_domain
+
+    def off_by_one(x: Array) -> Array:
+        return -1 / x**2 + 1  # Bug: d(1/x)/dx, plus 1
+
+    x = np.array([-2.0, -3.0, 2.0])
+    domain = (ArraySpec(("n",), parse_kinds(["|x|>=0.5", "distinct"])),)
+    args = declare_domain(st.tuples(st.just(x)), domain)
+    report = audit(off_by_one, lambda x: jnp.sum(1 / x), args, max_examples=5, seed=0)
+    # -2 -> -1; -3 cannot (-1 is taken); 2 -> +1: the next element is still tried
+    np.testing.assert_array_equal(report.counterexample[0], [-1.0, -3.0, 1.0])
