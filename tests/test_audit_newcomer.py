@@ -284,3 +284,13 @@ def test_the_json_report_is_unchanged_by_the_save_dir(
     argv = [f"{module}:big_grad_one_wrong", "--loss", f"{module}:big_loss", *BIG]
     assert audit_main([*argv, "--save-dir", str(tmp_path), "--json", str(out)]) == 1
     assert json.loads(out.read_text())["passed"] is False
+
+
+def test_a_module_that_imports_something_missing_keeps_its_own_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "needs_missing_21.py").write_text("import no_such_dependency_21\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ImportError, match="no_such_dependency_21") as caught:
+        resolve("needs_missing_21:grad")
+    assert "current directory" not in str(caught.value)

@@ -108,7 +108,7 @@ def lookup(target: str) -> Any:
         else:
             module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
-        if error.name is None or not module_name.startswith(error.name):
+        if error.name is None or not (module_name + ".").startswith(error.name + "."):
             raise  # the user's module imports something missing: its own message
         raise ImportError(
             f"no module named {module_name!r} in the current directory ({Path.cwd()}) or on "
