@@ -11,6 +11,7 @@ depend on rounding order: see ``tools/readme_outputs.py``).
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from pathlib import Path
@@ -37,8 +38,28 @@ WHEELS = Path(os.environ.get("MANUAL_BP_WHEELS", "/opt/wheels"))
 LOCK = ROOT / "locks" / "py3.11.txt"
 
 
+class _QuietUv(logging.Filter):
+    """Drops nox's "uv binary not found." (logged where uv is not installed; no session here
+    uses uv, so the line is noise)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "uv binary not found" not in record.getMessage()
+
+
+logging.getLogger("nox").addFilter(_QuietUv())
+
+
+def partial_run(args: tuple[str, ...] | list[str]) -> bool:
+    """Whether pytest ``args`` select part of the suite (a path, a node id or an expression
+    after -k/-m): the suite's coverage floor then does not apply."""
+    return any(not a.startswith("-") for a in args)
+
+
 def _pytest(session: nox.Session, *args: str) -> None:
-    """pytest on all cores with branch coverage; HYPOTHESIS_PROFILE picks dev (default) or ci."""
+    """pytest on all cores with branch coverage; HYPOTHESIS_PROFILE picks dev (default) or ci.
+    The coverage floor (``fail_under`` in pyproject.toml) holds for the whole suite only: a
+    run of some tests (``nox -s tests -- tests/test_x.py``) reports coverage without failing."""
+    floor = ["--cov-fail-under=0"] if partial_run(session.posargs) else []
     session.run(
         "pytest",
         "-n",
@@ -46,6 +67,7 @@ def _pytest(session: nox.Session, *args: str) -> None:
         "--cov=manual_bp",
         "--cov=verification",
         "--cov-report=term",
+        *floor,
         *args,
         env={
             "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "dev"),
@@ -176,12 +198,15 @@ def verify(session: nox.Session) -> None:
 
 @nox.session(python=OLDEST)
 def mutation(session: nox.Session) -> None:
-    """Mutation testing (mutmut) of manual_bp and verification/compare.py: score and survivors.
+    """Mutation testing (mutmut) of manual_bp, verification/compare.py and the audit.
 
     The configuration is ``[tool.mutmut]`` in pyproject.toml (what is mutated, which tests
-    run); ``mutation/score.py`` prints the score net of ``mutation/EQUIVALENT.md`` and the
-    surviving mutants, and fails below 95% (manual_bp) or 90% (compare.py). About 15 minutes
-    on 2 cores (2353 mutants). Extra arguments go to score.py (e.g. ``-- --no-diffs``).
+    run: per mutant, only the selected tests that executed the mutated function);
+    ``mutation/score.py`` prints the score net of ``mutation/EQUIVALENT.md`` and the surviving
+    mutants, and fails below 95% (manual_bp) or 90% (compare.py, verification/auditing).
+    ``MUTANTS=GLOB nox -s mutation`` runs the mutants matching GLOB alone (e.g.
+    ``"verification.auditing._simplify*"``) and scores those. Extra arguments go to score.py
+    (e.g. ``-- --no-diffs``).
     """
     import shutil
 
@@ -189,13 +214,16 @@ def mutation(session: nox.Session) -> None:
     # mutmut keeps existing copies under mutants/: start clean so edits are seen.
     shutil.rmtree("mutants", ignore_errors=True)
     env = {"HYPOTHESIS_PROFILE": "dev"}
-    session.run("mutmut", "run", "--max-children", str(os.cpu_count() or 2), env=env)
-    session.run("python", "mutation/score.py", *session.posargs, env=env)
+    only = os.environ.get("MUTANTS")
+    chosen = [only] if only else []
+    session.run("mutmut", "run", *chosen, "--max-children", str(os.cpu_count() or 2), env=env)
+    scope = ["--only", only] if only else []
+    session.run("python", "mutation/score.py", *scope, *session.posargs, env=env)
 
 
 @nox.session(python=OLDEST)
 def bench(session: nox.Session) -> None:
-    """Benchmarks (issue 5): SGD step vs jax.jit and torch, gradient cost, verification speed.
+    """Benchmarks: SGD step vs jax.jit and torch, gradient cost, verification speed.
 
     Prints markdown tables and writes JSON and PNG to bench-results/ (untracked);
     ``nox -s bench -- --update-docs`` also replaces the figures in docs/bench/. ``-- --quick``

@@ -2,7 +2,12 @@
 
 Run from the repository root after ``mutmut run`` (``nox -s mutation`` does both)::
 
-    python mutation/score.py [--min-manual-bp 95] [--min-compare 90] [--no-diffs]
+    python mutation/score.py [--min-manual-bp 95] [--min-compare 90] [--min-auditing 90]
+        [--only GLOB] [--no-diffs]
+
+``--only`` counts the mutants whose names match GLOB alone (e.g.
+``"verification.auditing._simplify*"``), for a run restricted the same way
+(``mutmut run GLOB``): mutants that were not run are not counted as survivors.
 
 The score of a target is ``detected / (total - equivalent)``, where *detected* counts mutants
 killed by a test (a failing test, a timeout, or a crash), and *equivalent* counts the
@@ -16,6 +21,7 @@ target is below its minimum or an entry is stale.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import re
 import sys
 from collections import Counter
@@ -37,7 +43,8 @@ MUTATED = re.compile(r"^mutated: `(?P<code>.+)`\s*$", re.MULTILINE)
 
 @dataclass
 class Target:
-    """Counts for one mutated target (``manual_bp`` or ``verification/compare.py``)."""
+    """Counts for one mutated target (``manual_bp``, ``verification/compare.py`` or
+    ``verification/auditing``)."""
 
     name: str
     minimum: float
@@ -81,16 +88,31 @@ def added_lines(diff: str) -> list[str]:
     ]
 
 
+def target_of(name: str) -> str:
+    """The target a mutant belongs to, by its name (``verification.auditing._simplify.x_...``).
+
+    >>> target_of("verification.auditing._simplify.x_simplify__mutmut_3")
+    'verification.auditing'
+    """
+    for prefix in ("manual_bp", "verification.auditing"):
+        if name.startswith(prefix + "."):
+            return prefix
+    return "verification.compare"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-manual-bp", type=float, default=95.0)
     parser.add_argument("--min-compare", type=float, default=90.0)
+    parser.add_argument("--min-auditing", type=float, default=90.0)
+    parser.add_argument("--only", default=None, metavar="GLOB", help="count these mutants only")
     parser.add_argument("--no-diffs", action="store_true", help="list survivors without diffs")
     args = parser.parse_args(argv)
 
     targets = {
         "manual_bp": Target("manual_bp", args.min_manual_bp),
         "verification.compare": Target("verification/compare.py", args.min_compare),
+        "verification.auditing": Target("verification/auditing", args.min_auditing),
     }
     status_of: dict[str, str] = {}
     path_of: dict[str, Path] = {}
@@ -98,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         data = SourceFileMutationData(path=path)
         data.load()
         for name, exit_code in data.exit_code_by_key.items():
+            if args.only is not None and not fnmatch.fnmatch(name, args.only):
+                continue
             status_of[name] = status_by_exit_code[exit_code]
             path_of[name] = path
     if not status_of:
@@ -107,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     equivalents = read_equivalents(EQUIVALENT.read_text("utf-8")) if EQUIVALENT.exists() else {}
     stale: list[str] = []
     for name, code in equivalents.items():
+        if args.only is not None and not fnmatch.fnmatch(name, args.only):
+            continue
         if status_of.get(name) != "survived":
             stale.append(
                 f"{name}: listed as equivalent but its status is {status_of.get(name, 'absent')}"
@@ -115,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(f"{name}: its diff no longer adds `{code}` (mutant names shifted?)")
 
     for name, status in sorted(status_of.items()):
-        target = targets["manual_bp" if name.startswith("manual_bp.") else "verification.compare"]
+        target = targets[target_of(name)]
         target.statuses[status] += 1
         if status != "survived":
             continue

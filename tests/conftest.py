@@ -14,6 +14,7 @@ would draw other examples depending on which tests ran before it in the same pro
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
@@ -25,6 +26,19 @@ settings.register_profile(
     "ci", max_examples=150, derandomize=True, deadline=None, print_blob=True, database=None
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _audit_saves_in_pytest_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Counterexamples the audits save go to pytest's own temporary folder (cleaned by
+    pytest), never to the system's ``manual-bp-audit/``."""
+    before = os.environ.get("MANUAL_BP_AUDIT_DIR")
+    os.environ["MANUAL_BP_AUDIT_DIR"] = str(tmp_path_factory.mktemp("audit-saves"))
+    yield
+    if before is None:
+        del os.environ["MANUAL_BP_AUDIT_DIR"]
+    else:
+        os.environ["MANUAL_BP_AUDIT_DIR"] = before
 
 
 @pytest.hookimpl(wrapper=True)

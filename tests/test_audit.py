@@ -492,7 +492,7 @@ def test_named_arrays_takes_literal_sizes_dims_and_dtype(args: tuple[Any, ...]) 
     [
         ({"spec": {}}, "at least one"),
         ({"spec": {"x": ("m",)}, "kinds": {"y": "onehot"}}, "not in spec"),
-        ({"spec": {"x": ("m",)}, "dims": {"n": [1]}}, "no sizes"),
+        ({"spec": {"x": ("m",)}, "dims": {"n": [1]}}, "no size of the spec uses"),
         ({"spec": {"x": ("m",)}, "dims": {"m": [0]}}, ">= 1"),
         ({"spec": {"x": ("m-",)}}, "neither a name"),
         ({"spec": {"x": ("m-5",)}}, "no size profile"),

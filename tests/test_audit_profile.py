@@ -99,9 +99,10 @@ class TestProfile:
         # a small problem: the finite differences run in the second opinion's program
         assert sorted(p for p, _ in compiled) == ["reference runs", "second opinion"]
         assert all(s == "(16, 6), (6, 3), (16, 3)" for _, s in compiled)
-        # the confirmation and the worst element's finite difference (a run of the diagnosis)
-        # share one program
-        assert profile.runs["finite differences"] == 1
+        # the confirmation (along the difference, then along the worst element's own coordinate:
+        # a valid subgradient at a tie, ``_subgradient``) and the worst element's finite
+        # difference (a run of the diagnosis) share one program
+        assert profile.runs["finite differences"] == 2
         assert profile.runs["diagnosis and re-checks"] >= 1  # simplifying, the difference
         again = audit(grad_w_one_element, fresh, SMALL, argnums=1, seed=0, profile=True)
         assert again.profile is not None

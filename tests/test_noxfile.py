@@ -116,3 +116,51 @@ def test_torch_is_not_required_by_the_test_extra() -> None:
         r.startswith("torch") for r in extras["test"] + extras["verify"] + extras["train"]
     )
     assert "torch==2.13.0" in extras["bench"]
+
+
+def test_session_descriptions_are_for_users_without_issue_numbers(noxfile: ModuleType) -> None:
+    import re
+
+    for name, session in _sessions().items():
+        description = (session.__doc__ or "").strip().split("\n")[0]  # what nox --list shows
+        assert description, name
+        assert not re.search(r"issue\s*\d+|#\d+", description, re.IGNORECASE), (name, description)
+
+
+def test_uv_not_found_is_not_logged(noxfile: ModuleType) -> None:
+    import logging
+
+    record = logging.LogRecord("nox", logging.INFO, __file__, 1, "uv binary not found.", (), None)
+    assert not logging.getLogger("nox").filter(record)
+    other = logging.LogRecord("nox", logging.INFO, __file__, 1, "Running session tests", (), None)
+    assert logging.getLogger("nox").filter(other)
+
+
+class _Recorder:
+    """A stand-in for nox.Session that records the commands it is asked to run."""
+
+    def __init__(self, posargs: list[str]) -> None:
+        self.posargs = posargs
+        self.commands: list[tuple[str, ...]] = []
+
+    def run(self, *args: str, **kwargs: Any) -> None:
+        self.commands.append(args)
+
+
+@pytest.mark.parametrize(
+    ("posargs", "floor_off"),
+    [
+        ([], False),
+        (["-x"], False),
+        (["tests/test_compare.py"], True),
+        (["-k", "softmax"], True),
+        (["tests/test_compare.py::test_x", "-q"], True),
+    ],
+)
+def test_a_run_of_some_tests_through_nox_adds_no_coverage_failure(
+    noxfile: ModuleType, posargs: list[str], floor_off: bool
+) -> None:
+    session = _Recorder(posargs)
+    noxfile._pytest(session, *posargs)
+    (command,) = session.commands
+    assert ("--cov-fail-under=0" in command) is floor_off

@@ -25,7 +25,9 @@ Layout (one concept per module; every kind of audit runs through the one engine)
   gradients against ``jax.grad`` of each stage); ``_kinks``: declared conventions at kinks.
 * ``_hvp``: ``audit_hvp``, a Hessian-vector product against JAX (the engine on
   <grad loss, random direction v>); ``_vjp2``: ``audit_vjp(order=2)``, double backward.
-* ``_shapes``: ``named_arrays`` and the ``--shapes`` grammar; ``_outcome``, ``_trees``:
+* ``_shapes``: ``named_arrays`` and the ``--shapes`` grammar (``_grammar``; ``_elements``:
+  the values of each kind); ``_simplify``: the counterexample made simple inside its declared
+  domain; ``_outcome``, ``_trees``:
   per-example outcome and tally, pytree helpers.
 * ``_config``: audits declared in ``[tool.manual-bp.audits.NAME]`` tables (``audit --config``,
   the pytest plugin ``manual_bp_pytest``); ``_store``: counterexamples kept in the user's
@@ -43,6 +45,8 @@ from verification.auditing._kinks import (
     MLP_RELU as MLP_RELU,
     RELU as RELU,
     Kinks as Kinks,
+    kinks_at as kinks_at,
+    pool_ties as pool_ties,
 )
 from verification.auditing._oracle import (
     Environment as Environment,
@@ -79,7 +83,9 @@ __all__ = [
     "audit",
     "audit_hvp",
     "audit_vjp",
+    "kinks_at",
     "named_arrays",
     "parse_shapes",
+    "pool_ties",
     "size_profiles",
 ]

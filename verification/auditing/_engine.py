@@ -40,7 +40,7 @@ from verification.auditing._repeat import spread
 from verification.auditing._report import AuditReport, count_elements, function_name
 from verification.auditing._reproducer import LITERAL_LIMIT
 from verification.auditing._search import search
-from verification.auditing._simplify import simplify
+from verification.auditing._simplify import domain_of, simplify
 from verification.auditing._stages import Stage, locate_stage, resolve_stages
 from verification.auditing._trees import copy_leaves, leaf_names, none_leaf
 from verification.pinned import pinned_generation
@@ -225,7 +225,7 @@ def _fill_failure(
         report.shrink_steps = 0  # not shrunk: hypothesis only replayed the failing example
         return
     if small and failure.kind in ("mismatch", "wrong shape", "wrong dtype", "wrong structure"):
-        failure = simplify(checker.check, failure, checker.argnums)
+        failure = simplify(checker.check, failure, checker.argnums, domain_of(drawn))
     first = tally.first_failing
     others = [first.args] if first is not None and first.args is not failure.args else []
     if failure.kind == "flaky":

@@ -68,7 +68,8 @@ def loss_error(
     if "scalar" in first and "output" in first:
         return AuditSpecError(
             f"loss_fn must return a scalar (one number), but on ({shapes}) it does not: "
-            "sum or average it"
+            "sum or average it; a layer? audit its backward against this function with "
+            "audit_vjp (python -m verification audit-vjp)"
         )
     return AuditSpecError(
         f"loss_fn raised {type(error).__name__} on arguments ({shapes}): {first}; check that "

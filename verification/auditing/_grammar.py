@@ -39,6 +39,7 @@ _INTERVAL = re.compile(rf"^([\[(])\s*({_NUMBER})\s*,\s*({_NUMBER})\s*([\])])$")
 _INTS = re.compile(rf"^ints\[\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\]$")
 _AWAY = re.compile(rf"^\|x\|>=({_NUMBER})$")
 _CLASSES = re.compile(r"^classes\((.+)\)$")
+_IGNORE = re.compile(r"^ignore\(\s*([-+]?\d+)\s*\)$")
 GRAMMAR = """\
     SPEC   := ITEM (" " ITEM)*
     ITEM   := PATH "=" DIMS (":" KIND)*    an array argument (or a leaf of one)
@@ -61,6 +62,8 @@ GRAMMAR = """\
             | soft            rows of probabilities over the last axis (soft labels)
             | classes(K)      int64 class indices in [0, K), K a SIZE (y=m:classes(k))
             | distinct        no two values equal (no ties; combine: x=m,n:[-1,1]:distinct)
+            | ignore(V)       with classes(K): some labels are the integer V, a label the
+                              loss skips (y=m:classes(k):ignore(-1), also classes(k)|ignore(-1))
 """
 """The grammar, as ``python -m verification audit --help`` prints it."""
 
@@ -178,6 +181,7 @@ class Value:
     open_high: bool = False
     classes: Size | None = None
     distinct: bool = False
+    ignore: int | None = None
 
 
 @dataclass(frozen=True)
@@ -203,13 +207,18 @@ def parse_kinds(texts: list[str]) -> Value:
     """The ``Value`` of a list of KINDs (at most one besides ``distinct``).
 
     >>> parse_kinds(["(0,1)"])
-    Value(kind='interval', low=0.0, high=1.0, open_low=True, open_high=True, classes=None, distinct=False)
+    Value(kind='interval', low=0.0, high=1.0, open_low=True, open_high=True, classes=None, distinct=False, ignore=None)
     """
     value = Value()
     chosen: str | None = None
-    for text in (t.strip() for t in texts):
+    split = [part for t in texts for part in t.replace("|ignore(", ":ignore(").split(":")]
+    for text in (t.strip() for t in split):
         if text == "distinct":
             value = Value(**{**value.__dict__, "distinct": True})
+            continue
+        ignore = _IGNORE.match(text)
+        if ignore:
+            value = Value(**{**value.__dict__, "ignore": int(ignore[1])})
             continue
         if chosen is not None:
             raise ValueError(f"two kinds {chosen!r} and {text!r}: give one (plus distinct)")
@@ -249,9 +258,12 @@ def parse_kinds(texts: list[str]) -> Value:
         else:
             raise ValueError(
                 f"unknown kind {text!r}: expected real, [lo,hi], (lo,hi), prob, positive, "
-                "|x|>=d, ints[lo,hi], binary, pm1, onehot, soft, classes(K) or distinct"
+                "|x|>=d, ints[lo,hi], binary, pm1, onehot, soft, classes(K), distinct or "
+                "ignore(V)"
             )
         value = Value(**{**value.__dict__, **fields})
+    if value.ignore is not None and value.kind != "classes":
+        raise ValueError(f"ignore({value.ignore}) goes with classes(K), not with {value.kind}")
     return value
 
 
@@ -259,7 +271,7 @@ def parse_item(text: str) -> tuple[list[str], ArraySpec | Fixed]:
     """One ITEM: (its PATH as a list of names, what it is).
 
     >>> parse_item("params.W1=n,h")
-    (['params', 'W1'], ArraySpec(dims=('n', 'h'), value=Value(kind='real', low=-inf, high=inf, open_low=False, open_high=False, classes=None, distinct=False)))
+    (['params', 'W1'], ArraySpec(dims=('n', 'h'), value=Value(kind='real', low=-inf, high=inf, open_low=False, open_high=False, classes=None, distinct=False, ignore=None)))
     >>> parse_item("stride:=2")
     (['stride'], Fixed(value=2))
     """

@@ -21,6 +21,7 @@ Without a declaration nothing changes.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,8 +32,20 @@ from hypothesis import strategies as st
 from jax import tree_util
 
 from verification.auditing._oracle import FiniteDifferences
+from verification.auditing._simplify import declare_domain, domain_of
 
-__all__ = ["BY_NAME", "MAX_TIES", "MLP_RELU", "RELU", "Kinks", "aimed", "at_kink", "source"]
+__all__ = [
+    "BY_NAME",
+    "MAX_TIES",
+    "MLP_RELU",
+    "RELU",
+    "Kinks",
+    "aimed",
+    "at_kink",
+    "kinks_at",
+    "pool_ties",
+    "source",
+]
 
 Aim = Callable[[st.DrawFn, tuple[Any, ...], tuple[int, ...]], tuple[Any, ...]]
 """``aim(draw, args, argnums) -> args`` with some elements moved exactly onto kinks."""
@@ -49,6 +62,9 @@ class Kinks:
 
     convention: str
     aim: Aim
+    rebuild: tuple[str, str] | None = None
+    """(Python lines, an expression) that rebuild this declaration in a reproducer (the
+    expression "kinks" when the lines bind that name themselves); None: see ``source``."""
 
 
 def _bool_mask(draw: st.DrawFn, shape: tuple[int, ...]) -> np.ndarray[Any, Any]:
@@ -116,6 +132,87 @@ BY_NAME = {"relu": RELU, "mlp-relu": MLP_RELU, "max-ties": MAX_TIES}
 """The built-in declarations by the names a user writes (``--kinks``, a pyproject table)."""
 
 
+def kinks_at(points: Sequence[float], convention: str | None = None) -> Kinks:
+    """Kinks at the values ``points`` (clip or hardtanh at -1 and 1, a threshold at 0.5).
+
+    Aims by setting drawn elements of the differentiated arguments exactly to drawn values of
+    ``points``. ``convention``: in words for the report (default: "the derivative at x = -1,
+    1 is the reference's").
+
+    >>> kinks_at([-1, 1]).convention
+    "the derivative at x = -1, 1 is the reference's"
+
+    Raises ValueError for no points or a point that is not finite.
+    """
+    values = tuple(float(p) for p in points)
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"kinks_at needs finite points, got {list(points)}")
+
+    def put(draw: st.DrawFn, args: tuple[Any, ...], argnums: tuple[int, ...]) -> tuple[Any, ...]:
+        def at(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+            n = int(np.prod(a.shape, dtype=np.int64))
+            chosen = draw(st.lists(st.sampled_from(values), min_size=n, max_size=n))
+            where = _bool_mask(draw, a.shape)
+            a[where] = np.array(chosen, dtype=np.float64).reshape(a.shape)[where]
+            return a
+
+        return _map_differentiated(args, argnums, at)
+
+    words = ", ".join(f"{v:g}" for v in values)
+    return Kinks(
+        convention or f"the derivative at x = {words} is the reference's",
+        put,
+        (
+            "from verification.auditing import kinks_at",
+            f"kinks_at({list(values)!r}{'' if convention is None else f', {convention!r}'})",
+        ),
+    )
+
+
+def pool_ties(window: tuple[int, int], stride: tuple[int, int] | None = None) -> Kinks:
+    """Ties of maxima inside the 2-D pooling windows (``window`` = (kh, kw), ``stride``
+    default ``window``) over the last two axes of the differentiated arguments.
+
+    Aims by copying the maximum of drawn windows to another drawn position of the same window
+    (not only along the last axis, as ``MAX_TIES``).
+
+    Raises ValueError for a window or stride that is not two positive ints.
+    """
+    steps = window if stride is None else stride
+    for name, pair in (("window", window), ("stride", steps)):
+        if len(pair) != 2 or not all(isinstance(k, int) and k >= 1 for k in pair):
+            raise ValueError(f"pool_ties: {name} must be two ints >= 1, got {pair!r}")
+    kh, kw = window
+    sh, sw = steps
+
+    def tie(draw: st.DrawFn, args: tuple[Any, ...], argnums: tuple[int, ...]) -> tuple[Any, ...]:
+        def put(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+            if a.ndim < 2 or kh * kw < 2:
+                return a
+            height, width = a.shape[-2:]
+            starts = [
+                (i, j) for i in range(0, height - kh + 1, sh) for j in range(0, width - kw + 1, sw)
+            ]
+            planes = a.reshape(-1, height, width)
+            flags = _bool_mask(draw, (planes.shape[0], len(starts)))
+            for plane, plane_flags in zip(planes, flags, strict=True):
+                for (i, j), flag in zip(starts, plane_flags, strict=True):
+                    if flag:
+                        block = plane[i : i + kh, j : j + kw]  # a view: writes go to ``a``
+                        best = int(np.argmax(block))
+                        other = draw(st.integers(0, block.size - 2))
+                        block.flat[other + (other >= best)] = block.flat[best]
+            return planes.reshape(a.shape)
+
+        return _map_differentiated(args, argnums, put)
+
+    return Kinks(
+        "a tie of maxima inside a pooling window goes where the reference sends it",
+        tie,
+        ("from verification.auditing import pool_ties", f"pool_ties({window!r}, {stride!r})"),
+    )
+
+
 def aimed(
     strategy: st.SearchStrategy[tuple[Any, ...]], kinks: Kinks, argnums: Sequence[int]
 ) -> st.SearchStrategy[tuple[Any, ...]]:
@@ -126,7 +223,7 @@ def aimed(
     def aim(draw: st.DrawFn) -> tuple[Any, ...]:
         return kinks.aim(draw, draw(strategy), positions)
 
-    return aim()
+    return declare_domain(aim(), domain_of(strategy))
 
 
 def at_kink(fd: FiniteDifferences, reference: float, resolution: float) -> bool:
@@ -158,9 +255,17 @@ def _importable_name(kinks: Kinks) -> tuple[str, str] | None:
 
 
 def source(kinks: Kinks) -> tuple[str, str]:
-    """(a line of Python that defines it, its name) for a reproducer: the import of a built-in
-    declaration or of the user's own from the module that defines it, else its construction
-    from an importable ``aim``; a placeholder only when neither can be imported."""
+    """(a line of Python that defines it, its name) for a reproducer: its ``rebuild``
+    (``kinks_at``, ``pool_ties``), the import of a built-in declaration or of the user's own
+    from the module that defines it, else its construction from an importable ``aim``; a
+    placeholder only when neither can be imported."""
+    if kinks.rebuild is not None:
+        line, expression = kinks.rebuild
+        return (
+            (line, expression)
+            if expression == "kinks"
+            else (f"{line}\nkinks = {expression}", "kinks")
+        )
     for name, builtin in (("RELU", RELU), ("MLP_RELU", MLP_RELU), ("MAX_TIES", MAX_TIES)):
         if kinks is builtin:
             return f"from verification.auditing import {name}", name

@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -97,6 +98,8 @@ class AuditReport:
     title, reproducer_calls : set by other kinds of audit (``audit_vjp``): the report's first
         line after the verdict, and the reproducer's lines after ``args = ...``.
     concrete : the audit was given one input (a tuple), not a strategy: no seed is printed.
+    save_dir : where a counterexample too large to print is saved (None: ``MANUAL_BP_AUDIT_DIR``
+        or the temporary folder, ``_reproducer.save_directory``).
     """
 
     passed: bool
@@ -142,6 +145,7 @@ class AuditReport:
     concrete: bool = False
     """The audit checked one given input (no search: no seed to print)."""
     profile: Profile | None = None
+    save_dir: Path | None = None
 
     @property
     def verdict(self) -> str:
@@ -202,7 +206,8 @@ class AuditReport:
         saved ``.npz``."""
         if self.counterexample_size[0] <= LITERAL_LIMIT:
             return [f"args = {python_literal(self.counterexample)}"]
-        return rebuild_source(self.counterexample, save_counterexample(self.counterexample))
+        saved = save_counterexample(self.counterexample, self.save_dir, self.grad_fn)
+        return rebuild_source(self.counterexample, saved)
 
     def _large_input_lines(self) -> list[str]:
         """Shapes of a counterexample too large to print."""

@@ -10,6 +10,8 @@ restored by code).
 
 from __future__ import annotations
 
+import os
+import re
 import tempfile
 import zlib
 from collections.abc import Sequence
@@ -21,10 +23,12 @@ from jax import tree_util
 
 __all__ = [
     "LITERAL_LIMIT",
+    "SAVE_DIR_VARIABLE",
     "offending_elements",
     "python_literal",
     "rebuild_source",
     "save_counterexample",
+    "save_directory",
     "shape_lines",
 ]
 
@@ -79,9 +83,24 @@ def _is_array(x: Any) -> bool:
     return isinstance(x, (np.ndarray, np.generic))
 
 
-def save_counterexample(args: Any, directory: Path | None = None) -> Path:
-    """Save every array leaf of ``args`` to ``directory/counterexample-<crc32>.npz`` (default:
-    the system's temporary folder, ``manual-bp-audit/``); returns the path.
+SAVE_DIR_VARIABLE = "MANUAL_BP_AUDIT_DIR"
+"""The environment variable that names the folder for saved counterexamples."""
+
+
+def save_directory(directory: Path | None = None) -> Path:
+    """Where counterexamples are saved: ``directory``, else the folder named by the
+    environment variable ``MANUAL_BP_AUDIT_DIR``, else ``manual-bp-audit/`` in the system's
+    temporary folder."""
+    if directory is not None:
+        return directory
+    chosen = os.environ.get(SAVE_DIR_VARIABLE)
+    return Path(chosen) if chosen else Path(tempfile.gettempdir()) / "manual-bp-audit"
+
+
+def save_counterexample(args: Any, directory: Path | None = None, name: str | None = None) -> Path:
+    """Save every array leaf of ``args`` to ``counterexample-<name>-<crc32>.npz`` in
+    ``save_directory(directory)`` (``name``: the audited function, e.g. ``mymodule:grad``,
+    kept to letters, digits, ``.``, ``_`` and ``-``); returns the path.
 
     bfloat16 leaves are saved as their uint16 bit patterns (``.npz`` cannot hold them) and
     restored by ``rebuild_source``'s code.
@@ -91,9 +110,10 @@ def save_counterexample(args: Any, directory: Path | None = None) -> Path:
     crc = 0
     for a in stored.values():
         crc = zlib.crc32(a.tobytes(), crc)
-    folder = directory or Path(tempfile.gettempdir()) / "manual-bp-audit"
+    folder = save_directory(directory)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"counterexample-{crc:08x}.npz"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace(":", ".")).strip("_.") if name else ""
+    path = folder / f"counterexample-{slug + '-' if slug else ''}{crc:08x}.npz"
     np.savez(path, **stored)  # type: ignore[arg-type]
     return path
 

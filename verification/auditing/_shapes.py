@@ -14,7 +14,8 @@ bugs hide: every size 1 (m = 1, k = 1), one dimension at 2 and the others at 1 (
 needs two samples or two classes shrinks to a tiny example), every size equal (square
 matrices: a transposed gradient has the right shape there) and two rectangular mixes; profiles
 where a derived size would be < 1 are left out. Hypothesis shrinks towards the first profile,
-all ones. Pass ``dims`` to choose sizes yourself (then each dimension is drawn independently).
+all ones. Pass ``dims`` to choose sizes yourself for some dimensions or all (each named one is
+then drawn independently; the others keep their profiles).
 
 Values of kind "real" draw a bound per array from ``bounds`` (default 3 and 1000) and elements
 uniformly in [-bound, bound], no subnormals, NaN or inf. The large bound makes logits overflow a
@@ -23,6 +24,7 @@ naive exp (exp(709.8) overflows float64, exp(88.7) float32).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -31,11 +33,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.typing import DTypeLike, NDArray
 
+from verification.auditing._elements import drawn_dtype, elements, label_rows
 from verification.auditing._grammar import (
     ArraySpec,
     Fixed,
     Size,
-    Value,
     parse_array,
     parse_kinds,
     parse_size,
@@ -44,6 +46,7 @@ from verification.auditing._grammar import (
     size_value,
 )
 from verification.auditing._lowprec import BFLOAT16, default_bounds
+from verification.auditing._simplify import declare_domain
 
 __all__ = ["ArgKind", "ShapeSpec", "named_arrays", "parse_shapes", "size_profiles"]
 
@@ -147,6 +150,7 @@ def _normalise(spec: ShapeSpec, kinds: Mapping[str, str]) -> tuple[dict[str, Any
     fixed = {
         n: v.value for n, v in nodes.items() if isinstance(v, Fixed) and isinstance(v.value, int)
     }
+    _check_class_counts(nodes, fixed)
     for array in (a for node in nodes.values() for a in _arrays_in(node)):
         value = array.value
         if value.kind in ("onehot", "soft") and not array.dims:
@@ -154,6 +158,27 @@ def _normalise(spec: ShapeSpec, kinds: Mapping[str, str]) -> tuple[dict[str, Any
         if value.distinct and value.kind in ("binary", "pm1", "onehot", "soft", "classes"):
             raise ValueError(f"distinct values cannot be drawn for kind {value.kind}")
     return nodes, fixed
+
+
+def _check_class_counts(nodes: Mapping[str, Any], fixed: Mapping[str, int]) -> None:
+    """A class count ``classes(K)`` must name a dimension some array has (or a fixed int): a
+    name that appears once only is a typo (``classes(q)`` for ``classes(k)``), and labels
+    drawn below it would not fit the logits."""
+    arrays = [a for node in nodes.values() for a in _arrays_in(node)]
+    used = [n for a in arrays for d in a.dims for n in size_names(d)]
+    for array in arrays:
+        if array.value.classes is None:
+            continue
+        for name in size_names(array.value.classes):
+            if name in used or name in fixed:
+                continue
+            once = [n for n in dict.fromkeys(used) if used.count(n) == 1]
+            close = difflib.get_close_matches(name, list(dict.fromkeys(used)), 1) or once[:1]
+            hint = f"; did you mean classes({close[0]})?" if close else ""
+            raise ValueError(
+                f"classes({name}): {name!r} appears once only (no argument has a dimension "
+                f"{name!r}), so the labels' range is tied to no array{hint}"
+            )
 
 
 def _all_sizes(nodes: Mapping[str, Any]) -> list[Size]:
@@ -169,63 +194,6 @@ def _fits(sizes: Sequence[Size], values: Mapping[str, int]) -> bool:
     return all(size_value(s, values) >= 1 for s in sizes)
 
 
-def _bounded(low: float, high: float, dtype: np.dtype[Any]) -> tuple[float, float]:
-    """[low, high] rounded inwards to values the dtype holds exactly (hypothesis needs that)."""
-    t = dtype.type
-    lo, hi = t(low), t(high)
-    if float(lo) < low:
-        lo = np.nextafter(lo, t(np.inf))
-    if float(hi) > high:
-        hi = np.nextafter(hi, t(-np.inf))
-    return float(lo), float(hi)
-
-
-def _drawn(dtype: np.dtype[Any]) -> np.dtype[Any]:
-    """The dtype hypothesis draws for ``dtype``: bfloat16 is drawn as float32, then rounded."""
-    return np.dtype(np.float32) if dtype == BFLOAT16 else dtype
-
-
-def _elements(value: Value, dtype: np.dtype[Any], bound: float) -> st.SearchStrategy[Any]:
-    dtype = _drawn(dtype)
-    width: Literal[16, 32, 64] = 16 if dtype == np.float16 else 32 if dtype == np.float32 else 64
-
-    def floats(low: float, high: float, **kw: bool) -> st.SearchStrategy[float]:
-        lo, hi = _bounded(low, high, dtype)
-        return st.floats(lo, hi, width=width, allow_subnormal=False, **kw)
-
-    kind = value.kind
-    if kind == "interval":
-        low = value.low if np.isfinite(value.low) else -bound
-        high = value.high if np.isfinite(value.high) else bound
-        return floats(low, high, exclude_min=value.open_low, exclude_max=value.open_high)
-    if kind == "positive":
-        return floats(0.0, bound, exclude_min=True)
-    if kind == "away":
-        top = max(bound, 2 * value.low)
-        return st.one_of(floats(value.low, top), floats(-top, -value.low))
-    if kind == "ints":
-        return st.integers(int(value.low), int(value.high)).map(float)
-    if kind == "binary":
-        return st.sampled_from([0.0, 1.0])
-    if kind == "pm1":
-        return st.sampled_from([-1.0, 1.0])
-    return floats(-bound, bound)
-
-
-def _rows(
-    draw: st.DrawFn, dtype: np.dtype[Any], shape: tuple[int, ...], soft: bool
-) -> NDArray[Any]:
-    k = shape[-1]
-    rows = int(np.prod(shape[:-1], dtype=np.int64))
-    if not soft:
-        classes = draw(st.lists(st.integers(0, k - 1), min_size=rows, max_size=rows))
-        return np.eye(k, dtype=dtype)[classes].reshape(shape)
-    weights = draw(hnp.arrays(np.float64, (rows, k), elements=st.floats(0.0, 1.0)))
-    totals = weights.sum(axis=1, keepdims=True)
-    probs = np.where(totals > 0, weights / np.where(totals > 0, totals, 1.0), 1.0 / k)
-    return probs.astype(dtype).reshape(shape)
-
-
 def _one_array(
     draw: st.DrawFn,
     dtype: np.dtype[Any],
@@ -236,13 +204,16 @@ def _one_array(
     shape = tuple(size_value(d, sizes) for d in array.dims)
     value = array.value
     if value.kind in ("onehot", "soft"):
-        return _rows(draw, dtype, shape, value.kind == "soft")
+        return label_rows(draw, dtype, shape, value.kind == "soft")
     if value.kind == "classes":
         k = size_value(value.classes if value.classes is not None else 1, sizes)
-        return draw(hnp.arrays(np.int64, shape, elements=st.integers(0, k - 1)))
+        labels = st.integers(0, k - 1)
+        if value.ignore is not None:  # shrinks towards real labels
+            labels = st.one_of(labels, st.just(value.ignore))
+        return draw(hnp.arrays(np.int64, shape, elements=labels))
     bound = draw(bounds) if value.kind in ("real", "positive", "away", "interval") else 1.0
-    elements = _elements(value, dtype, bound)
-    out = draw(hnp.arrays(_drawn(dtype), shape, elements=elements, unique=value.distinct))
+    drawn = elements(value, dtype, bound)
+    out = draw(hnp.arrays(drawn_dtype(dtype), shape, elements=drawn, unique=value.distinct))
     return out if out.dtype == dtype else out.astype(dtype)
 
 
@@ -282,8 +253,9 @@ def named_arrays(
         the grammar (``"m,n:[0,1]"``, ``"m:classes(k)"``, see ``_grammar``), a number (a
         fixed argument: ``0.01``, a stride ``2``), or a dict, list, tuple or NamedTuple of
         those (a pytree argument).
-    dims : dimension name -> sizes to draw from, independently per dimension. Default: the
-        joint profiles of ``size_profiles`` (few shapes, so few JAX compilations).
+    dims : dimension name -> sizes to draw from, independently per dimension; the names it
+        does not give keep the default, the joint profiles of ``size_profiles`` (few shapes,
+        so few JAX compilations).
     dtype : float64 (default), float32, float16 or bfloat16 (``ml_dtypes.bfloat16``), the
         dtype of every float array (the audit judges float16 and bfloat16 by ``_lowprec``).
     kinds : argument name -> a KIND of the grammar for that (array) argument, e.g. "onehot",
@@ -298,8 +270,8 @@ def named_arrays(
 
     Raises
     ------
-    ValueError : a malformed spec, a kind for an unknown argument, sizes missing from ``dims``
-        or a size < 1, no size profile where every derived size is >= 1, a dtype other than
+    ValueError : a malformed spec, a kind for an unknown argument, a name in ``dims`` that no
+        size uses, or a size < 1, no size profile where every derived size is >= 1, a dtype other than
         float32/float64 (or float16, bfloat16), or no bounds.
 
     Examples
@@ -335,15 +307,24 @@ def named_arrays(
             )
         sizes = st.sampled_from(profiles)
     else:
-        missing = [n for n in names if n not in dims]
-        if missing:
-            raise ValueError(f"dims gives no sizes for {missing} (spec uses {names})")
-        for name in names:
+        unused = [n for n in dims if n not in names]
+        if unused:
+            close = {n: difflib.get_close_matches(n, names, 1) for n in unused}
+            hint = "".join(f"; did you mean {c[0]!r} for {n!r}?" for n, c in close.items() if c)
+            raise ValueError(
+                f"dims gives sizes for {unused}, a name no size of the spec uses (spec uses "
+                f"{names}){hint}"
+            )
+        for name in dims:
             if not dims[name] or min(dims[name]) < 1:
                 raise ValueError(f"sizes of {name!r} must be >= 1, got {list(dims[name])}")
-        sizes = st.fixed_dictionaries({n: st.sampled_from(list(dims[n])) for n in names}).filter(
-            lambda p: _fits(all_sizes, {**p, **fixed})
-        )
+        # The names dims gives are drawn from its sizes, the others from the default profiles.
+        rest = [n for n in names if n not in dims]
+        sizes = st.tuples(
+            st.fixed_dictionaries({n: st.sampled_from(list(dims[n])) for n in dims}),
+            st.sampled_from(size_profiles(rest)),
+        ).map(lambda pair: {**pair[0], **pair[1]})
+        sizes = sizes.filter(lambda p: _fits(all_sizes, {**p, **fixed}))
     bound_choice = st.sampled_from(list(bounds))
 
     @st.composite
@@ -351,15 +332,15 @@ def named_arrays(
         size = {**draw(sizes), **fixed}
         return tuple(_draw_node(draw, node, dt, size, bound_choice) for node in nodes.values())
 
-    return draw_args()
+    return declare_domain(draw_args(), tuple(nodes.values()))
 
 
 def parse_shapes(text: str) -> dict[str, Any]:
     """The command line's ``--shapes`` SPEC as ``named_arrays``'s spec (grammar: ``_grammar``).
 
-    >>> spec = parse_shapes("x=m,n y=m:classes(k) lam:=0.1")
+    >>> spec = parse_shapes("x=m,k y=m:classes(k) lam:=0.1")
     >>> spec["x"].dims, spec["y"].value.kind, spec["lam"].value
-    (('m', 'n'), 'classes', 0.1)
+    (('m', 'k'), 'classes', 0.1)
     """
     spec = parse_spec_text(text)
     _normalise(spec, {})

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["resolve"]
+__all__ = ["lookup", "resolve"]
 
 
 def resolve(target: str) -> Callable[..., Any]:
@@ -19,12 +19,24 @@ def resolve(target: str) -> Callable[..., Any]:
 
     Raises
     ------
-    ValueError : no ``:`` in ``target``, or the module has no callable of that name.
-    ImportError : the module cannot be imported (also for an error while importing it).
+    ValueError : no ``:`` in ``target`` (with the ``MODULE:NAME`` meant, for a
+        ``MODULE.NAME``), or the module has no callable of that name.
+    ImportError : the module cannot be imported (also for an error while importing it); a
+        module not found names the current directory and how to put it on the path.
     """
+    fn = lookup(target)
+    if not callable(fn):
+        raise ValueError(f"{target} is not callable")
+    return fn
+
+
+def lookup(target: str) -> Any:
+    """The object named by ``MODULE:NAME`` (see ``resolve``), callable or not."""
     module_name, sep, name = target.rpartition(":")
     if not sep or not module_name or not name:
-        raise ValueError(f"expected MODULE:FUNCTION, got {target!r}")
+        head, dot, tail = target.removesuffix(".py").rpartition(".")
+        hint = f" (did you mean {head}:{tail}?)" if dot and head and tail else ""
+        raise ValueError(f"expected MODULE:FUNCTION, got {target!r}{hint}")
     try:
         if module_name.endswith(".py"):
             path = Path(module_name)
@@ -36,6 +48,15 @@ def resolve(target: str) -> Callable[..., Any]:
             spec.loader.exec_module(module)
         else:
             module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name is None or not (module_name + ".").startswith(error.name + "."):
+            raise  # the user's module imports something missing: its own message
+        raise ImportError(
+            f"no module named {module_name!r} in the current directory ({Path.cwd()}) or on "
+            "the Python path: run from the folder that holds it, give its path "
+            f"(path/to/{module_name.replace('.', '/')}.py:{name}), or add its folder to "
+            "PYTHONPATH"
+        ) from None
     except ImportError:
         raise
     except Exception as error:  # the user's module raised while importing
@@ -48,6 +69,4 @@ def resolve(target: str) -> Callable[..., Any]:
         fn = getattr(fn, part, None)  # type: ignore[assignment]
         if fn is None:
             raise ValueError(f"{module_name} has no attribute {name!r}")
-    if not callable(fn):
-        raise ValueError(f"{target} is not callable")
     return fn

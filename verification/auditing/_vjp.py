@@ -37,6 +37,7 @@ from verification.auditing._errors import AuditSpecError
 from verification.auditing._kinks import Kinks, source
 from verification.auditing._lowprec import is_float
 from verification.auditing._report import AuditReport, _import_line, function_name
+from verification.auditing._simplify import declare_domain, domain_of
 from verification.auditing._stages import Stage
 
 __all__ = ["audit_vjp"]
@@ -151,6 +152,13 @@ def _pairing(forward_ref: Callable[..., Any]) -> Callable[..., Any]:
     return pairing
 
 
+def _argnums_words(argnums: int | Sequence[int], inputs: int) -> str:
+    return (
+        f"argnums {argnums!r} is out of range for the {inputs} inputs given (the cotangent is "
+        "not one of them): count from 0"
+    )
+
+
 def audit_vjp(
     backward: Any,
     forward_ref: Callable[..., Any],
@@ -260,11 +268,23 @@ def audit_vjp(
     if order != 1:
         raise AuditSpecError(f"order must be 1 or 2, got {order!r}")
     argnums_t = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    domain = domain_of(args) if isinstance(args, st.SearchStrategy) else None
+    inputs = len(args) if isinstance(args, tuple) else None if domain is None else len(domain)
+    if inputs is not None and argnums_t and max(argnums_t, default=0) >= inputs:
+        raise AuditSpecError(_argnums_words(argnums, inputs))
     grad_fn = _candidate(backward, forward, argnums_t)
     full: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]
     if isinstance(args, st.SearchStrategy):
-        full = st.tuples(args, st.integers(0, 2**32 - 1)).map(
-            lambda t: (*t[0], draw_cotangent(forward_ref, t[0], t[1]))
+
+        def with_cotangent(drawn: tuple[tuple[Any, ...], int]) -> tuple[Any, ...]:
+            inputs, cot_seed = drawn
+            if max(argnums_t, default=0) >= len(inputs):  # a strategy without a declared domain
+                raise AuditSpecError(_argnums_words(argnums, len(inputs)))
+            return (*inputs, draw_cotangent(forward_ref, inputs, cot_seed))
+
+        full = declare_domain(
+            st.tuples(args, st.integers(0, 2**32 - 1)).map(with_cotangent),
+            None if domain is None else (*domain, None),
         )
     else:
         cot = cotangent if cotangent is not None else draw_cotangent(forward_ref, args, seed or 0)

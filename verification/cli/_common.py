@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -16,7 +17,9 @@ __all__ = [
     "EXIT_USAGE",
     "OneLineParser",
     "UsageError",
+    "_folder",
     "_writable",
+    "pipe_closed",
 ]
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
@@ -43,3 +46,21 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _folder(path_text: str) -> Path:
+    path = Path(path_text)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--save-dir {path_text}: is a file; give a folder")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not os.access(existing, os.W_OK):
+        raise UsageError(f"--save-dir {path_text}: cannot write there; choose another folder")
+    return path
+
+
+def pipe_closed() -> int:
+    """Exit status 0 after stdout's reader went away (``... | head``): the rest of the output
+    goes to /dev/null, so that the interpreter's final flush prints no BrokenPipeError."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_PASSED

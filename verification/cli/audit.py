@@ -3,6 +3,8 @@
     python -m verification audit MODULE:GRAD_FN --loss MODULE:LOSS_FN --shapes "x=m,n w=n,h"
         [--argnums 0,1] [--dtype float64|float32|float16|bfloat16] [--max-examples 200] [--seed S] [--json PATH]
         [--dims "m=1,2,3 n=2"] [--bounds 3,1000]
+        [--kinks relu|mlp-relu|max-ties|at=V,V|pool-ties=KHxKW[/SHxSW]|MODULE:NAME]
+        [--stages MODULE:NAME --intermediates MODULE:FUNCTION]
 
 MODULE is an importable module name (the current directory is on the path) or a path to a
 ``.py`` file. GRAD_FN(*args) must return the gradient of the JAX function LOSS_FN(*args) with
@@ -24,7 +26,7 @@ from typing import Any, NamedTuple
 
 from verification.auditing import OracleRefusedError, audit, named_arrays
 from verification.auditing._grammar import GRAMMAR
-from verification.auditing._lowprec import BFLOAT16
+from verification.auditing._lowprec import BFLOAT16, default_bounds
 from verification.auditing._shapes import DEFAULT_BOUNDS, parse_shapes
 from verification.auditing._targets import resolve
 from verification.cli._common import (
@@ -34,23 +36,15 @@ from verification.cli._common import (
     EXIT_USAGE,
     OneLineParser,
     UsageError,
+    _folder,
     _writable,
+    pipe_closed,
 )
+from verification.cli._declarations import add_declaration_options, declarations
 
-__all__ = [
-    "EXIT_FAILED",
-    "EXIT_INCONCLUSIVE",
-    "EXIT_PASSED",
-    "EXIT_USAGE",
-    "OneLineParser",
-    "SearchInputs",
-    "add_search_options",
-    "finish",
-    "main",
-    "resolve",
-    "search_inputs",
-]
+__all__ = ["DTYPES", "SearchInputs", "add_search_options", "finish", "main", "search_inputs"]
 
+DTYPES = ("float64", "float32", "float16", "bfloat16")
 _PROG = "python -m verification audit"
 
 
@@ -108,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("grad_fn", help="MODULE:FUNCTION, the gradient function audited")
     parser.add_argument("--loss", required=True, help="MODULE:FUNCTION, the JAX loss (required)")
     add_search_options(parser)
+    add_declaration_options(parser)
     return parser
 
 
@@ -124,7 +119,7 @@ def add_search_options(parser: argparse.ArgumentParser, what: str = "arguments")
     parser.add_argument(
         "--dtype",
         default="float64",
-        choices=["float64", "float32", "float16", "bfloat16"],
+        choices=list(DTYPES),
         help="dtype of every float array drawn (default: float64); float16 and bfloat16 are "
         "judged against jax.grad in that dtype",
     )
@@ -144,14 +139,17 @@ def add_search_options(parser: argparse.ArgumentParser, what: str = "arguments")
     parser.add_argument(
         "--dims",
         default=None,
-        help='sizes to draw per dimension name, "m=1,2,3 n=2" (default: joint profiles of '
-        "sizes 1 to 4, all ones first)",
+        help='sizes to draw for the dimension names given, "m=1,2,3 n=2"; the others keep '
+        "the default (default: joint profiles of sizes 1 to 4, all ones first)",
     )
     parser.add_argument(
         "--bounds",
         default=None,
         help="largest |value| of real arrays, one drawn per array, e.g. 3,1000 (default: "
-        + ",".join(f"{b:g}" for b in DEFAULT_BOUNDS)
+        + "; ".join(
+            f"{','.join(f'{b:g}' for b in bounds)} for {', '.join(names)}"
+            for bounds, names in _default_bounds_by_dtype().items()
+        )
         + ")",
     )
     parser.add_argument(
@@ -175,6 +173,23 @@ def add_search_options(parser: argparse.ArgumentParser, what: str = "arguments")
         help="on a mismatch, do not look for the line where the error enters (the report's "
         "where: section; looking runs the candidate again under a line tracer)",
     )
+    parser.add_argument(
+        "--save-dir",
+        default=None,
+        metavar="DIR",
+        help="folder for a counterexample too large to print, saved as "
+        "counterexample-<function>-<checksum>.npz (default: $MANUAL_BP_AUDIT_DIR, else "
+        "manual-bp-audit/ in the system's temporary folder)",
+    )
+
+
+def _default_bounds_by_dtype() -> dict[tuple[float, ...], list[str]]:
+    """The default ``--bounds`` of each ``--dtype`` (``_lowprec.default_bounds``)."""
+    out: dict[tuple[float, ...], list[str]] = {}
+    for name in DTYPES:
+        dtype = BFLOAT16 if name == "bfloat16" else name
+        out.setdefault(default_bounds(dtype) or DEFAULT_BOUNDS, []).append(name)
+    return out
 
 
 def _fail(message: str) -> int:
@@ -186,6 +201,7 @@ class SearchInputs(NamedTuple):
     """What the shared options give, checked: the output path, the spec, argnums, strategy."""
 
     json_path: Path | None
+    save_dir: Path | None
     spec: dict[str, Any]
     argnums: int | tuple[int, ...]
     strategy: Any
@@ -203,6 +219,7 @@ def search_inputs(options: argparse.Namespace, what: str = "arguments") -> Searc
     if options.seed is not None and options.seed < 0:
         raise UsageError(f"--seed {options.seed}: give 0 or more")
     json_path = _writable(options.json) if options.json else None
+    save_dir = _folder(options.save_dir) if options.save_dir else None
     spec = parse_shapes(options.shapes)
     argnums = _ints(options.argnums, "--argnums")
     if max(argnums) >= len(spec) or min(argnums) < 0:
@@ -216,14 +233,20 @@ def search_inputs(options: argparse.Namespace, what: str = "arguments") -> Searc
         dtype=BFLOAT16 if options.dtype == "bfloat16" else options.dtype,
         bounds=_bounds(options.bounds) if options.bounds else None,
     )
-    return SearchInputs(json_path, spec, argnums[0] if len(argnums) == 1 else argnums, strategy)
+    argnums_given = argnums[0] if len(argnums) == 1 else argnums
+    return SearchInputs(json_path, save_dir, spec, argnums_given, strategy)
 
 
-def finish(report: Any, json_path: Path | None) -> int:
-    """Print ``report``, write its JSON where asked; the exit status of its verdict."""
-    print(report)
+def finish(report: Any, json_path: Path | None, save_dir: Path | None = None) -> int:
+    """Print ``report`` (a counterexample too large to print saved in ``save_dir``), write its
+    JSON where asked; the exit status of its verdict."""
+    report.save_dir = save_dir
     if json_path is not None:
         json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    try:
+        print(report, flush=True)
+    except BrokenPipeError:  # ... | head: the reader has what it wanted
+        pipe_closed()
     if report.passed:
         return EXIT_PASSED
     return EXIT_INCONCLUSIVE if report.inconclusive else EXIT_FAILED
@@ -236,9 +259,13 @@ def main(argv: list[str]) -> int:
         from verification.cli.audit_config import main as config_main
 
         return config_main(argv)  # the audits declared in a pyproject.toml
-    options = _parser().parse_args(argv)
+    try:
+        options = _parser().parse_args(argv)
+    except BrokenPipeError:  # --help | head
+        return pipe_closed()
     try:
         inputs = search_inputs(options)
+        declared = declarations(options)
         report = audit(
             resolve(options.grad_fn),
             resolve(options.loss),
@@ -250,7 +277,12 @@ def main(argv: list[str]) -> int:
             profile=options.profile,
             quick=options.quick,
             locate=not options.no_locate,
+            **declared,
         )
     except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
         return _fail(str(error))
-    return finish(report, inputs.json_path)
+    report.title = (
+        f"gradient audit of {options.grad_fn} against jax.grad of {options.loss} "
+        f"(argnums={report.argnums!r})"
+    )
+    return finish(report, inputs.json_path, inputs.save_dir)

@@ -23,8 +23,8 @@ from verification.auditing import OracleRefusedError, audit_hvp
 from verification.auditing._grammar import GRAMMAR
 from verification.auditing._targets import resolve
 from verification.cli._common import EXIT_USAGE, OneLineParser, UsageError
+from verification.cli._declarations import KINKS
 from verification.cli.audit import add_search_options, finish, search_inputs
-from verification.cli.audit_vjp import KINKS
 
 __all__ = ["main"]
 

@@ -2,7 +2,9 @@
 
     python -m verification audit-vjp MODULE:BACKWARD --reference MODULE:FORWARD_REF
         --shapes "x=m,n w=n,h b=h" [--forward MODULE:FORWARD] [--argnums 0,1,2]
-        [--kinks relu|mlp-relu|max-ties] [--dtype float64|float32|float16|bfloat16]
+        [--kinks relu|mlp-relu|max-ties|at=V,V|pool-ties=KHxKW[/SHxSW]|MODULE:NAME]
+        [--dtype float64|float32|float16|bfloat16]
+        [--stages MODULE:NAME --intermediates MODULE:FUNCTION]
         [--max-examples 200] [--seed S]
         [--dims "m=1,2,3 n=2"] [--bounds 3,1000] [--json PATH]
 
@@ -12,7 +14,8 @@ gradients, as layer code is written; BACKWARD may also be a ``torch.autograd.Fun
 subclass. FORWARD_REF is the JAX forward function (the ground truth, through ``jax.vjp``). The
 inputs are described by ``--shapes`` (the grammar of ``audit``); the cotangent is drawn at
 random. ``--kinks`` declares that the candidate's convention at these kinks is the reference's
-(``verification.auditing.RELU``, ``MLP_RELU``, ``MAX_TIES``). Prints the report; exit status 0
+(``verification.auditing.RELU``, ``MLP_RELU``, ``MAX_TIES``, ``kinks_at``, ``pool_ties``, or a
+``Kinks`` of your own as MODULE:NAME); ``--stages`` with ``--intermediates`` locates the stage that broke. Prints the report; exit status 0
 when the audit passes, 1 when it fails, 2 for a usage error (one line), 3 when it is
 inconclusive.
 """
@@ -24,14 +27,13 @@ import sys
 
 from verification.auditing import OracleRefusedError, audit_vjp
 from verification.auditing._grammar import GRAMMAR
-from verification.auditing._kinks import BY_NAME
 from verification.auditing._targets import resolve
-from verification.cli._common import EXIT_USAGE, OneLineParser, UsageError
+from verification.cli._common import EXIT_USAGE, OneLineParser, UsageError, pipe_closed
+from verification.cli._declarations import add_declaration_options, declarations
 from verification.cli.audit import add_search_options, finish, search_inputs
 
 __all__ = ["main"]
 
-KINKS = BY_NAME
 _PROG = "python -m verification audit-vjp"
 
 
@@ -51,22 +53,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--forward", default=None, help="MODULE:FUNCTION -> (out, cache) (default: none)"
     )
-    parser.add_argument(
-        "--kinks",
-        default=None,
-        choices=sorted(KINKS),
-        help="declare the reference's convention at these kinks (default: none)",
-    )
     add_search_options(parser, what="inputs")
+    add_declaration_options(parser)
     return parser
 
 
 def main(argv: list[str]) -> int:
     """Run the audit-vjp command; returns the exit status (0 passed, 1 failed, 2 usage error,
     3 inconclusive)."""
-    options = _parser().parse_args(argv)
+    try:
+        options = _parser().parse_args(argv)
+    except BrokenPipeError:  # --help | head
+        return pipe_closed()
     try:
         inputs = search_inputs(options, what="inputs")
+        declared = declarations(options)
         report = audit_vjp(
             resolve(options.backward),
             resolve(options.reference),
@@ -76,12 +77,15 @@ def main(argv: list[str]) -> int:
             max_examples=options.max_examples,
             seed=options.seed,
             arg_names=list(inputs.spec),
-            kinks=KINKS[options.kinks] if options.kinks else None,
             profile=options.profile,
             quick=options.quick,
             locate=not options.no_locate,
+            **declared,
         )
     except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
         print(f"{_PROG}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    return finish(report, inputs.json_path)
+    if report.title is not None:  # the functions as the user named them
+        report.title = report.title.replace(report.grad_fn, options.backward, 1)
+        report.title = report.title.replace(report.loss_fn, options.reference, 1)
+    return finish(report, inputs.json_path, inputs.save_dir)
