@@ -50,7 +50,7 @@ def test_the_matrix_covers_every_supported_python(noxfile: ModuleType) -> None:
 
 def test_ci_runs_the_locked_versions_and_the_newest_python_then_lint_and_types() -> None:
     script = (ROOT / ".ci/run").read_text()
-    assert "nox -s tests-locked tests-3.13 lint typecheck" in script
+    assert "nox -s tests-locked tests-3.13 lint typecheck docs" in script
 
 
 def test_the_locked_session_installs_the_lock_on_the_oldest_python(noxfile: ModuleType) -> None:
