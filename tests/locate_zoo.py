@@ -44,6 +44,19 @@ class Net(NamedTuple):
 
 
 DIMS = {"m": [1, 2, 5], "n": [1, 3, 4], "h": [1, 2, 6], "k": [1, 3, 7]}
+
+
+def _arrays(spec: dict[str, Any], **kw: Any) -> Any:
+    """``named_arrays`` with the sizes of ``DIMS`` that the spec uses (naming others is an
+    error)."""
+    used = {
+        d
+        for shape in spec.values()
+        for d in (shape if isinstance(shape, tuple) else shape.split(":")[0].split(","))
+    }
+    return named_arrays(spec, dims={d: s for d, s in DIMS.items() if d in used}, **kw)
+
+
 """Sizes per named dimension: 1 first (shrinking goes there), then sizes that let the second
 input of the localisation have every size distinct (the default size profiles repeat sizes)."""
 
@@ -60,7 +73,7 @@ def net_problems() -> Any:
         "x": ("m", "n"),
         "y": ("m", "k"),
     }
-    flat = named_arrays(spec, dims=DIMS, kinds={"y": "onehot"}, bounds=(2.0,))
+    flat = _arrays(spec, kinds={"y": "onehot"}, bounds=(2.0,))
     return flat.map(lambda a: (Net(*a[:4]), a[4], a[5]))
 
 
@@ -208,7 +221,7 @@ def net_da1_without_w2(params: Net, x: Array, y: Array) -> Net:
 
 def tanh_problems() -> Any:
     spec = {"x": ("m", "n"), "w1": ("n", "h"), "w2": ("h", "k"), "y": ("m", "k")}
-    return named_arrays(spec, dims=DIMS, bounds=(2.0,))
+    return _arrays(spec, bounds=(2.0,))
 
 
 def tanh_loss(x: Any, w1: Any, w2: Any, y: Any) -> Any:
@@ -332,7 +345,7 @@ def tanh_layer_helpers(x: Array, w1: Array, w2: Array, y: Array) -> tuple[Array,
 
 def logreg_problems() -> Any:
     spec = {"x": ("m", "n"), "w": ("n",), "b": (), "y": "m:(0,1)", "lam": 0.1}
-    return named_arrays(spec, dims=DIMS, bounds=(2.0,))
+    return _arrays(spec, bounds=(2.0,))
 
 
 def logreg_loss(x: Any, w: Any, b: Any, y: Any, lam: Any) -> Any:
@@ -389,7 +402,7 @@ def logreg_penalty_dropped(
 
 
 def norm_problems() -> Any:
-    return named_arrays({"x": ("m", "n"), "g": ("n",), "b": ("n",)}, dims=DIMS, bounds=(2.0,))
+    return _arrays({"x": ("m", "n"), "g": ("n",), "b": ("n",)}, bounds=(2.0,))
 
 
 def layer_norm_ref(x: Any, g: Any, b: Any) -> Any:
@@ -512,7 +525,7 @@ def batch_norm_backward_db(dout: Array, cache: Any) -> tuple[Array, Array, Array
 
 
 def rows_problems() -> Any:
-    return named_arrays({"z": ("m", "k")}, dims=DIMS, bounds=(2.0,))
+    return _arrays({"z": ("m", "k")}, bounds=(2.0,))
 
 
 def softmax_ref(z: Any) -> Any:
@@ -614,7 +627,7 @@ def rnn_problems() -> Any:
         "x3": ("m", "n"),
         "c": ("m", "h"),
     }
-    return named_arrays(spec, dims=DIMS, bounds=(1.0,))
+    return _arrays(spec, bounds=(1.0,))
 
 
 def rnn_loss(h0: Any, wx: Any, wh: Any, x1: Any, x2: Any, x3: Any, c: Any) -> Any:
@@ -761,7 +774,7 @@ def tanh_linear_ref(x: Any, w: Any) -> Any:
 
 
 def linear_problems() -> Any:
-    return named_arrays({"x": ("m", "n"), "w": ("n", "h")}, dims=DIMS, bounds=(2.0,))
+    return _arrays({"x": ("m", "n"), "w": ("n", "h")}, bounds=(2.0,))
 
 
 # -- a cached layer pair: forward(x, w, b) -> (out, cache), backward(dout, cache) -----------
@@ -773,7 +786,7 @@ def sigmoid_layer_ref(x: Any, w: Any, b: Any) -> Any:
 
 def sigmoid_layer_problems() -> Any:
     spec = {"x": ("m", "n"), "w": ("n", "h"), "b": ("h",)}
-    return named_arrays(spec, dims=DIMS, bounds=(2.0,))
+    return _arrays(spec, bounds=(2.0,))
 
 
 def sigmoid_layer_forward(x: Array, w: Array, b: Array) -> tuple[Array, Any]:

@@ -218,7 +218,11 @@ def test_a_skipped_step_is_named_where_the_gradient_is_passed_on() -> None:
 
 
 def test_a_wrong_mask_is_named_on_the_mask_line_not_where_it_is_used() -> None:
-    problems = named_arrays({"x": ("m", "n"), "w": ("n", "h")}, dims=DIMS, bounds=(2.0,))
+    problems = named_arrays(
+        {"x": ("m", "n"), "w": ("n", "h")},
+        dims={d: DIMS[d] for d in ("m", "n", "h")},
+        bounds=(2.0,),
+    )
     report = audit(relu_mask_line, relu_loss, problems, argnums=1, max_examples=40, seed=0)
     assert not report.passed
     if isinstance(report.where, Where):
@@ -292,7 +296,11 @@ def sigmoid_backward_wrong(dout: Array, cache: Any) -> tuple[Array, Array]:
 
 
 def test_a_layers_backward_with_a_cache_is_located_in_the_backward() -> None:
-    problems = named_arrays({"x": ("m", "n"), "w": ("n", "h")}, dims=DIMS, bounds=(2.0,))
+    problems = named_arrays(
+        {"x": ("m", "n"), "w": ("n", "h")},
+        dims={d: DIMS[d] for d in ("m", "n", "h")},
+        bounds=(2.0,),
+    )
     report = audit_vjp(
         sigmoid_backward_wrong,
         sigmoid_layer,

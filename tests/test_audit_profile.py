@@ -189,7 +189,8 @@ class TestLargeEvidence:
             assert [a.shape for a in other] == [a.shape for a in BIG]
             assert not np.array_equal(other[1], BIG[1])  # the differentiated one moved
             assert np.array_equal(other[0], BIG[0])
-        assert len(variants(SMALL, (1,), rng, bigger=True)) == 10
+        # small: one mild and five strong near it, eight strong with every axis doubled
+        assert len(variants(SMALL, (1,), rng, bigger=True)) == 14
 
 
 class TestFiniteDifferences:

@@ -646,6 +646,10 @@ def _cases(dt: Any) -> list[tuple[str, Callable[..., Any], tuple[Any, ...]]]:
         ("logreg_loss_and_grads", mb.logreg_loss_and_grads, (lr, x, np.array([1.0, 0.0], dt))),
         ("logreg_predict_proba", mb.logreg_predict_proba, (lr, x)),
         ("sgd_step", mb.sgd_step, (lr, _logreg(dt), 0.5)),
+        ("mlp_hvp", mb.mlp_hvp, (mlp, xm, ym, _mlp(dt))),
+        ("mlp_gnvp", mb.mlp_gnvp, (mlp, xm, ym, _mlp(dt))),
+        ("logreg_hvp", mb.logreg_hvp, (lr, x, np.array([1.0, 0.0], dt), _logreg(dt))),
+        ("logreg_gnvp", mb.logreg_gnvp, (lr, x, np.array([1.0, 0.0], dt), _logreg(dt))),
     ]
 
 

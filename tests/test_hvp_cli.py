@@ -65,7 +65,7 @@ def test_a_wrong_hvp_exits_1_and_writes_json(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (["--loss", "nowhere:loss"], "No module named 'nowhere'"),
+        (["--loss", "nowhere:loss"], "no module named 'nowhere'"),
         (["--argnums", "5"], "--argnums 5 does not fit"),
         (["--max-examples", "0"], "--max-examples"),
     ],

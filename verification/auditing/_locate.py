@@ -581,13 +581,26 @@ def locate_failure(
     leaf: int,
     seed: int,
 ) -> Where | NotLocated:
-    """``locate`` at the counterexample and a second failing input (``second_input``)."""
-    other = second_input(check, drawn, counterexample, leaf, seed)
-    if other is None:
-        return NotLocated(
-            "no second failing input with all sizes > 1 could be drawn, so no value can be "
-            "matched to the reference with confidence"
+    """``locate`` at the counterexample and a second failing input (``second_input``). The
+    verdict is already made: a value the locator cannot follow (a pytree where it expects an
+    array, say) ends in ``not located`` with the reason, never in an error of the audit."""
+    try:
+        other = second_input(check, drawn, counterexample, leaf, seed)
+        if other is None:
+            return NotLocated(
+                "no second failing input with all sizes > 1 could be drawn, so no value can be "
+                "matched to the reference with confidence"
+            )
+        return locate(
+            grad_fn,
+            loss_fn,
+            [counterexample, other],
+            argnums=argnums,
+            arg_names=arg_names,
+            leaf=leaf,
         )
-    return locate(
-        grad_fn, loss_fn, [counterexample, other], argnums=argnums, arg_names=arg_names, leaf=leaf
-    )
+    except Exception as error:  # the locator's own limit, not the candidate's fault
+        first = (str(error).splitlines() or [""])[0][:120]
+        return NotLocated(
+            f"the candidate's values could not be followed ({type(error).__name__}: {first})"
+        )
