@@ -52,6 +52,7 @@ def _arrays(spec: dict[str, Any], **kw: Any) -> Any:
     used = {
         d
         for shape in spec.values()
+        if isinstance(shape, tuple | str)  # a fixed number (lam: 0.1) names no size
         for d in (shape if isinstance(shape, tuple) else shape.split(":")[0].split(","))
     }
     return named_arrays(spec, dims={d: s for d, s in DIMS.items() if d in used}, **kw)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from verification import audit, audit_vjp
+from verification import audit, audit_vjp, reference
 from verification.auditing import RELU, AuditSpecError, Kinks, named_arrays
 
 Array = np.ndarray[Any, Any]
@@ -516,3 +516,33 @@ def test_user_defined_kinks_without_a_name_is_built_again_from_its_aim() -> None
     assert "paste it here" not in code.split("grad_fn")[-1], code
     printed = _run_reproducer(code)
     assert "under the declared convention leaky_relu'(0) = 1 (declared" in printed, printed
+
+
+def _penalised_logreg_loss(x: Any, w: Any, b: Any, y: Any, lam: Any) -> Any:
+    return reference.sigmoid_binary_cross_entropy(x @ w + b, y) + lam * jnp.sum(w**2)
+
+
+def _penalised_logreg_no_mean(x: Any, w: Any, b: Any, y: Any, lam: float) -> Any:
+    p = 1 / (1 + np.exp(-(x @ w + b)))
+    dz = p - y  # the 1/m is missing: right at m = 1, and the same sum for rows that repeat
+    return x.T @ dz + 2 * lam * w, dz.sum()
+
+
+def test_a_pure_candidate_that_repeats_an_earlier_result_by_coincidence_is_not_a_memo() -> None:
+    """Shrunk inputs are simple: a sum over one row (right at m = 1) and over two rows that
+    add to the same gives the same result at two different inputs. A memo returns its stale
+    result at a new input too; a pure function does not, so no memo is named."""
+    spec = {"x": ("m", "n"), "w": ("n",), "b": (), "y": "m:(0,1)", "lam": 0.1}
+    problems = named_arrays(spec, dims={"m": [1, 2, 5], "n": [1, 3, 4]}, bounds=(2.0,))
+    report = audit(
+        _penalised_logreg_no_mean,
+        _penalised_logreg_loss,
+        problems,
+        argnums=(1, 2),
+        max_examples=40,
+        seed=0,
+        locate=False,
+    )
+    assert report.kind == "mismatch", str(report)
+    assert "memoised" not in (report.diagnosis or ""), report.diagnosis
+    assert "1/m is missing" in (report.diagnosis or ""), report.diagnosis

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -211,8 +212,35 @@ class Checker:
             return outcome
         with np.errstate(all="ignore"):  # the candidate's overflows are its own business
             outcome = self._compare(args, names, result, grad, outcome)
-        note_memoised(outcome, copy_leaves(result), inputs, self.tally)
+        note_memoised(
+            outcome,
+            copy_leaves(result),
+            inputs,
+            self.tally,
+            elsewhere=lambda: self._result_near(args),
+        )
         return outcome
+
+    def _result_near(self, args: tuple[Any, ...]) -> list[Any] | None:
+        """The candidate's result at a new input near ``args``: every float element moved by a
+        few percent and away from 0 (integers, labels as indices, kept); None if it raised."""
+        rng = np.random.default_rng(zlib.crc32(repr(self.tally.examples).encode()))
+
+        def moved(leaf: Any) -> Any:
+            a = np.asarray(leaf)
+            if a.dtype.kind != "f" or isinstance(leaf, (int, float)):
+                return leaf
+            shift = rng.uniform(0.05, 0.2, a.shape) * rng.choice([-1.0, 1.0], a.shape)
+            return (a * (1 + shift) + shift).astype(a.dtype)
+
+        near = tree_util.tree_map(moved, tuple(args))
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                with phase("candidate", run=True):
+                    return copy_leaves(self.grad_fn(*near))
+        except Exception:
+            return None
 
     def reference(
         self, args: tuple[Any, ...], names: list[str]

@@ -191,14 +191,22 @@ def check_structure(
 
 
 def note_memoised(
-    outcome: Outcome, result_leaves: list[Any], inputs: list[Any], tally: Tally
+    outcome: Outcome,
+    result_leaves: list[Any],
+    inputs: list[Any],
+    tally: Tally,
+    elsewhere: Callable[[], list[Any] | None] | None = None,
 ) -> None:
     """Add a note to a failing ``outcome`` whose result is exactly the first example's result
     for a different input. A memo is named only with evidence of state: the repeated result
     was right, and not all 0, for the input it was first returned for (then it is stale here).
     Wrong there too (or 0), and the same at every input so far, it is a result that does not
     depend on the input (an unfinished ``dx = zeros``, a straight-through estimator's ones),
-    said as such; where other outputs differed, two equal results are a coincidence: no note."""
+    said as such; where other outputs differed, two equal results are a coincidence: no note.
+    ``elsewhere`` is the candidate's result at a new input near this one (every float moved):
+    a memo returns its stale result there again; a pure function that merely coincided on two
+    simple inputs (a sum over one row and over two rows that repeat it) returns another, and
+    then no memo is named."""
     if tally.first_passed is None and same(inputs, tally.first_input or []):
         # Right and not all 0: a result of zeros is right wherever the reference is 0 too.
         informative = any(np.any(np.asarray(x) != 0) for x in tally.first_output or [])
@@ -212,6 +220,10 @@ def note_memoised(
         return
     if not tally.first_passed and tally.outputs_varied:
         return  # two equal results (zeros, often) among others that differ: a coincidence
+    if tally.first_passed and elsewhere is not None:
+        again = elsewhere()
+        if again is None or not same(again, first):
+            return  # not stale at a new input: a coincidence of two simple inputs
     if tally.first_passed:
         words = (
             "; the candidate returned exactly what it returned for an earlier, different "
