@@ -227,3 +227,14 @@ def test_the_recorded_environment_names_the_versions_and_the_processor() -> None
     machine, level = ro.cpu_level().split(" ")
     assert machine
     assert level
+
+
+def test_commands_run_without_the_checking_machines_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI=true picks the pytest plugin's thorough profile, and the suite's own save folder
+    moves saved counterexamples: a quoted output is what a reader's shell prints."""
+    for name in ("CI", "HYPOTHESIS_PROFILE", "GRADIENT_AUDIT_PROFILE", "MANUAL_BP_AUDIT_DIR"):
+        monkeypatch.setenv(name, "set-by-the-checking-machine")
+    text = '<!-- output -->\n```\n$ echo "[${CI:-unset}] [${MANUAL_BP_AUDIT_DIR:-unset}]"\n[unset] [unset]\n```\n'
+    assert _demo(text, tmp_path, "--check")[0] == 0

@@ -54,8 +54,8 @@ Two rules, one per kind of environment:
 
 A line ``...`` in an output stands for any number of lines. Commands run through bash in a
 fresh temporary folder holding the ``file:`` blocks, with ``python`` being the interpreter
-that runs this script, the repository on PYTHONPATH, PYTHONUNBUFFERED=1, COLUMNS=100 and no
-HYPOTHESIS_PROFILE; ``pip install`` commands are shown but not run (they are the reader's
+that runs this script, the repository on PYTHONPATH, PYTHONUNBUFFERED=1, COLUMNS=100 and none
+of the settings of ``UNSET`` (CI, the hypothesis profile...); ``pip install`` commands are shown but not run (they are the reader's
 install step). Exit statuses are not compared (a failing audit is a legitimate output).
 """
 
@@ -79,6 +79,10 @@ MARKER = re.compile(r"^<!--\s*(output|file)(?::\s*(\S+))?((?:\s+\w+=\"(?:[^\"\\]
 ATTRIBUTE = re.compile(r"(\w+)=\"((?:[^\"\\]|\\.)*)\"")
 END_MARKER = "<!-- /output -->"
 TIMEOUT_S = 900
+#: Settings of the machine running the check that a reader's shell does not have: the
+#: hypothesis profile, CI (the pytest plugin's profile follows it), the plugin's profile and
+#: the folder the test suite saves counterexamples to. Quoted outputs are what a reader sees.
+UNSET = frozenset({"HYPOTHESIS_PROFILE", "CI", "GRADIENT_AUDIT_PROFILE", "MANUAL_BP_AUDIT_DIR"})
 
 
 @dataclass
@@ -193,7 +197,7 @@ def _environment(workdir: Path) -> dict[str, str]:
     python = bindir / "python"  # a script, not a symlink: a venv's python must keep its path
     python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', encoding="utf-8")
     python.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if k != "HYPOTHESIS_PROFILE"}
+    env = {k: v for k, v in os.environ.items() if k not in UNSET}
     path = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     return {
         **env,
