@@ -17,11 +17,12 @@ from typing import Any
 import jax
 import numpy as np
 import pytest
-import torch
 from hypothesis import settings
 
 from verification import audit_vjp, reference
 from verification.auditing import RELU, AuditSpecError, named_arrays
+
+torch = pytest.importorskip("torch")  # the bench extra's CPU build: the 3.11 sessions only
 
 EXAMPLES = min(settings().max_examples, 60)
 SHAPES = named_arrays({"x": ("m", "h")}, bounds=(4.0,))

@@ -538,7 +538,8 @@ def locate(
         try:
             run = _run(grad_fn, loss_fn, args, argnums, arg_names)
         except Exception as error:  # the reference's walk: not the candidate's fault
-            return NotLocated(f"the reference's quantities could not be computed ({error})")
+            first = (str(error).splitlines() or [""])[0]
+            return NotLocated(f"the reference's quantities could not be computed ({first})")
         if isinstance(run, NotLocated):
             return run
         runs.append(run)
