@@ -250,6 +250,7 @@ def docs(session: nox.Session) -> None:
     """
     # The examples run with the locked versions, as README.md's do (nox -s readme).
     session.install("-c", str(LOCK), "-e", ".[docs]")
+    _install_local_torch(session, OLDEST)  # the pages' torch examples, as in tests-locked
     session.run("sphinx-build", "-E", "-W", "-n", "--keep-going", "-b", "html", "docs", str(SITE))
     session.run("python", "tools/site_links.py", str(SITE))
     session.run("python", "tools/readme_outputs.py", "--check")  # README.md and every page
