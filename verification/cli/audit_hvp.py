@@ -22,7 +22,7 @@ import sys
 from verification.auditing import OracleRefusedError, audit_hvp
 from verification.auditing._grammar import GRAMMAR
 from verification.auditing._targets import resolve
-from verification.cli._common import EXIT_USAGE, OneLineParser, UsageError
+from verification.cli._common import EXIT_USAGE, OneLineParser, UsageError, pipe_closed
 from verification.cli._declarations import KINKS
 from verification.cli.audit import add_search_options, finish, search_inputs
 
@@ -55,7 +55,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Run the audit-hvp command; returns the exit status (0 passed, 1 failed, 2 usage error,
     3 inconclusive)."""
-    options = _parser().parse_args(argv)
+    try:
+        options = _parser().parse_args(argv)
+    except BrokenPipeError:  # --help | head, as the other audit commands
+        return pipe_closed()
     try:
         inputs = search_inputs(options)
         report = audit_hvp(
