@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from verification.auditing import MLP_STAGES, audit, audit_vjp, named_arrays
 from verification.auditing._locate import NotLocated, Where, locate
-from verification.auditing._refquant import reference_quantities
+from verification.auditing._refsteps import reference_quantities
 from verification.auditing._trace import trace_call
 
 Array = NDArray[Any]
@@ -192,6 +192,91 @@ def test_the_parts_of_a_gradient_through_each_use_sum_to_it() -> None:
     assert len(parts) == 2
     total = next(q for q in quantities if q.name == "dL/dw")
     np.testing.assert_allclose(sum(p.value for p in parts), total.value, rtol=1e-12)
+
+
+@jax.custom_jvp
+def _rows_softmax(s: Any) -> Any:
+    """A softmax with its own derivative rule, as jax.nn.softmax is in newer JAX."""
+    e = jnp.exp(s - jnp.max(s, axis=1, keepdims=True))
+    return e / jnp.sum(e, axis=1, keepdims=True)
+
+
+@_rows_softmax.defjvp
+def _rows_softmax_jvp(primals: Any, tangents: Any) -> Any:
+    (s,), (ds,) = primals, tangents
+    p = _rows_softmax(s)
+    return p, p * (ds - jnp.sum(p * ds, axis=1, keepdims=True))
+
+
+def attention_ref(q: Any, k: Any, v: Any) -> Any:
+    scores = q @ k.T / jnp.sqrt(q.shape[-1])
+    weights = _rows_softmax(scores)
+    return weights @ v
+
+
+def _softmax(z: Array) -> Array:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    out: Array = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+def attention_dv_unscaled(dout: Array, q: Array, k: Array, v: Array) -> Array:
+    a = _softmax(q @ k.T)  # the scale 1/sqrt(d) left out of the forward recomputation
+    out: Array = a.T @ dout
+    return out
+
+
+def test_values_inside_a_function_with_its_own_derivative_rule_are_values_without_gradient() -> (
+    None
+):
+    rng = np.random.default_rng(2)
+    args = (rng.normal(size=(3, 4)), rng.normal(size=(5, 4)), rng.normal(size=(5, 2)))
+    quantities = reference_quantities(
+        lambda q, k, v: jnp.sum(attention_ref(q, k, v)), args, (2,), ["q", "k", "v"]
+    )
+    inside = [q for q in quantities if "inside" in q.key]
+    scores = args[0] @ args[1].T / 2.0
+    e = np.exp(scores - scores.max(axis=1, keepdims=True))
+    exp = [q for q in inside if q.name.startswith("the exp inside")]
+    assert len(exp) == 1
+    np.testing.assert_allclose(exp[0].value, e, rtol=1e-14)
+    assert exp[0].kind == "value"
+    assert not any(q.of == exp[0].key for q in quantities)  # its rule, not a chain through it
+    # the reference's own line: inside the function where it is the user's, else the call
+    assert exp[0].line == _line_of(_rows_softmax.fun, "e = jnp.exp(")
+    # the function's output is the step's own quantity, not repeated from inside
+    softmax = e / e.sum(axis=1, keepdims=True)
+    repeats = [
+        q for q in quantities if q.value.shape == softmax.shape and np.allclose(q.value, softmax)
+    ]
+    assert len(repeats) == 1
+    assert "inside" not in repeats[0].key
+    assert len({q.key for q in quantities}) == len(quantities)
+
+
+def test_a_step_left_out_before_a_helper_is_named_at_the_call_not_inside_the_helper() -> None:
+    rng = np.random.default_rng(3)
+    q, k, v = rng.normal(size=(3, 4)), rng.normal(size=(5, 4)), rng.normal(size=(5, 2))
+    q2, k2, v2 = rng.normal(size=(2, 6)), rng.normal(size=(4, 6)), rng.normal(size=(4, 3))
+    dout, dout2 = rng.normal(size=(3, 2)), rng.normal(size=(2, 3))
+
+    def loss(q: Any, k: Any, v: Any, dout: Any) -> Any:
+        return jnp.sum(attention_ref(q, k, v) * dout)
+
+    def grad(q: Array, k: Array, v: Array, dout: Array) -> Array:
+        return attention_dv_unscaled(dout, q, k, v)
+
+    where = locate(
+        grad,
+        loss,
+        [(q, k, v, dout), (q2, k2, v2, dout2)],
+        argnums=(2,),
+        arg_names=["q", "k", "v", "dout"],
+        leaf=0,
+    )
+    assert isinstance(where, Where), where
+    assert where.line == _line_of(attention_dv_unscaled, "a = _softmax(q @ k.T)")
+    assert "not scores" in where.words
 
 
 # -- the line named -----------------------------------------------------------------------------

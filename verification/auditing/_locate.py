@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 from jax import tree_util
 
-from verification.auditing._refquant import Quantity, reference_quantities
+from verification.auditing._refquant import Quantity
+from verification.auditing._refsteps import reference_quantities
 from verification.auditing._rerun import agrees, aligned, likeness, rerun, shaped
 from verification.auditing._second import leaf_index, second_input
 from verification.auditing._trace import Node, Trace, trace_call
@@ -310,8 +311,7 @@ class _Locator:
         else:
             line = node.line
         words = f"{name} equals {role.name}"
-        if role.where:
-            words += f" ({role.where})"
+        words += _cited(role)
         words += f", not {should.name}"
         step = step_between(role, should.quantity, self.runs[0].quantities)
         if step:
@@ -325,8 +325,7 @@ class _Locator:
             node.index, (node.file, node.line, node.function)
         )
         words = f"returns {role.name}"
-        if role.where:
-            words += f" ({role.where})"
+        words += _cited(role)
         words += f", not {target.name}"
         where = self.where_at(node, node.line, target, words, None)
         source = linecache.getline(file, line).strip()
@@ -468,6 +467,16 @@ class _Locator:
             words,
             agreeing,
         )
+
+
+def _cited(role: Quantity) -> str:
+    """ " (reference line 11, `a1 = jnp.tanh(z1)`)" after a quantity's name; only the source
+    where the name already gives the line ("the dot_general on reference line 11")."""
+    if not role.where:
+        return ""
+    if f"reference line {role.line}" in role.name:
+        return f" (`{role.source}`)"
+    return f" ({role.where})"
 
 
 def _preference(value: np.ndarray[Any, Any], candidate: Target) -> tuple[float, bool, bool]:

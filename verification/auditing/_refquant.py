@@ -1,6 +1,6 @@
 """The reference's quantities: every intermediate value of a JAX loss and its gradient.
 
-``reference_quantities(loss_fn, args, argnums)`` walks the loss's jaxpr (inlining ``jit``
+``walked_quantities(loss_fn, args, argnums)`` walks the loss's jaxpr (inlining ``jit``
 calls; a ``custom_jvp``/``custom_vjp`` function such as ``jax.nn.relu`` stays one step, so its
 own derivative convention holds) and returns, for every equation's output v:
 
@@ -38,9 +38,17 @@ from jax.extend.core import Literal
 import verification.reference  # noqa: F401  (64-bit JAX)
 from verification.auditing._oracle import PRECISION
 
-__all__ = ["Quantity", "Step", "reference_quantities", "step_name"]
+__all__ = [
+    "Quantity",
+    "Step",
+    "bind",
+    "gradient_name",
+    "is_float",
+    "step_name",
+    "walked_quantities",
+]
 
-_INLINED = frozenset({"jit", "pjit", "closed_call", "core_call"})
+INLINED = frozenset({"jit", "pjit", "closed_call", "core_call"})
 
 
 @dataclass(frozen=True)
@@ -162,7 +170,7 @@ class _Walk:
             )
             where = _frame(eqn, outer)
             name = eqn.primitive.name
-            if name in _INLINED:
+            if name in INLINED:
                 inner = eqn.params["jaxpr"]
                 outs = self.run(inner.jaxpr, inner.consts, invals, srcs, in_keys, eps, where)
                 for v_in, v_out in zip(inner.jaxpr.outvars, eqn.outvars, strict=True):
@@ -170,7 +178,7 @@ class _Walk:
                     if not isinstance(v_in, Literal) and id(v_in) in self.keys:
                         self.keys[id(v_out)] = self.keys[id(v_in)]
             else:
-                out = _bind(eqn, invals)
+                out = bind(eqn, invals)
                 outs = list(out) if eqn.primitive.multiple_results else [out]
                 for i, (var, value) in enumerate(zip(eqn.outvars, outs, strict=True)):
                     base = (where[0], where[1], name, i)
@@ -179,7 +187,7 @@ class _Walk:
                     key = (*base, count)
                     self.keys[id(var)] = ("value", *key)
                     self.sources[id(var)] = ("value", len(self.outs))
-                    if eps is not None and _float(value):
+                    if eps is not None and is_float(value):
                         value = value + eps[self.n_inputs + len(self.outs)]
                         outs[i] = value
                     self.records.append((key, _shown(eqn), where, eqn, tuple(srcs), in_keys))
@@ -206,7 +214,7 @@ def _shown(eqn: Any) -> str:
     return name
 
 
-def _bind(eqn: Any, invals: Sequence[Any]) -> Any:
+def bind(eqn: Any, invals: Sequence[Any]) -> Any:
     """``eqn``'s primitive applied to ``invals`` (as ``jax.core.eval_jaxpr`` does; older JAX
     returns (subfunctions, params) from ``get_bind_params``)."""
     got = eqn.primitive.get_bind_params(eqn.params)
@@ -215,11 +223,11 @@ def _bind(eqn: Any, invals: Sequence[Any]) -> Any:
         return eqn.primitive.bind(*subfuns, *invals, **params)
 
 
-def _float(x: Any) -> bool:
+def is_float(x: Any) -> bool:
     return bool(jnp.issubdtype(jnp.result_type(x), jnp.floating))
 
 
-def reference_quantities(
+def walked_quantities(
     loss_fn: Callable[..., Any],
     args: tuple[Any, ...],
     argnums: tuple[int, ...],
@@ -232,7 +240,7 @@ def reference_quantities(
     first, as the oracle does). Raises whatever the loss raises.
     """
     args64 = tree_util.tree_map(
-        lambda a: np.asarray(a, np.float64) if _float(a) else np.asarray(a), args
+        lambda a: np.asarray(a, np.float64) if is_float(a) else np.asarray(a), args
     )
     flat, _ = tree_util.tree_flatten(args64)
     n = len(flat)
@@ -252,7 +260,7 @@ def reference_quantities(
         closed = jax.make_jaxpr(loss_fn)(*args64)
         _, avals = jax.eval_shape(lambda f: evaluate(None, f), flat)
         zeros = [
-            jnp.zeros(a.shape, a.dtype) if _float(a) else None
+            jnp.zeros(a.shape, a.dtype) if is_float(a) else None
             for a in [
                 *(np.asarray(x) for x in flat),
                 *avals,
@@ -285,10 +293,10 @@ def reference_quantities(
         label = f"{arg_names[index]}{tree_util.keystr(path[1:])}" if path else "args"
         key = ("input", i)
         quantities.append(Quantity(key, "input", np.asarray(leaf), label))
-        if i in differentiated and _float(leaf):
+        if i in differentiated and is_float(leaf):
             quantities.append(
                 Quantity(
-                    ("gradient", *key), "gradient", np.asarray(g), _gradient_name(label), of=key
+                    ("gradient", *key), "gradient", np.asarray(g), gradient_name(label), of=key
                 )
             )
     for (key, value, prim, (file, line, function), step), g in zip(values, g_eps, strict=True):
@@ -307,163 +315,94 @@ def reference_quantities(
                 ("value", *key), "value", np.asarray(value), name, file, line, source, step=step
             )
         )
-        if g is not None and _float(value):
+        if g is not None and is_float(value):
             quantities.append(
                 Quantity(
                     ("gradient", *key),
                     "gradient",
                     np.asarray(g),
-                    _gradient_name(name),
+                    gradient_name(name),
                     file,
                     line,
                     source,
                     of=("value", *key),
                 )
             )
-    quantities += _contributions(quantities)
-    return quantities
+    return quantities + _inside([(k, step, w) for k, _, _, w, step in values])
 
 
-_ELEMENTWISE = frozenset(
-    [
-        "abs",
-        "add",
-        "and",
-        "atan2",
-        "ceil",
-        "clamp",
-        "convert_element_type",
-        "cos",
-        "div",
-        "eq",
-        "erf",
-        "exp",
-        "exp2",
-        "expm1",
-        "floor",
-        "ge",
-        "gt",
-        "integer_pow",
-        "is_finite",
-        "le",
-        "log",
-        "log1p",
-        "logistic",
-        "lt",
-        "max",
-        "min",
-        "mul",
-        "ne",
-        "neg",
-        "nextafter",
-        "not",
-        "or",
-        "pow",
-        "round",
-        "rsqrt",
-        "select_n",
-        "sign",
-        "sin",
-        "sqrt",
-        "square",
-        "stop_gradient",
-        "sub",
-        "tan",
-        "tanh",
-    ]
-)
+_CUSTOM = frozenset({"custom_jvp_call", "custom_vjp_call"})
 
 
-def _elementwise(eqn: Any) -> bool:
-    """Whether ``eqn`` acts element by element (a library function made of such steps, like
-    ``jax.nn.relu``, counts)."""
-    name = eqn.primitive.name
-    if name in _ELEMENTWISE:
-        return True
-    if name == "broadcast_in_dim":  # a scalar made into an array, as inside jnp.where
-        return not eqn.invars[0].aval.shape
-    inner = eqn.params.get("call_jaxpr") or eqn.params.get("jaxpr")
-    if inner is None or name not in ("custom_jvp_call", "custom_vjp_call", *_INLINED):
-        return False
-    jaxpr = getattr(inner, "jaxpr", inner)
-    return all(_elementwise(e) for e in jaxpr.eqns)
+def _rekeyed(key: Any, inner: set[Any], outer: tuple[Any, ...]) -> Any:
+    """An inner equation's key, made unique by the key of the step it runs inside."""
+    return (*key, "inside", *outer) if key in inner else key
 
 
-def _contributions(quantities: list[Quantity]) -> list[Quantity]:
-    """For a value used by more than one step, the part of its gradient through each use:
-    the step's vector-Jacobian product of its output's gradient (kind "gradient"; e.g. the
-    part of dL/dw through a penalty w**2, next to the part through x @ w). And, for each
-    elementwise step, its local derivatives (``Quantity.derivatives``). One compiled call."""
-    by_key = {q.key: q for q in quantities}
-    uses: dict[tuple[Any, ...], list[tuple[Quantity, int]]] = {}
-    for q in quantities:
-        if q.kind == "value" and q.step is not None:
-            for position, in_key in enumerate(q.step.input_keys):
-                if in_key is not None and _float(q.step.inputs[position]):
-                    uses.setdefault(in_key, []).append((q, position))
-    jobs: list[tuple[Step, int, Any]] = []
-    made: list[tuple[str, Quantity, int, tuple[Any, ...]]] = []
-    for in_key, used in uses.items():
-        for q, position in used:
-            assert q.step is not None
-            if _elementwise(q.step.eqn) and np.shape(q.step.inputs[position]) == q.value.shape:
-                jobs.append((q.step, position, None))
-                made.append(("derivative", q, position, in_key))
-            source = by_key.get(in_key)
-            cot = by_key.get(("gradient", *q.key[1:]))
-            if source is None or cot is None or len({id(u.step) for u, _ in used}) < 2:
-                continue
-            if q.step.eqn.primitive.multiple_results:
-                continue
-            jobs.append((q.step, position, cot.value))
-            made.append(("part", q, position, in_key))
-    results = _pullbacks(jobs)
+def _inside(
+    steps: Sequence[tuple[tuple[Any, ...], Step, tuple[str, int, str]]],
+) -> list[Quantity]:
+    """The values a library function with its own derivative rule computes inside (the exp
+    and the row sums of ``jax.nn.softmax`` where JAX makes it a ``custom_jvp``), evaluated on
+    the concrete inputs of each such step: kind "value" only, for their gradient is the
+    function's rule, not a chain through these steps. Their keys carry the step's key, so
+    they never collide with the caller's; the function's own output is not repeated.
+    ``steps``: (key, step, (file, line, function)) of the walked equations."""
     out: list[Quantity] = []
-    for (kind, q, position, in_key), result in zip(made, results, strict=True):
-        if result is None:
+    for outer_key, step, where in steps:
+        eqn = step.eqn
+        inner = eqn.params.get("call_jaxpr") if eqn.primitive.name in _CUSTOM else None
+        jaxpr = getattr(inner, "jaxpr", inner)
+        if jaxpr is None or not hasattr(jaxpr, "eqns"):
             continue
-        if kind == "derivative":
-            q.derivatives[position] = result
-            continue
-        source = by_key[in_key]
-        key = ("gradient", "part", in_key, q.key, position)
-        name = f"the part of {_gradient_name(source.name)} through {q.name}"
-        out.append(Quantity(key, "gradient", result, name, q.file, q.line, q.source, of=in_key))
+        walk = _Walk(0)
+        sources = [("const", x) for x in step.inputs]
+        with jax.default_matmul_precision(PRECISION):
+            walk.run(
+                jaxpr,
+                getattr(inner, "consts", []),
+                list(step.inputs),
+                sources,
+                list(step.input_keys),
+                None,
+                where,
+            )
+        finals = {id(v) for v in jaxpr.outvars}
+        mine = {("value", *record[0]) for record in walk.records}
+        function = _shown(eqn).lstrip("_")
+
+        inner_steps = []
+        for (key, prim, (file, line, _), e, srcs, in_keys), value in zip(
+            walk.records, walk.outs, strict=True
+        ):
+            inputs = tuple(walk.outs[w] if kind == "value" else w for kind, w in srcs)
+            inner_step = Step(
+                e,
+                tuple(np.asarray(x) for x in inputs),
+                tuple(_rekeyed(k, mine, outer_key) for k in in_keys),
+            )
+            inner_steps.append(((*key, "inside", *outer_key), inner_step, (file, line, "")))
+            if any(id(v) in finals for v in e.outvars):
+                continue
+            source = linecache.getline(file, line).strip() if line else ""
+            name = f"the {prim} inside {function} on reference line {line}"
+            out.append(
+                Quantity(
+                    _rekeyed(("value", *key), mine, outer_key),
+                    "value",
+                    np.asarray(value),
+                    name,
+                    file,
+                    line,
+                    source,
+                    step=inner_step,
+                )
+            )
+        out += _inside(inner_steps)
     return out
 
 
-def _pullbacks(jobs: list[tuple[Step, int, Any]]) -> list[np.ndarray[Any, Any] | None]:
-    """For each (step, position, cotangent): the step's vector-Jacobian product with respect
-    to input ``position`` at ``cotangent``, or (cotangent None) its forward-mode derivative
-    along ones; all in one compiled call (None where JAX cannot)."""
-    if not jobs:
-        return []
-    arrays = [[np.asarray(x) if _float(x) else x for x in step.inputs] for step, _, _ in jobs]
-    cots = [c for _, _, c in jobs]
-
-    def one(step: Step, position: int, ins: list[Any], cot: Any) -> Any:
-        def f(v: Any) -> Any:
-            return _bind(step.eqn, [*ins[:position], v, *ins[position + 1 :]])
-
-        if cot is None:
-            return jax.jvp(f, (ins[position],), (jnp.ones_like(ins[position]),))[1]
-        return jax.vjp(f, ins[position])[1](cot)[0]
-
-    def all_of(arrays_in: list[list[Any]], cots_in: list[Any]) -> list[Any]:
-        return [
-            one(step, position, ins, cot)
-            for (step, position, _), ins, cot in zip(jobs, arrays_in, cots_in, strict=True)
-        ]
-
-    with jax.default_matmul_precision(PRECISION):
-        try:
-            results = jax.jit(all_of)(arrays, cots)
-        except Exception:
-            return [None] * len(jobs)
-    return [np.asarray(r) for r in results]
-
-
-def _gradient_name(name: str) -> str:
+def gradient_name(name: str) -> str:
     """ "dL/da1", or "the gradient of the tanh on reference line 7"."""
     return f"dL/d{name}" if " " not in name else f"the gradient of {name}"
 
