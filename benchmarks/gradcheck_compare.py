@@ -456,10 +456,9 @@ def _markdown(rows: list[dict[str, Any]], cap: float) -> str:
 def gradcheck_compare_figure(payload: dict[str, Any], path: Path) -> Path:
     """Per size and candidate: the audit's time (cold from cache, warm) against the fastest
     right peer's (log scale); a cross where the audit's verdict was wrong or did not come."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from benchmarks._figures import save_figure  # (selects the Agg backend)
 
     versus = payload["versus_fastest_right_peer"]
     sizes = list(dict.fromkeys(v["size"] for v in versus))
@@ -488,11 +487,7 @@ def gradcheck_compare_figure(payload: dict[str, Any], path: Path) -> Path:
     np.atleast_1d(axes)[0].set_ylabel("seconds (dashed: cap; red x: wrong or no verdict)")
     np.atleast_1d(axes)[0].legend(fontsize=7)
     fig.suptitle("The audit against the fastest right peer, candidates (a)-(f)", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, laid_out=True)
 
 
 if __name__ == "__main__":

@@ -345,10 +345,9 @@ def _markdown(verdicts: list[dict[str, Any]], costs: list[dict[str, Any]], cap: 
 
 def second_order_figure(payload: dict[str, Any], path: Path) -> Path:
     """The hand HVP, GNVP and JAX's HVP in gradient steps, per size and dtype."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from benchmarks._figures import save_figure  # (selects the Agg backend)
 
     costs = payload["costs"]
     sizes = list(payload["sizes"])
@@ -363,8 +362,4 @@ def second_order_figure(payload: dict[str, Any], path: Path) -> Path:
         ax.set_title(dtype, fontsize=9)
     axes[0].set_ylabel("time / one gradient step (dashed: 1)")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, laid_out=True)

@@ -42,6 +42,7 @@ from hypothesis import strategies as st
 from jax import tree_util
 
 from verification.auditing._check import Policy
+from verification.auditing._cotangent import with_drawn
 from verification.auditing._engine import oracle_for, run_audit
 from verification.auditing._errors import AuditSpecError
 from verification.auditing._kinks import Kinks, source
@@ -270,14 +271,12 @@ def audit_hvp(
         )
     if not isinstance(max_examples, int) or max_examples < 1:
         raise AuditSpecError(f"max_examples must be an int >= 1, got {max_examples!r}")
-    full: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]
-    if isinstance(args, st.SearchStrategy):
-        full = st.tuples(args, st.integers(0, 2**32 - 1)).map(
-            lambda t: (*t[0], draw_direction(t[0], argnums_t, t[1]))
-        )
-    else:
-        v = direction if direction is not None else draw_direction(args, argnums_t, seed or 0)
-        full = (*args, v)
+    full = with_drawn(
+        args,
+        lambda inputs, s: (draw_direction(inputs, argnums_t, s),),
+        given=None if direction is None else (direction,),
+        seed=seed,
+    )
     report = run_audit(
         hvp_fn,
         _directional(loss_fn, argnums_t),

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from jax import tree_util
 
 from verification.auditing._check import Policy
-from verification.auditing._cotangent import draw_cotangent
+from verification.auditing._cotangent import draw_cotangent, with_drawn
 from verification.auditing._engine import oracle_for, run_audit
 from verification.auditing._errors import AuditSpecError
 from verification.auditing._hvp import draw_direction
@@ -232,22 +232,17 @@ def audit_double_backward(
     if not isinstance(max_examples, int) or max_examples < 1:
         raise AuditSpecError(f"max_examples must be an int >= 1, got {max_examples!r}")
     argnums_t = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    full: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]
-    if isinstance(args, st.SearchStrategy):
-        full = st.tuples(args, st.integers(0, 2**32 - 2)).map(
-            lambda t: (
-                draw_cotangent(forward_ref, t[0], t[1]),
-                draw_direction(t[0], argnums_t, t[1] + 1),
-                *t[0],
-            )
-        )
-    else:
-        base = seed or 0
-        pair = cotangent or (
-            draw_cotangent(forward_ref, args, base),
-            draw_direction(args, argnums_t, base + 1),
-        )
-        full = (*pair, *args)
+    full = with_drawn(
+        args,
+        lambda inputs, s: (
+            draw_cotangent(forward_ref, inputs, s),
+            draw_direction(inputs, argnums_t, s + 1),
+        ),
+        given=cotangent,
+        seed=seed,
+        front=True,
+        seeds=2,
+    )
     run = _runner(backward, forward, argnums_t)
 
     def second_order(*a: Any) -> tuple[Any, ...]:
