@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from jax import tree_util
 
 from verification.auditing._lowprec import is_float
-from verification.auditing._oracle import is_fixed
+from verification.auditing._program import is_fixed
 
 __all__ = ["draw_cotangent", "is_float_leaf", "with_drawn"]
 
