@@ -35,6 +35,7 @@ import numpy as np
 from hypothesis import strategies as st
 from jax import tree_util
 
+from verification.auditing._audit import check_options
 from verification.auditing._check import Policy
 from verification.auditing._cotangent import draw_cotangent, with_drawn
 from verification.auditing._engine import oracle_for, run_audit
@@ -229,9 +230,7 @@ def audit_double_backward(
     """
     if cotangent is not None and not (isinstance(cotangent, tuple) and len(cotangent) == 2):
         raise AuditSpecError("with order=2, cotangent must be the pair (dout, w)")
-    if not isinstance(max_examples, int) or max_examples < 1:
-        raise AuditSpecError(f"max_examples must be an int >= 1, got {max_examples!r}")
-    argnums_t = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    argnums_t = check_options(args, argnums, max_examples, rtol, atol)
     full = with_drawn(
         args,
         lambda inputs, s: (
