@@ -57,7 +57,7 @@ import manual_bp as mb
 from benchmarks._report import Section, fmt_time, markdown_table
 from benchmarks.sgd_step import SIZES
 
-__all__ = ["CANDIDATES", "CHECKERS", "gradcheck_compare_figure", "problem", "run"]
+__all__ = ["CANDIDATES", "CHECKERS", "draw_problem", "gradcheck_compare_figure", "problem", "run"]
 
 Array = NDArray[Any]
 Grad = Callable[[mb.MLPParams, Array, Array], mb.MLPParams]
@@ -132,15 +132,22 @@ CANDIDATES: dict[str, tuple[Grad, Any, bool]] = {
 """name -> (gradient function, dtype of its inputs, whether it is correct)."""
 
 
-def problem(size: tuple[int, int, int, int], dtype: Any) -> tuple[mb.MLPParams, Array, Array]:
-    """The seed network's parameters, inputs and one-hot labels at ``size`` (m, n, h, k), in
-    ``dtype``, from seed 0."""
+def draw_problem(
+    rng: np.random.Generator, size: tuple[int, int, int, int]
+) -> tuple[mb.MLPParams, Array, Array]:
+    """The seed network's parameters (biases drawn in [-0.1, 0.1]), standard normal inputs and
+    one-hot labels at ``size`` (m, n, h, k), in float64, drawn from ``rng`` in that order."""
     m, n, h, k = size
-    rng = np.random.default_rng(0)
     params = mb.init_mlp(rng, n, h, k)
     params = params._replace(b1=rng.uniform(-0.1, 0.1, h), b2=rng.uniform(-0.1, 0.1, k))
     x = rng.standard_normal((m, n))
     y = np.eye(k)[rng.integers(0, k, m)]
+    return params, x, y
+
+
+def problem(size: tuple[int, int, int, int], dtype: Any) -> tuple[mb.MLPParams, Array, Array]:
+    """``draw_problem`` from seed 0, in ``dtype``."""
+    params, x, y = draw_problem(np.random.default_rng(0), size)
     cast = mb.MLPParams(*(np.asarray(p).astype(dtype) for p in params))
     return cast, x.astype(dtype), y.astype(dtype)
 

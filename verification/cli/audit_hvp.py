@@ -19,14 +19,13 @@ own as MODULE:NAME). Prints the report; exit status 0 when the audit passes, 1 w
 from __future__ import annotations
 
 import argparse
-import sys
 
-from verification.auditing import OracleRefusedError, audit_hvp
+from verification.auditing import AuditReport, audit_hvp
 from verification.auditing._grammar import GRAMMAR
 from verification.auditing._targets import resolve
-from verification.cli._common import EXIT_USAGE, OneLineParser, UsageError, pipe_closed
-from verification.cli._declarations import add_declaration_options, declarations
-from verification.cli.audit import add_search_options, finish, search_inputs
+from verification.cli._common import OneLineParser
+from verification.cli._declarations import add_declaration_options
+from verification.cli.audit import SearchInputs, add_search_options, audit_arguments, run_command
 
 __all__ = ["main"]
 
@@ -49,26 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _audit(options: argparse.Namespace, inputs: SearchInputs) -> AuditReport:
+    arguments = audit_arguments(options, inputs)  # the declarations checked first
+    return audit_hvp(resolve(options.hvp), resolve(options.loss), inputs.strategy, **arguments)
+
+
 def main(argv: list[str]) -> int:
     """Run the audit-hvp command; returns the exit status (0 passed, 1 failed, 2 usage error,
     3 inconclusive)."""
-    try:
-        options = _parser().parse_args(argv)
-    except BrokenPipeError:  # --help | head, as the other audit commands
-        return pipe_closed()
-    try:
-        inputs = search_inputs(options)
-        report = audit_hvp(
-            resolve(options.hvp),
-            resolve(options.loss),
-            inputs.strategy,
-            argnums=inputs.argnums,
-            max_examples=options.max_examples,
-            seed=options.seed,
-            arg_names=list(inputs.spec),
-            **declarations(options),
-        )
-    except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
-        print(f"{_PROG}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    return finish(report, inputs.json_path)
+    return run_command(_PROG, _parser(), argv, _audit)
