@@ -12,7 +12,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Patch
 
-__all__ = ["gradient_cost_figure", "sgd_step_figure", "verification_speed_figure"]
+__all__ = [
+    "gradient_cost_figure",
+    "save_figure",
+    "sgd_step_figure",
+    "verification_speed_figure",
+]
 
 COLORS = {
     "manual_bp": "#1f77b4",
@@ -24,9 +29,14 @@ COLORS = {
 }
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path, *, laid_out: bool = False) -> Path:
+    """Write ``fig`` to ``path`` as a 110 dpi PNG (its folder made) and close it; returns
+    ``path``. ``laid_out``: ``tight_layout`` first and the whole canvas saved, else the saved
+    area cropped to what is drawn (``bbox_inches="tight"``)."""
+    if laid_out:
+        fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=110, bbox_inches=None if laid_out else "tight")
     plt.close(fig)
     return path
 
@@ -69,7 +79,7 @@ def sgd_step_figure(payload: dict[str, Any], path: Path) -> Path:
     handles = [Patch(color=COLORS[i]) for i in impls]
     fig.legend(handles, impls, loc="lower center", ncol=len(impls), fontsize=9, frameon=False)
     fig.subplots_adjust(bottom=0.2, wspace=0.25)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def gradient_cost_figure(payload: dict[str, Any], path: Path) -> Path:
@@ -115,7 +125,7 @@ def gradient_cost_figure(payload: dict[str, Any], path: Path) -> Path:
     right.set_title("Backprop stays a small multiple of one forward pass")
     right.legend(fontsize=8)
     right.grid(which="both", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def verification_speed_figure(payload: dict[str, Any], path: Path) -> Path:
@@ -139,7 +149,7 @@ def verification_speed_figure(payload: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"Verification throughput (green: at least {target} of the generation rate)")
     ax.set_xlim(0, max(r["examples_per_s"] for r in rows) * 1.5)
     ax.grid(axis="x", which="both", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _wrap(text: str, width: int = 60) -> str:

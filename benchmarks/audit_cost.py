@@ -167,10 +167,9 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
 
 def audit_cost_figure(payload: dict[str, Any], path: Path) -> Path:
     """Steps per scenario (median, range as error bar) against its target."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from benchmarks._figures import save_figure  # (selects the Agg backend)
 
     rows = payload["rows"]
     labels = [
@@ -188,11 +187,7 @@ def audit_cost_figure(payload: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("audit time / candidate step")
     ax.legend(fontsize=8)
     ax.set_title("Audit cost in candidate gradient steps (fresh process each)", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, laid_out=True)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ import manual_bp as mb
 from benchmarks._report import Section, fmt_time, markdown_table
 from benchmarks.sgd_step import SIZES
 
-__all__ = ["CANDIDATES", "CHECKERS", "gradcheck_compare_figure", "problem", "run"]
+__all__ = ["CANDIDATES", "CHECKERS", "draw_problem", "gradcheck_compare_figure", "problem", "run"]
 
 Array = NDArray[Any]
 Grad = Callable[[mb.MLPParams, Array, Array], mb.MLPParams]
@@ -132,15 +132,22 @@ CANDIDATES: dict[str, tuple[Grad, Any, bool]] = {
 """name -> (gradient function, dtype of its inputs, whether it is correct)."""
 
 
-def problem(size: tuple[int, int, int, int], dtype: Any) -> tuple[mb.MLPParams, Array, Array]:
-    """The seed network's parameters, inputs and one-hot labels at ``size`` (m, n, h, k), in
-    ``dtype``, from seed 0."""
+def draw_problem(
+    rng: np.random.Generator, size: tuple[int, int, int, int]
+) -> tuple[mb.MLPParams, Array, Array]:
+    """The seed network's parameters (biases drawn in [-0.1, 0.1]), standard normal inputs and
+    one-hot labels at ``size`` (m, n, h, k), in float64, drawn from ``rng`` in that order."""
     m, n, h, k = size
-    rng = np.random.default_rng(0)
     params = mb.init_mlp(rng, n, h, k)
     params = params._replace(b1=rng.uniform(-0.1, 0.1, h), b2=rng.uniform(-0.1, 0.1, k))
     x = rng.standard_normal((m, n))
     y = np.eye(k)[rng.integers(0, k, m)]
+    return params, x, y
+
+
+def problem(size: tuple[int, int, int, int], dtype: Any) -> tuple[mb.MLPParams, Array, Array]:
+    """``draw_problem`` from seed 0, in ``dtype``."""
+    params, x, y = draw_problem(np.random.default_rng(0), size)
     cast = mb.MLPParams(*(np.asarray(p).astype(dtype) for p in params))
     return cast, x.astype(dtype), y.astype(dtype)
 
@@ -456,10 +463,9 @@ def _markdown(rows: list[dict[str, Any]], cap: float) -> str:
 def gradcheck_compare_figure(payload: dict[str, Any], path: Path) -> Path:
     """Per size and candidate: the audit's time (cold from cache, warm) against the fastest
     right peer's (log scale); a cross where the audit's verdict was wrong or did not come."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from benchmarks._figures import save_figure  # (selects the Agg backend)
 
     versus = payload["versus_fastest_right_peer"]
     sizes = list(dict.fromkeys(v["size"] for v in versus))
@@ -488,11 +494,7 @@ def gradcheck_compare_figure(payload: dict[str, Any], path: Path) -> Path:
     np.atleast_1d(axes)[0].set_ylabel("seconds (dashed: cap; red x: wrong or no verdict)")
     np.atleast_1d(axes)[0].legend(fontsize=7)
     fig.suptitle("The audit against the fastest right peer, candidates (a)-(f)", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, laid_out=True)
 
 
 if __name__ == "__main__":

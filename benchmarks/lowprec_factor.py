@@ -263,10 +263,9 @@ def run(*, quick: bool = False) -> Section:
 
 def lowprec_factor_figure(payload: dict[str, Any], path: Path) -> Path:
     """Sorted ratios per candidate (log scale) with the factor as a line, one panel per dtype."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from benchmarks._figures import save_figure  # (selects the Agg backend)
 
     small = payload["small"]
     fig, axes = plt.subplots(1, len(small), figsize=(11, 4), sharey=True)
@@ -281,8 +280,4 @@ def lowprec_factor_figure(payload: dict[str, Any], path: Path) -> Path:
         ax.set_title(dname)
     np.atleast_1d(axes)[0].set_ylabel("error / low-precision reference's error")
     np.atleast_1d(axes)[-1].legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, laid_out=True)

@@ -42,7 +42,7 @@ from numpy.typing import NDArray
 import manual_bp as mb
 from benchmarks._report import Section, fmt, fmt_time, markdown_table
 from benchmarks._timing import interleaved, paired_ratio
-from benchmarks.gradcheck_compare import _one
+from benchmarks.gradcheck_compare import _one, draw_problem
 from benchmarks.sgd_step import SIZES
 
 __all__ = ["CANDIDATES", "CHECKERS", "run", "second_order_figure"]
@@ -67,12 +67,8 @@ CANDIDATES: dict[str, tuple[Hvp, bool]] = {
 
 
 def _problem(size: tuple[int, int, int, int], dtype: Any = np.float64) -> Problem:
-    m, n, h, k = size
     rng = np.random.default_rng(0)
-    params = mb.init_mlp(rng, n, h, k)
-    params = params._replace(b1=rng.uniform(-0.1, 0.1, h), b2=rng.uniform(-0.1, 0.1, k))
-    x = rng.standard_normal((m, n))
-    y = np.eye(k)[rng.integers(0, k, m)]
+    params, x, y = draw_problem(rng, size)  # then v, from the same stream
     v = mb.MLPParams(*(rng.standard_normal(np.shape(p)) for p in params))
     cast = [mb.MLPParams(*(np.asarray(a).astype(dtype) for a in t)) for t in (params, v)]
     return cast[0], x.astype(dtype), y.astype(dtype), cast[1]
@@ -345,10 +341,9 @@ def _markdown(verdicts: list[dict[str, Any]], costs: list[dict[str, Any]], cap: 
 
 def second_order_figure(payload: dict[str, Any], path: Path) -> Path:
     """The hand HVP, GNVP and JAX's HVP in gradient steps, per size and dtype."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from benchmarks._figures import save_figure  # (selects the Agg backend)
 
     costs = payload["costs"]
     sizes = list(payload["sizes"])
@@ -363,8 +358,4 @@ def second_order_figure(payload: dict[str, Any], path: Path) -> Path:
         ax.set_title(dtype, fontsize=9)
     axes[0].set_ylabel("time / one gradient step (dashed: 1)")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, laid_out=True)

@@ -11,7 +11,10 @@ out, PyTorch's double backward, the manual package's) that must pass.
 
 from __future__ import annotations
 
+import runpy
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,24 +23,14 @@ from numpy.typing import NDArray
 
 import manual_bp
 from manual_bp import MLPParams
-from verification.auditing import named_arrays
 
 Array = NDArray[Any]
 
-MLP_SPEC = {
-    "W1": ("n", "h"),
-    "b1": ("h",),
-    "W2": ("h", "k"),
-    "b2": ("k",),
-    "x": ("m", "n"),
-    "y": ("m", "k"),
-}
+_BUG_ZOO = runpy.run_path(str(Path(__file__).with_name("bug_zoo.py")))  # not a package
 
-
-def mlp_problems(dtype: Any = np.float64) -> st.SearchStrategy[tuple[Any, ...]]:
-    """(MLPParams, x, y) from named dimensions: values in [-3, 3], one-hot labels."""
-    flat = named_arrays(MLP_SPEC, dtype=dtype, kinds={"y": "onehot"}, bounds=(3.0,))
-    return flat.map(lambda a: (MLPParams(*a[:4]), a[4], a[5]))
+mlp_problems: Callable[..., st.SearchStrategy[tuple[Any, ...]]] = _BUG_ZOO["moderate_mlp_problems"]
+"""(MLPParams, x, y) from named dimensions (``bug_zoo.MLP_SPEC``): values in [-3, 3], one-hot
+labels; ``mlp_problems(dtype=np.float64)``."""
 
 
 def _r_pass(

@@ -168,3 +168,7 @@ def test_bad_arguments_are_refused_before_any_example() -> None:
         audit_hvp(zoo.hvp, reference.mlp_loss, (np.ones(1),), argnums=3)
     with pytest.raises(AuditSpecError, match="max_examples must be an int >= 1"):
         audit_hvp(zoo.hvp, reference.mlp_loss, shapes, max_examples=0)
+    with pytest.raises(AuditSpecError, match="rtol must be finite and >= 0"):
+        audit_hvp(zoo.hvp, reference.mlp_loss, shapes, rtol=-1.0)
+    with pytest.raises(AuditSpecError, match="args must be a hypothesis strategy or a tuple"):
+        audit_hvp(zoo.hvp, reference.mlp_loss, [np.ones(1)])  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ import pytest
 from jax.nn import log_softmax
 
 from verification import audit
-from verification.auditing import _oracle
+from verification.auditing import _program
 from verification.auditing._evidence import LARGE, SUB_BATCH
 from verification.auditing._oracle import Oracle
 from verification.auditing._profile import PHASES, Profile, phase, profiling
@@ -201,7 +201,7 @@ class TestFiniteDifferences:
         """Small: the second opinion's program; large (``OPTIMISE_ABOVE`` lowered to this
         problem's size): a forward-only program, the loss at x the reference run's."""
         if large:
-            monkeypatch.setattr(_oracle, "OPTIMISE_ABOVE", sum(a.size for a in SMALL))
+            monkeypatch.setattr(_program, "OPTIMISE_ABOVE", sum(a.size for a in SMALL))
         oracle = Oracle(loss, (1,))
         value, grad = oracle.gradient(SMALL)
         d = [np.random.default_rng(0).standard_normal(SMALL[1].shape)]

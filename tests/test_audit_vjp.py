@@ -407,3 +407,26 @@ def test_torch_function_relu_one_at_zero_fails_only_with_the_declaration() -> No
     assert not declared.passed
     assert "at a kink" in (declared.diagnosis or "")
     assert audit_vjp(_torch_relu(False), reference.relu, shapes, kinks=RELU, seed=0).passed
+
+
+def test_drawn_arguments_follow_the_inputs_or_lead_them_from_one_seed() -> None:
+    from hypothesis import given, strategies as st
+
+    from verification.auditing._cotangent import with_drawn
+
+    def draw(inputs: tuple[Any, ...], s: int) -> tuple[Any, ...]:
+        return (s, s + 1)  # what the double-backward audit draws: two seeds in a row
+
+    assert with_drawn((1.0, 2.0), draw, seed=5) == (1.0, 2.0, 5, 6)
+    assert with_drawn((1.0,), draw, seed=None, front=True) == (0, 1, 1.0)
+    assert with_drawn((1.0,), draw, given=("c", "w"), seed=5) == (1.0, "c", "w")
+
+    @settings(max_examples=30)
+    @given(with_drawn(st.tuples(st.floats(0, 1)), draw, front=True, seeds=2))
+    def drawn_in_front(example: tuple[Any, ...]) -> None:
+        s, s_next, x = example
+        assert 0 <= s <= 2**32 - 2
+        assert s_next == s + 1
+        assert 0 <= x <= 1
+
+    drawn_in_front()

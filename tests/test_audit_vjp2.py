@@ -132,3 +132,7 @@ def test_order_arguments_are_checked() -> None:
         audit_vjp(SiLURecomputed, silu, SHAPES, order=2, kinks=RELU)
     with pytest.raises(AuditSpecError, match="cotangent must be the pair"):
         audit_vjp(SiLURecomputed, silu, (np.ones((1, 1)),), order=2, cotangent=np.ones((1, 1)))
+    with pytest.raises(AuditSpecError, match="argnums 1 is out of range"):  # as at first order
+        audit_vjp(SiLURecomputed, silu, (np.ones((1, 1)),), order=2, argnums=1)
+    with pytest.raises(AuditSpecError, match="atol must be finite and >= 0"):
+        audit_vjp(SiLURecomputed, silu, SHAPES, order=2, atol=float("nan"))

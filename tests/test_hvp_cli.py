@@ -31,6 +31,11 @@ MODULE = textwrap.dedent(
 
     def hvp_first_derivative(w, x, v):
         return x.T @ ((1 - np.tanh(x @ w) ** 2) * (x @ v)) / x.shape[0]
+
+
+    from verification.auditing import kinks_at
+
+    AT_ZERO = kinks_at([0.0])
     '''
 )
 
@@ -68,6 +73,7 @@ def test_a_wrong_hvp_exits_1_and_writes_json(
         (["--loss", "nowhere:loss"], "no module named 'nowhere'"),
         (["--argnums", "5"], "--argnums 5 does not fit"),
         (["--max-examples", "0"], "--max-examples"),
+        (["--kinks", "nope"], "--kinks 'nope': expected one of"),
     ],
 )
 def test_a_usage_mistake_is_one_line_and_exit_2(
@@ -78,6 +84,17 @@ def test_a_usage_mistake_is_one_line_and_exit_2(
     assert err.count("\n") == 1
     assert err.startswith("python -m verification audit-hvp: error:")
     assert message in err
+
+
+def test_kinks_takes_the_forms_audit_vjp_takes(
+    module: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*_args(module, "hvp"), "--max-examples", "20", "--kinks", "at=0"]) == 0
+    capsys.readouterr()
+    assert main([*_args(module, "hvp_first_derivative"), "--kinks", f"{module}:AT_ZERO"]) == 1
+    text = capsys.readouterr().out
+    assert "from tanh_hvp_cli import AT_ZERO as kinks" in text  # the reproducer rebuilds it
+    assert "kinks=kinks" in text
 
 
 def test_the_dispatcher_runs_audit_hvp(module: Path) -> None:

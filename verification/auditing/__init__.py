@@ -17,7 +17,8 @@ Layout (one concept per module; every kind of audit runs through the one engine)
   within rounding), wrong structure/shape/dtype, memoised.
 * ``_evidence``: a constant factor's cause, named only after re-checks at another input
   and another size; ``_errors``: ``AuditSpecError``.
-* ``_oracle``: the float64 ``jax.grad`` reference, second opinions, finite differences.
+* ``_oracle``: the float64 ``jax.grad`` reference, second opinions, finite differences;
+  ``_program``: each reference program checked as float64 (``OracleRefusedError``), compiled.
 * ``_tolerance``: the tolerance rule; ``_diagnose``: bug signatures in words.
 * ``_report``: ``AuditReport``, its text, reproducer and JSON.
 * ``_vjp``: ``audit_vjp``, a layer's backward against ``jax.vjp`` (the engine on
@@ -48,7 +49,7 @@ from verification.auditing._kinks import (
     kinks_at as kinks_at,
     pool_ties as pool_ties,
 )
-from verification.auditing._oracle import (
+from verification.auditing._program import (
     Environment as Environment,
     OracleRefusedError as OracleRefusedError,
 )

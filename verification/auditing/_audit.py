@@ -19,7 +19,7 @@ from verification.auditing._kinks import Kinks
 from verification.auditing._report import AuditReport
 from verification.auditing._stages import Stage
 
-__all__ = ["assert_gradient_correct", "audit"]
+__all__ = ["assert_gradient_correct", "audit", "check_options"]
 
 
 def audit(
@@ -111,24 +111,7 @@ def audit(
     >>> report.passed, report.counterexample[0].shape[0], "1/m is missing" in report.diagnosis
     (False, 2, True)
     """
-    argnums_t = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    if not argnums_t or any(not isinstance(i, int) or i < 0 for i in argnums_t):
-        raise AuditSpecError(
-            f"argnums must be a non-negative int or a tuple of them, got {argnums!r}"
-        )
-    if not isinstance(max_examples, int) or max_examples < 1:
-        raise AuditSpecError(f"max_examples must be an int >= 1, got {max_examples!r}")
-    for name, tol in (("rtol", rtol), ("atol", atol)):
-        if tol is not None and not (tol >= 0 and math.isfinite(tol)):
-            raise AuditSpecError(f"{name} must be finite and >= 0, got {tol}")
-    if not isinstance(args, st.SearchStrategy) and not isinstance(args, tuple):
-        raise AuditSpecError(
-            f"args must be a hypothesis strategy or a tuple, got {type(args).__name__}"
-        )
-    if isinstance(args, tuple) and max(argnums_t) >= len(args):
-        raise AuditSpecError(
-            f"argnums {argnums!r} is out of range for the {len(args)} arguments given: count from 0"
-        )
+    argnums_t = check_options(args, argnums, max_examples, rtol, atol)
     return run_audit(
         grad_fn,
         loss_fn,
@@ -147,6 +130,43 @@ def audit(
         quick=quick,
         locate=locate,
     )
+
+
+def check_options(
+    args: Any,
+    argnums: int | Sequence[int],
+    max_examples: int,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> tuple[int, ...]:
+    """``argnums`` as a tuple, once the options every audit takes are checked (``audit``,
+    ``audit_hvp``, the double-backward audit).
+
+    Raises
+    ------
+    AuditSpecError : ``argnums`` not a non-negative int or a non-empty tuple of them, or out of
+        range for a concrete ``args`` tuple; ``max_examples`` below 1; a negative or infinite
+        ``rtol``/``atol``; ``args`` neither a hypothesis strategy nor a tuple.
+    """
+    argnums_t = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    if not argnums_t or any(not isinstance(i, int) or i < 0 for i in argnums_t):
+        raise AuditSpecError(
+            f"argnums must be a non-negative int or a tuple of them, got {argnums!r}"
+        )
+    if not isinstance(max_examples, int) or max_examples < 1:
+        raise AuditSpecError(f"max_examples must be an int >= 1, got {max_examples!r}")
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if tol is not None and not (tol >= 0 and math.isfinite(tol)):
+            raise AuditSpecError(f"{name} must be finite and >= 0, got {tol}")
+    if not isinstance(args, st.SearchStrategy) and not isinstance(args, tuple):
+        raise AuditSpecError(
+            f"args must be a hypothesis strategy or a tuple, got {type(args).__name__}"
+        )
+    if isinstance(args, tuple) and max(argnums_t) >= len(args):
+        raise AuditSpecError(
+            f"argnums {argnums!r} is out of range for the {len(args)} arguments given: count from 0"
+        )
+    return argnums_t
 
 
 def assert_gradient_correct(

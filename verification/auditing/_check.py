@@ -38,9 +38,10 @@ from verification.auditing._lowprec import (
     reference_for,
     tolerances as low_tolerances,
 )
-from verification.auditing._oracle import Oracle, OracleRefusedError, SecondOpinion
+from verification.auditing._oracle import Oracle, SecondOpinion
 from verification.auditing._outcome import Outcome, Tally
 from verification.auditing._profile import phase
+from verification.auditing._program import OracleRefusedError
 from verification.auditing._report import leaf_lines
 from verification.auditing._reproducer import offending_elements
 from verification.auditing._subgradient import inside_kink

@@ -33,7 +33,7 @@ from verification.auditing._audit import audit
 from verification.auditing._errors import AuditSpecError
 from verification.auditing._kinks import BY_NAME
 from verification.auditing._lowprec import BFLOAT16
-from verification.auditing._oracle import OracleRefusedError
+from verification.auditing._program import OracleRefusedError
 from verification.auditing._shapes import named_arrays, parse_shapes
 from verification.auditing._stages import MLP_STAGES
 from verification.auditing._store import Kept, folder_name, run_kept

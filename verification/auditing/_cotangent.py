@@ -1,6 +1,12 @@
-"""A random cotangent for a layer's output: standard normal, shaped and typed like
+"""The random arguments a derived audit draws next to the inputs.
+
+``draw_cotangent``: a cotangent for a layer's output, standard normal, shaped and typed like
 ``forward_ref(*inputs)`` (found by ``jax.eval_shape``, never by running it); zeros for an output
-that is not a float. Shared by the first- and second-order layer audits (``_vjp``, ``_vjp2``)."""
+that is not a float. Shared by the first- and second-order layer audits (``_vjp``, ``_vjp2``).
+
+``with_drawn``: the engine's arguments, the inputs and the drawn ones (a cotangent, a direction,
+both), from a strategy of inputs or one concrete tuple; shared by ``_vjp``, ``_vjp2``, ``_hvp``.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +16,13 @@ from typing import Any
 
 import jax
 import numpy as np
+from hypothesis import strategies as st
 from jax import tree_util
 
 from verification.auditing._lowprec import is_float
-from verification.auditing._oracle import is_fixed
+from verification.auditing._program import is_fixed
 
-__all__ = ["draw_cotangent", "is_float_leaf"]
+__all__ = ["draw_cotangent", "is_float_leaf", "with_drawn"]
 
 
 @functools.cache
@@ -55,3 +62,31 @@ def draw_cotangent(forward_ref: Callable[..., Any], inputs: tuple[Any, ...], see
         ),
         out,
     )
+
+
+def with_drawn(
+    args: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...],
+    draw: Callable[[tuple[Any, ...], int], tuple[Any, ...]],
+    *,
+    given: tuple[Any, ...] | None = None,
+    seed: int | None = None,
+    front: bool = False,
+    seeds: int = 1,
+) -> st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]:
+    """The inputs and the arguments ``draw(inputs, s)`` draws from them, in one tuple: drawn
+    ones after the inputs (``(*inputs, *drawn)``), or in front with ``front``.
+
+    From a strategy of input tuples: a strategy that draws the inputs and a seed s in
+    [0, 2**32 - ``seeds``] (``draw`` may use s to s + ``seeds`` - 1). From one concrete tuple:
+    that tuple with ``given`` (the drawn arguments as the user gave them), or, where None,
+    ``draw(args, seed or 0)``.
+    """
+
+    def joined(inputs: tuple[Any, ...], drawn: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (*drawn, *inputs) if front else (*inputs, *drawn)
+
+    if isinstance(args, st.SearchStrategy):
+        return st.tuples(args, st.integers(0, 2**32 - seeds)).map(
+            lambda t: joined(t[0], draw(t[0], t[1]))
+        )
+    return joined(args, given if given is not None else draw(args, seed or 0))

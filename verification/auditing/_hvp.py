@@ -41,7 +41,9 @@ import numpy as np
 from hypothesis import strategies as st
 from jax import tree_util
 
+from verification.auditing._audit import check_options
 from verification.auditing._check import Policy
+from verification.auditing._cotangent import with_drawn
 from verification.auditing._engine import oracle_for, run_audit
 from verification.auditing._errors import AuditSpecError
 from verification.auditing._kinks import Kinks, source
@@ -253,31 +255,15 @@ def audit_hvp(
         raise AuditSpecError(f"loss_fn must be a JAX function, got {type(loss_fn).__name__}")
     if not callable(hvp_fn):
         raise AuditSpecError(f"hvp_fn must be callable, got {type(hvp_fn).__name__}")
-    if not isinstance(args, (st.SearchStrategy, tuple)):
-        raise AuditSpecError(
-            f"args must be a hypothesis strategy or a tuple, got {type(args).__name__}"
-        )
     if isinstance(args, st.SearchStrategy) and direction is not None:
         raise AuditSpecError("direction can be given only with a concrete args tuple")
-    argnums_t = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    if not argnums_t or any(not isinstance(i, int) or i < 0 for i in argnums_t):
-        raise AuditSpecError(
-            f"argnums must be a non-negative int or a tuple of them, got {argnums!r}"
-        )
-    if isinstance(args, tuple) and max(argnums_t) >= len(args):
-        raise AuditSpecError(
-            f"argnums {argnums!r} is out of range for the {len(args)} arguments given: count from 0"
-        )
-    if not isinstance(max_examples, int) or max_examples < 1:
-        raise AuditSpecError(f"max_examples must be an int >= 1, got {max_examples!r}")
-    full: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]
-    if isinstance(args, st.SearchStrategy):
-        full = st.tuples(args, st.integers(0, 2**32 - 1)).map(
-            lambda t: (*t[0], draw_direction(t[0], argnums_t, t[1]))
-        )
-    else:
-        v = direction if direction is not None else draw_direction(args, argnums_t, seed or 0)
-        full = (*args, v)
+    argnums_t = check_options(args, argnums, max_examples, rtol, atol)
+    full = with_drawn(
+        args,
+        lambda inputs, s: (draw_direction(inputs, argnums_t, s),),
+        given=None if direction is None else (direction,),
+        seed=seed,
+    )
     report = run_audit(
         hvp_fn,
         _directional(loss_fn, argnums_t),

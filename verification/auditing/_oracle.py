@@ -17,16 +17,14 @@ Where the candidate still fails, float64 finite differences along the direction 
 disagreement (``one_sided_slopes``) decide whether the reference is confirmed.
 
 The oracle refuses to run (``OracleRefusedError``) rather than give a verdict from a reference that
-is not a float64 computation: JAX's 64-bit mode off (everything would be float32, and on a GPU
-TF32 by default), a result that is not float64, or a loss function that computes in bfloat16 or
-float16, or asks for a lower matrix-product precision explicitly, on a GPU/TPU.
+is not a float64 computation: JAX's 64-bit mode off, a program that ``_program`` (which checks
+and compiles each one) refuses, or a result that does not come back as float64.
 """
 
 from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,36 +37,19 @@ from jax import tree_util
 import verification.reference  # noqa: F401  (turns on 64-bit JAX, as every reference needs)
 from verification.auditing._cancellation import summed_terms
 from verification.auditing._finite_differences import FiniteDifferences, quotients, step_for
-from verification.auditing._lowprec import is_float
-from verification.auditing._profile import COMPILATION, TRACING, phase, record_program
+from verification.auditing._profile import phase
+from verification.auditing._program import (
+    OracleRefusedError,
+    Static,
+    compile_program,
+    float64_environment,
+    is_large,
+    program_args,
+    same_args,
+    shape_key,
+)
 
-__all__ = [
-    "Environment",
-    "FiniteDifferences",
-    "Oracle",
-    "OracleRefusedError",
-    "SecondOpinion",
-    "Static",
-    "environment",
-    "is_fixed",
-]
-
-PRECISION = "highest"
-_LOW_FLOATS = frozenset({"bfloat16", "float16"})
-_FAST_COMPILE: dict[str, str | bool | int | float] = {
-    "xla_backend_optimization_level": 0,
-    "xla_llvm_disable_expensive_passes": True,
-}
-"""XLA options that halve compilation time (LLVM -O0); results are IEEE arithmetic all the same."""
-
-OPTIMISE_ABOVE = 1 << 21
-"""Elements (over all arguments) from which a problem is large: its programs are compiled with
-XLA's full optimisation instead of ``_FAST_COMPILE`` (at about 2 million elements, a batch of
-2048 inputs of 784 pixels, one run of the -O0 gradient costs about as much again as the
-optimised one, and a run costs more than the optimisation saves in compilation time), and its
-finite differences run a forward-only program of their own instead of the second opinion's
-(a program costs a fixed few tenths of a second to lower and load, which a small problem's
-runs never win back)."""
+__all__ = ["FiniteDifferences", "Oracle", "SecondOpinion"]
 
 _PROGRAMS = {
     "_grad_fn": "reference runs",
@@ -79,33 +60,6 @@ _PROGRAMS = {
 
 PERTURBATION = 2.0**-26
 """Relative size of the input perturbation behind ``SecondOpinion.grad_perturbed``."""
-
-
-class OracleRefusedError(RuntimeError):
-    """The reference cannot be trusted as a float64 computation here, so no verdict is given."""
-
-
-@dataclass(frozen=True)
-class Environment:
-    """What the reference ran on: recorded in every report."""
-
-    jax_version: str
-    backend: str
-    x64: bool
-    matmul_precision: str
-
-    def __str__(self) -> str:
-        x64 = "on" if self.x64 else "OFF"
-        return (
-            f"jax {self.jax_version}, backend {self.backend}, x64 {x64}, "
-            f"matmul precision {self.matmul_precision}"
-        )
-
-
-def environment() -> Environment:
-    """The current JAX environment, as the oracle would use it."""
-    x64 = bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]
-    return Environment(jax.__version__, jax.default_backend(), x64, PRECISION)
 
 
 @dataclass(frozen=True)
@@ -152,15 +106,6 @@ def _farther(
     ]
 
 
-def _is_float(leaf: Any) -> bool:
-    return is_float(np.asarray(leaf).dtype)
-
-
-def _to64(leaf: Any) -> np.ndarray[Any, Any]:
-    a = np.asarray(leaf)
-    return a.astype(np.float64) if is_float(a.dtype) else a
-
-
 def _to32(leaf: jax.Array) -> jax.Array:
     return leaf.astype(jnp.float32) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
 
@@ -169,48 +114,6 @@ def _perturb(leaf: jax.Array, noise: jax.Array) -> jax.Array:
     if jnp.issubdtype(leaf.dtype, jnp.floating):
         return leaf * (1 + noise)
     return leaf
-
-
-@tree_util.register_pytree_node_class
-class Static:
-    """A fixed non-array argument (a Python number): part of the compiled function's structure
-    (compiled once per value), never traced, so the loss may use it as a shape or a stride."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def tree_flatten(self) -> tuple[tuple[()], Any]:
-        return (), self.value
-
-    @classmethod
-    def tree_unflatten(cls, aux: Any, children: Any) -> Static:
-        return cls(aux)
-
-
-def is_fixed(arg: Any) -> bool:
-    """Whether ``arg`` is a fixed non-array argument (a Python int, float or bool)."""
-    return isinstance(arg, (int, float, bool)) and not isinstance(arg, np.generic)
-
-
-def _walk_jaxpr(jaxpr: Any) -> list[str]:
-    """Reasons to distrust a float64 reference found in a jaxpr (recursing into sub-jaxprs)."""
-    problems: list[str] = []
-    accelerator = jax.default_backend() != "cpu"
-    for eqn in jaxpr.eqns:
-        for var in eqn.outvars:
-            dtype = getattr(getattr(var, "aval", None), "dtype", None)
-            if dtype is not None and str(dtype) in _LOW_FLOATS:
-                problems.append(f"{eqn.primitive} computes in {dtype}")
-        if eqn.primitive.name == "dot_general" and accelerator:
-            precision = eqn.params.get("precision")
-            if precision is not None and "HIGHEST" not in str(precision):
-                problems.append(f"dot_general asks for precision {precision}")
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, (tuple, list)) else (value,):
-                inner = getattr(sub, "jaxpr", sub)
-                if hasattr(inner, "eqns"):
-                    problems += _walk_jaxpr(inner)
-    return problems
 
 
 class Oracle:
@@ -227,16 +130,9 @@ class Oracle:
     """
 
     def __init__(self, loss_fn: Callable[..., Any], argnums: tuple[int, ...]) -> None:
-        env = environment()
-        if not env.x64:
-            raise OracleRefusedError(
-                "JAX's 64-bit mode is off, so the reference would run in float32 (in TF32 on a "
-                "GPU by default): `import verification` turns it on, or set "
-                'jax.config.update("jax_enable_x64", True)'
-            )
+        self.env = float64_environment()
         self.loss_fn = loss_fn
         self.argnums = argnums
-        self.env = env
         self._grads: dict[Any, Any] = {}
         self._seconds: dict[Any, Any] = {}
         self.compile_seconds = 0.0
@@ -326,61 +222,19 @@ class Oracle:
 
     # -- compilation -------------------------------------------------------------------
     def _compile(self, fn: Callable[..., Any], *example: Any) -> Any:
-        start = time.perf_counter()
         program = getattr(fn, "__name__", "program")
-        # A persistent compilation cache that cannot be read or written (another process
-        # evicted the entry) changes nothing about the result: not a reason to fail.
-        with warnings.catch_warnings(), jax.default_matmul_precision(PRECISION):
-            warnings.filterwarnings(
-                "ignore", "Error (reading|writing) persistent compilation cache", UserWarning
-            )
-            if jax.config.jax_default_matmul_precision != PRECISION:  # type: ignore[attr-defined]  # pragma: no cover
-                raise OracleRefusedError("could not set the matmul precision to 'highest'")
-            with phase(TRACING):
-                traced = jax.jit(fn).trace(*example)
-                problems = _walk_jaxpr(traced.jaxpr.jaxpr)
-                if problems:
-                    raise OracleRefusedError(
-                        "the reference is not a float64 computation: " + "; ".join(problems[:3])
-                    )
-                lowered = traced.lower()
-            traced_at = time.perf_counter()
-            # Small arrays: optimising the machine code costs more than it saves; large ones:
-            # the optimised program runs up to twice as fast (``OPTIMISE_ABOVE``).
-            options = {} if _is_large(example[0]) else _FAST_COMPILE
-            with phase(COMPILATION):
-                try:
-                    compiled = lowered.compile(compiler_options=options)
-                except Exception:  # pragma: no cover  (a backend without these options)
-                    compiled = lowered.compile()
-        end = time.perf_counter()
-        self.compile_seconds += end - start
+        compiled, seconds = compile_program(fn, *example, name=_PROGRAMS.get(program, program))
+        self.compile_seconds += seconds
         self.compilations += 1
-        record_program(
-            _PROGRAMS.get(program, program), example[0], traced_at - start, end - traced_at
-        )
         return compiled
-
-    @staticmethod
-    def _key(tree: Any) -> Any:
-        leaves, treedef = tree_util.tree_flatten(tree)
-        return treedef, tuple((np.shape(x), np.asarray(x).dtype.str) for x in leaves)
 
     # -- public ------------------------------------------------------------------------
     def prepare(self, args: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        """(args as float64 numpy leaves, the differentiated part of them)."""
-        args64 = tuple(
-            Static(a) if is_fixed(a) else tree_util.tree_map(_to64, a) for a in tuple(args)
-        )
-        diff = tuple(args64[i] for i in self.argnums)
-        for i, d in zip(self.argnums, diff, strict=True):
-            leaves = tree_util.tree_leaves(d)
-            if not leaves or not all(_is_float(leaf) for leaf in leaves):
-                raise TypeError(f"argument {i} is differentiated, so it must hold float arrays")
-        return args64, diff
+        """(args as float64 numpy leaves, the differentiated part of them): ``program_args``."""
+        return program_args(args, self.argnums)
 
     def _run(self, cache: dict[Any, Any], fn: Callable[..., Any], *example: Any) -> Any:
-        key = self._key(example)
+        key = shape_key(example)
         compiled = cache.get(key)
         if compiled is None:
             compiled = cache[key] = self._compile(fn, *example)
@@ -478,7 +332,7 @@ class Oracle:
         randomly perturbed input (``rng``) and secant slopes (see ``SecondOpinion``)."""
         # A small problem shares one program with ``one_sided_slopes`` (the same three steps); a
         # large one evaluates the secant step alone (its finite differences have their own).
-        fd_step = None if _is_large(args) else 1e-6
+        fd_step = None if is_large(args) else 1e-6
         value, jvp, grad32, shaken, plus, minus, steps, origin, summed = self._along(
             args, v, fd_step, rng
         )
@@ -519,7 +373,7 @@ class Oracle:
             step = step_for(float(value), resolution, scale)
         h = float(step)
         with phase("finite differences"):  # whichever program runs them
-            if _is_large(args64):  # forward passes only
+            if is_large(args64):  # forward passes only
                 value, plus1, plus2, minus1, minus2 = self.losses_along(
                     args, d, [0.0, h, 2 * h, -h, -2 * h]
                 )
@@ -538,7 +392,7 @@ class Oracle:
         """The loss at ``args64``: the last ``gradient``'s value when it was computed at the
         same arguments (the check's own reference run), else one reference run."""
         last = self._last_value
-        if last is not None and _same_tree(last[0], args64):
+        if last is not None and same_args(last[0], args64):
             return last[1]
         return self._loss_value(args64)
 
@@ -553,24 +407,3 @@ class Oracle:
         v_tree = tree_util.tree_unflatten(diff_def, [np.asarray(x, np.float64) for x in v])
         losses = self._run(self._losses, self._losses_fn, args64, v_tree, np.asarray(steps))
         return [float(x) for x in losses]
-
-
-def _elements(tree: Any) -> int:
-    return sum(int(np.size(x)) for x in tree_util.tree_leaves(tree))
-
-
-def _is_large(args64: Any) -> bool:
-    """Whether a problem has ``OPTIMISE_ABOVE`` elements or more (see there)."""
-    return _elements(args64) >= OPTIMISE_ABOVE
-
-
-def _same_tree(a: Any, b: Any) -> bool:
-    """Whether two argument trees have the same structure, shapes, dtypes and values."""
-    leaves_a, def_a = tree_util.tree_flatten(a)
-    leaves_b, def_b = tree_util.tree_flatten(b)
-    return bool(def_a == def_b) and all(  # type: ignore[operator]
-        np.shape(x) == np.shape(y)
-        and np.asarray(x).dtype == np.asarray(y).dtype
-        and np.array_equal(x, y)
-        for x, y in zip(leaves_a, leaves_b, strict=True)
-    )

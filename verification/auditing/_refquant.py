@@ -36,7 +36,7 @@ from jax._src import source_info_util
 from jax.extend.core import Literal
 
 import verification.reference  # noqa: F401  (64-bit JAX)
-from verification.auditing._oracle import PRECISION
+from verification.auditing._program import PRECISION
 
 __all__ = [
     "Quantity",

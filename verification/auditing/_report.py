@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from verification.auditing._oracle import Environment
 from verification.auditing._profile import Profile
+from verification.auditing._program import Environment
 from verification.auditing._reproducer import (
     LITERAL_LIMIT,
     python_literal,

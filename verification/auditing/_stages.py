@@ -35,7 +35,7 @@ from jax import tree_util
 from verification import reference
 from verification.auditing._diagnose import diagnose
 from verification.auditing._errors import AuditSpecError
-from verification.auditing._oracle import PRECISION
+from verification.auditing._program import PRECISION
 from verification.auditing._tolerance import leaf_tolerances
 from verification.auditing._trees import is_float
 from verification.compare import compare_trees, magnitude

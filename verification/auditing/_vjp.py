@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from jax import tree_util
 
 from verification.auditing._audit import audit
-from verification.auditing._cotangent import draw_cotangent, is_float_leaf
+from verification.auditing._cotangent import draw_cotangent, is_float_leaf, with_drawn
 from verification.auditing._errors import AuditSpecError
 from verification.auditing._kinks import Kinks, source
 from verification.auditing._lowprec import is_float
@@ -273,22 +273,17 @@ def audit_vjp(
     if inputs is not None and argnums_t and max(argnums_t, default=0) >= inputs:
         raise AuditSpecError(_argnums_words(argnums, inputs))
     grad_fn = _candidate(backward, forward, argnums_t)
-    full: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]
-    if isinstance(args, st.SearchStrategy):
 
-        def with_cotangent(drawn: tuple[tuple[Any, ...], int]) -> tuple[Any, ...]:
-            inputs, cot_seed = drawn
-            if max(argnums_t, default=0) >= len(inputs):  # a strategy without a declared domain
-                raise AuditSpecError(_argnums_words(argnums, len(inputs)))
-            return (*inputs, draw_cotangent(forward_ref, inputs, cot_seed))
+    def drawn_cotangent(inputs: tuple[Any, ...], cot_seed: int) -> tuple[Any, ...]:
+        if max(argnums_t, default=0) >= len(inputs):  # a strategy without a declared domain
+            raise AuditSpecError(_argnums_words(argnums, len(inputs)))
+        return (draw_cotangent(forward_ref, inputs, cot_seed),)
 
-        full = declare_domain(
-            st.tuples(args, st.integers(0, 2**32 - 1)).map(with_cotangent),
-            None if domain is None else (*domain, None),
-        )
-    else:
-        cot = cotangent if cotangent is not None else draw_cotangent(forward_ref, args, seed or 0)
-        full = (*args, cot)
+    full = with_drawn(
+        args, drawn_cotangent, given=None if cotangent is None else (cotangent,), seed=seed
+    )
+    if isinstance(full, st.SearchStrategy):
+        full = declare_domain(full, None if domain is None else (*domain, None))
     names = None if arg_names is None else [*arg_names, "cotangent"]
     report = audit(
         grad_fn,

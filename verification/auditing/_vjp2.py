@@ -35,8 +35,9 @@ import numpy as np
 from hypothesis import strategies as st
 from jax import tree_util
 
+from verification.auditing._audit import check_options
 from verification.auditing._check import Policy
-from verification.auditing._cotangent import draw_cotangent
+from verification.auditing._cotangent import draw_cotangent, with_drawn
 from verification.auditing._engine import oracle_for, run_audit
 from verification.auditing._errors import AuditSpecError
 from verification.auditing._hvp import draw_direction
@@ -229,25 +230,18 @@ def audit_double_backward(
     """
     if cotangent is not None and not (isinstance(cotangent, tuple) and len(cotangent) == 2):
         raise AuditSpecError("with order=2, cotangent must be the pair (dout, w)")
-    if not isinstance(max_examples, int) or max_examples < 1:
-        raise AuditSpecError(f"max_examples must be an int >= 1, got {max_examples!r}")
-    argnums_t = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    full: st.SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]
-    if isinstance(args, st.SearchStrategy):
-        full = st.tuples(args, st.integers(0, 2**32 - 2)).map(
-            lambda t: (
-                draw_cotangent(forward_ref, t[0], t[1]),
-                draw_direction(t[0], argnums_t, t[1] + 1),
-                *t[0],
-            )
-        )
-    else:
-        base = seed or 0
-        pair = cotangent or (
-            draw_cotangent(forward_ref, args, base),
-            draw_direction(args, argnums_t, base + 1),
-        )
-        full = (*pair, *args)
+    argnums_t = check_options(args, argnums, max_examples, rtol, atol)
+    full = with_drawn(
+        args,
+        lambda inputs, s: (
+            draw_cotangent(forward_ref, inputs, s),
+            draw_direction(inputs, argnums_t, s + 1),
+        ),
+        given=cotangent,
+        seed=seed,
+        front=True,
+        seeds=2,
+    )
     run = _runner(backward, forward, argnums_t)
 
     def second_order(*a: Any) -> tuple[Any, ...]:

@@ -1,6 +1,7 @@
 """``--kinks``, ``--stages`` and ``--intermediates``: what a user declares about the candidate,
-shared by ``audit`` and ``audit-vjp`` (the built-in kink conventions by name, kinks at given
-values, ties inside pooling windows, or a ``Kinks`` of the user's own by ``MODULE:NAME``)."""
+shared by ``audit`` and ``audit-vjp`` (``audit-hvp`` takes ``--kinks`` alone): the built-in kink
+conventions by name, kinks at given values, ties inside pooling windows, or a ``Kinks`` of the
+user's own by ``MODULE:NAME``."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from verification.cli._common import UsageError
 __all__ = ["KINKS", "add_declaration_options", "declarations"]
 
 
-def add_declaration_options(parser: argparse.ArgumentParser) -> None:
-    """``--kinks``, ``--stages`` and ``--intermediates``, shared by audit and audit-vjp."""
+def add_declaration_options(parser: argparse.ArgumentParser, *, stages: bool = True) -> None:
+    """``--kinks``, and with ``stages`` ``--stages`` and ``--intermediates`` (audit, audit-vjp;
+    audit-hvp, whose audit has no stages, takes ``--kinks`` alone)."""
     parser.add_argument(
         "--kinks",
         default=None,
@@ -29,6 +31,8 @@ def add_declaration_options(parser: argparse.ArgumentParser) -> None:
         "inside 2-D pooling windows, stride after /); or MODULE:NAME of your own "
         "verification.auditing.Kinks (default: none)",
     )
+    if not stages:
+        return
     parser.add_argument(
         "--stages",
         default=None,
@@ -61,14 +65,15 @@ def _kinks_form(text: str) -> Kinks | None:
 
 
 def declarations(options: argparse.Namespace) -> dict[str, Any]:
-    """``kinks``, ``stages`` and ``intermediates`` for the audit, from their options.
+    """``kinks``, ``stages`` and ``intermediates`` for the audit, from their options (``kinks``
+    alone where the parser has no ``--stages``).
 
     Raises
     ------
     UsageError : a ``--kinks`` that is neither a built-in name nor a ``Kinks``, a ``--stages``
         that is not a mapping, one of ``--stages``/``--intermediates`` without the other.
     """
-    out: dict[str, Any] = {"kinks": None, "stages": None, "intermediates": None}
+    out: dict[str, Any] = {"kinks": None}
     if options.kinks:
         kinks = KINKS.get(options.kinks) or _kinks_form(options.kinks)
         if kinks is None and ":" not in options.kinks:
@@ -88,6 +93,9 @@ def declarations(options: argparse.Namespace) -> dict[str, Any]:
             module = Path(module).stem if module.endswith(".py") else module
             kinks = replace(kinks, rebuild=(f"from {module} import {name} as kinks", "kinks"))
         out["kinks"] = kinks
+    if not hasattr(options, "stages"):
+        return out
+    out["stages"], out["intermediates"] = None, None
     if (options.stages is None) != (options.intermediates is None):
         raise UsageError("--stages and --intermediates go together: give both or neither")
     if options.stages is not None:

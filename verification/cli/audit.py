@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,7 +43,16 @@ from verification.cli._common import (
 )
 from verification.cli._declarations import add_declaration_options, declarations
 
-__all__ = ["DTYPES", "SearchInputs", "add_search_options", "finish", "main", "search_inputs"]
+__all__ = [
+    "DTYPES",
+    "SearchInputs",
+    "add_search_options",
+    "audit_arguments",
+    "finish",
+    "main",
+    "run_command",
+    "search_inputs",
+]
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 _PROG = "python -m verification audit"
@@ -192,11 +202,6 @@ def _default_bounds_by_dtype() -> dict[tuple[float, ...], list[str]]:
     return out
 
 
-def _fail(message: str) -> int:
-    print(f"{_PROG}: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
-
-
 class SearchInputs(NamedTuple):
     """What the shared options give, checked: the output path, the spec, argnums, strategy."""
 
@@ -252,6 +257,69 @@ def finish(report: Any, json_path: Path | None, save_dir: Path | None = None) ->
     return EXIT_INCONCLUSIVE if report.inconclusive else EXIT_FAILED
 
 
+def audit_arguments(options: argparse.Namespace, inputs: SearchInputs) -> dict[str, Any]:
+    """The keyword arguments of an audit that the shared options give: ``argnums``,
+    ``max_examples``, ``seed``, ``arg_names`` and the declarations (``_declarations``).
+
+    Raises
+    ------
+    UsageError : a declaration that cannot be used (``declarations``).
+    """
+    return {
+        "argnums": inputs.argnums,
+        "max_examples": options.max_examples,
+        "seed": options.seed,
+        "arg_names": list(inputs.spec),
+        **declarations(options),
+    }
+
+
+def run_command(
+    prog: str,
+    parser: argparse.ArgumentParser,
+    argv: list[str],
+    run: Callable[[argparse.Namespace, SearchInputs], Any],
+    what: str = "arguments",
+) -> int:
+    """An audit command: parse ``argv``, check the shared options (``search_inputs``), run the
+    audit (``run(options, inputs)`` -> its report) and print the report (``finish``).
+
+    Returns the exit status: the report's verdict's (0 passed, 1 failed, 3 inconclusive), or 2
+    with one line on stderr, ``PROG: error: ...``, for a mistake the user can fix (an option,
+    a name that does not import, a reference that is not float64); 0 after ``--help`` into a
+    closed pipe.
+    """
+    try:
+        options = parser.parse_args(argv)
+    except BrokenPipeError:  # --help | head
+        return pipe_closed()
+    try:
+        inputs = search_inputs(options, what)
+        report = run(options, inputs)
+    except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return finish(report, inputs.json_path, inputs.save_dir)
+
+
+def _audit(options: argparse.Namespace, inputs: SearchInputs) -> Any:
+    arguments = audit_arguments(options, inputs)  # the declarations checked first
+    report = audit(
+        resolve(options.grad_fn),
+        resolve(options.loss),
+        inputs.strategy,
+        profile=options.profile,
+        quick=options.quick,
+        locate=not options.no_locate,
+        **arguments,
+    )
+    report.title = (
+        f"gradient audit of {options.grad_fn} against jax.grad of {options.loss} "
+        f"(argnums={report.argnums!r})"
+    )
+    return report
+
+
 def main(argv: list[str]) -> int:
     """Run the audit command; returns the exit status (0 passed, 1 failed, 2 usage error,
     3 inconclusive)."""
@@ -259,30 +327,4 @@ def main(argv: list[str]) -> int:
         from verification.cli.audit_config import main as config_main
 
         return config_main(argv)  # the audits declared in a pyproject.toml
-    try:
-        options = _parser().parse_args(argv)
-    except BrokenPipeError:  # --help | head
-        return pipe_closed()
-    try:
-        inputs = search_inputs(options)
-        declared = declarations(options)
-        report = audit(
-            resolve(options.grad_fn),
-            resolve(options.loss),
-            inputs.strategy,
-            argnums=inputs.argnums,
-            max_examples=options.max_examples,
-            seed=options.seed,
-            arg_names=list(inputs.spec),
-            profile=options.profile,
-            quick=options.quick,
-            locate=not options.no_locate,
-            **declared,
-        )
-    except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
-        return _fail(str(error))
-    report.title = (
-        f"gradient audit of {options.grad_fn} against jax.grad of {options.loss} "
-        f"(argnums={report.argnums!r})"
-    )
-    return finish(report, inputs.json_path, inputs.save_dir)
+    return run_command(_PROG, _parser(), argv, _audit)

@@ -1,7 +1,8 @@
 """``python -m verification audit-hvp``: audit a Hessian-vector product from the command line.
 
     python -m verification audit-hvp MODULE:HVP_FN --loss MODULE:LOSS_FN
-        --shapes "w=n x=m,n" [--argnums 0] [--kinks relu|mlp-relu|max-ties]
+        --shapes "w=n x=m,n" [--argnums 0]
+        [--kinks relu|mlp-relu|max-ties|at=V,V|pool-ties=KHxKW[/SHxSW]|MODULE:NAME]
         [--dtype float64|float32|float16|bfloat16] [--max-examples 200] [--seed S]
         [--dims "m=1,2,3 n=2"] [--bounds 3,1000] [--json PATH]
 
@@ -9,22 +10,22 @@ HVP_FN(*args, v) must return H v, H the Hessian of the JAX function LOSS_FN(*arg
 to the argument(s) ``--argnums`` (default 0); v is shaped like those arguments (a tuple of
 them for several) and drawn at random (standard normal). The arguments are described by
 ``--shapes`` in order, in the grammar of ``audit`` (printed by ``--help``). ``--kinks``
-declares that the candidate's convention at these kinks is the reference's. Prints the
-report; exit status 0 when the audit passes, 1 when it fails, 2 for a usage error (one line),
-3 when it is inconclusive.
+declares that the candidate's convention at these kinks is the reference's (in the forms
+``audit-vjp`` takes: a built-in name, ``at=V,V``, ``pool-ties=...``, or a ``Kinks`` of your
+own as MODULE:NAME). Prints the report; exit status 0 when the audit passes, 1 when it fails,
+2 for a usage error (one line), 3 when it is inconclusive.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from verification.auditing import OracleRefusedError, audit_hvp
+from verification.auditing import AuditReport, audit_hvp
 from verification.auditing._grammar import GRAMMAR
 from verification.auditing._targets import resolve
-from verification.cli._common import EXIT_USAGE, OneLineParser, UsageError, pipe_closed
-from verification.cli._declarations import KINKS
-from verification.cli.audit import add_search_options, finish, search_inputs
+from verification.cli._common import OneLineParser
+from verification.cli._declarations import add_declaration_options
+from verification.cli.audit import SearchInputs, add_search_options, audit_arguments, run_command
 
 __all__ = ["main"]
 
@@ -42,36 +43,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("hvp", help="MODULE:FUNCTION, called as hvp(*args, v)")
     parser.add_argument("--loss", required=True, help="MODULE:FUNCTION, the JAX loss (required)")
-    parser.add_argument(
-        "--kinks",
-        default=None,
-        choices=sorted(KINKS),
-        help="declare the reference's convention at these kinks (default: none)",
-    )
     add_search_options(parser)
+    add_declaration_options(parser, stages=False)
     return parser
+
+
+def _audit(options: argparse.Namespace, inputs: SearchInputs) -> AuditReport:
+    arguments = audit_arguments(options, inputs)  # the declarations checked first
+    return audit_hvp(resolve(options.hvp), resolve(options.loss), inputs.strategy, **arguments)
 
 
 def main(argv: list[str]) -> int:
     """Run the audit-hvp command; returns the exit status (0 passed, 1 failed, 2 usage error,
     3 inconclusive)."""
-    try:
-        options = _parser().parse_args(argv)
-    except BrokenPipeError:  # --help | head, as the other audit commands
-        return pipe_closed()
-    try:
-        inputs = search_inputs(options)
-        report = audit_hvp(
-            resolve(options.hvp),
-            resolve(options.loss),
-            inputs.strategy,
-            argnums=inputs.argnums,
-            max_examples=options.max_examples,
-            seed=options.seed,
-            arg_names=list(inputs.spec),
-            kinks=KINKS[options.kinks] if options.kinks else None,
-        )
-    except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
-        print(f"{_PROG}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    return finish(report, inputs.json_path)
+    return run_command(_PROG, _parser(), argv, _audit)

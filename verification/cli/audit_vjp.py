@@ -23,14 +23,13 @@ inconclusive.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from verification.auditing import OracleRefusedError, audit_vjp
+from verification.auditing import AuditReport, audit_vjp
 from verification.auditing._grammar import GRAMMAR
 from verification.auditing._targets import resolve
-from verification.cli._common import EXIT_USAGE, OneLineParser, UsageError, pipe_closed
-from verification.cli._declarations import add_declaration_options, declarations
-from verification.cli.audit import add_search_options, finish, search_inputs
+from verification.cli._common import OneLineParser
+from verification.cli._declarations import add_declaration_options
+from verification.cli.audit import SearchInputs, add_search_options, audit_arguments, run_command
 
 __all__ = ["main"]
 
@@ -58,34 +57,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str]) -> int:
-    """Run the audit-vjp command; returns the exit status (0 passed, 1 failed, 2 usage error,
-    3 inconclusive)."""
-    try:
-        options = _parser().parse_args(argv)
-    except BrokenPipeError:  # --help | head
-        return pipe_closed()
-    try:
-        inputs = search_inputs(options, what="inputs")
-        declared = declarations(options)
-        report = audit_vjp(
-            resolve(options.backward),
-            resolve(options.reference),
-            inputs.strategy,
-            forward=resolve(options.forward) if options.forward else None,
-            argnums=inputs.argnums,
-            max_examples=options.max_examples,
-            seed=options.seed,
-            arg_names=list(inputs.spec),
-            profile=options.profile,
-            quick=options.quick,
-            locate=not options.no_locate,
-            **declared,
-        )
-    except (UsageError, ValueError, ImportError, OracleRefusedError) as error:
-        print(f"{_PROG}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+def _audit(options: argparse.Namespace, inputs: SearchInputs) -> AuditReport:
+    arguments = audit_arguments(options, inputs)  # the declarations checked first
+    report = audit_vjp(
+        resolve(options.backward),
+        resolve(options.reference),
+        inputs.strategy,
+        forward=resolve(options.forward) if options.forward else None,
+        profile=options.profile,
+        quick=options.quick,
+        locate=not options.no_locate,
+        **arguments,
+    )
     if report.title is not None:  # the functions as the user named them
         report.title = report.title.replace(report.grad_fn, options.backward, 1)
         report.title = report.title.replace(report.loss_fn, options.reference, 1)
-    return finish(report, inputs.json_path, inputs.save_dir)
+    return report
+
+
+def main(argv: list[str]) -> int:
+    """Run the audit-vjp command; returns the exit status (0 passed, 1 failed, 2 usage error,
+    3 inconclusive)."""
+    return run_command(_PROG, _parser(), argv, _audit, what="inputs")
