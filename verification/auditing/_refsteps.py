@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from verification.auditing._oracle import PRECISION
+from verification.auditing._program import PRECISION
 from verification.auditing._refquant import (
     INLINED,
     Quantity,
