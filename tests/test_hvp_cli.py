@@ -86,6 +86,18 @@ def test_a_usage_mistake_is_one_line_and_exit_2(
     assert message in err
 
 
+@pytest.mark.parametrize("option", ["--profile", "--quick", "--no-locate"])
+def test_options_the_second_order_audit_would_ignore_are_refused(
+    module: Path, option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*_args(module, "hvp"), option])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"unrecognized arguments: {option}" in err
+
+
 def test_kinks_takes_the_forms_audit_vjp_takes(
     module: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -116,8 +116,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_search_options(parser: argparse.ArgumentParser, what: str = "arguments") -> None:
-    """The options every audit command shares (``--shapes`` names the ``what`` in order)."""
+def add_search_options(
+    parser: argparse.ArgumentParser, what: str = "arguments", *, first_order: bool = True
+) -> None:
+    """The options every audit command shares (``--shapes`` names the ``what`` in order);
+    ``first_order`` adds those only the first-order engine honours (--profile, --quick,
+    --no-locate)."""
     parser.add_argument(
         "--shapes",
         required=True,
@@ -165,6 +169,19 @@ def add_search_options(parser: argparse.ArgumentParser, what: str = "arguments")
     parser.add_argument(
         "--json", default=None, metavar="PATH", help="also write the report as JSON to PATH"
     )
+    if first_order:
+        _add_engine_options(parser)
+    parser.add_argument(
+        "--save-dir",
+        default=None,
+        metavar="DIR",
+        help="folder for a counterexample too large to print, saved as "
+        "counterexample-<function>-<checksum>.npz (default: $MANUAL_BP_AUDIT_DIR, else "
+        "manual-bp-audit/ in the system's temporary folder)",
+    )
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -182,14 +199,6 @@ def add_search_options(parser: argparse.ArgumentParser, what: str = "arguments")
         action="store_true",
         help="on a mismatch, do not look for the line where the error enters (the report's "
         "where: section; looking runs the candidate again under a line tracer)",
-    )
-    parser.add_argument(
-        "--save-dir",
-        default=None,
-        metavar="DIR",
-        help="folder for a counterexample too large to print, saved as "
-        "counterexample-<function>-<checksum>.npz (default: $MANUAL_BP_AUDIT_DIR, else "
-        "manual-bp-audit/ in the system's temporary folder)",
     )
 
 

@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("hvp", help="MODULE:FUNCTION, called as hvp(*args, v)")
     parser.add_argument("--loss", required=True, help="MODULE:FUNCTION, the JAX loss (required)")
-    add_search_options(parser)
+    add_search_options(parser, first_order=False)  # no --profile, --quick, --no-locate
     add_declaration_options(parser, stages=False)
     return parser
 
