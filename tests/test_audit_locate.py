@@ -254,6 +254,29 @@ def test_values_inside_a_function_with_its_own_derivative_rule_are_values_withou
     assert len({q.key for q in quantities}) == len(quantities)
 
 
+@jax.custom_jvp
+def _softplus(x: Any) -> Any:
+    """log(1 + e^x), NaN passed through (a comparison inside), with its own rule."""
+    return jnp.where(x != x, x, jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(x))))
+
+
+@_softplus.defjvp
+def _softplus_jvp(primals: Any, tangents: Any) -> Any:
+    (x,), (dx,) = primals, tangents
+    return _softplus(x), jax.nn.sigmoid(x) * dx
+
+
+def test_a_comparison_inside_a_function_with_its_own_rule_has_no_local_derivative() -> None:
+    x = np.array([-1.5, 0.25, 2.0])
+    quantities = reference_quantities(lambda x: jnp.sum(_softplus(x)), (x,), (0,), ["x"])
+    inside = [q for q in quantities if "inside" in q.key]
+    assert any(q.value.dtype == bool for q in inside)  # the x != x
+    for q in quantities:
+        for derivative in q.derivatives.values():
+            assert derivative.dtype.kind == "f", q.name  # never JAX's float0
+    assert not any(q.derivatives for q in inside if q.value.dtype == bool)
+
+
 def test_a_step_left_out_before_a_helper_is_named_at_the_call_not_inside_the_helper() -> None:
     rng = np.random.default_rng(3)
     q, k, v = rng.normal(size=(3, 4)), rng.normal(size=(5, 4)), rng.normal(size=(5, 2))

@@ -133,7 +133,8 @@ def contributions(quantities: list[Quantity]) -> list[Quantity]:
     for in_key, used in uses.items():
         for q, position in used:
             assert q.step is not None
-            if elementwise(q.step.eqn) and np.shape(q.step.inputs[position]) == q.value.shape:
+            smooth = elementwise(q.step.eqn) and is_float(q.value)  # not a comparison's bool
+            if smooth and np.shape(q.step.inputs[position]) == q.value.shape:
                 jobs.append((q.step, position, None))
                 made.append(("derivative", q, position, in_key))
             source = by_key.get(in_key)
@@ -147,7 +148,7 @@ def contributions(quantities: list[Quantity]) -> list[Quantity]:
     results = _pullbacks(jobs)
     out: list[Quantity] = []
     for (kind, q, position, in_key), result in zip(made, results, strict=True):
-        if result is None:
+        if result is None or result.dtype.kind not in "fc":  # JAX's float0: no derivative
             continue
         if kind == "derivative":
             q.derivatives[position] = result
