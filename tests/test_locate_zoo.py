@@ -51,13 +51,6 @@ def outcomes() -> dict[str, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    sys.version_info >= (3, 12),
-    strict=False,
-    reason="measured with the settrace tracer (3.11): 33 of 36 right, none wrong; with "
-    "sys.monitoring on 3.13 and jax 0.12, 31 of 35 right and one wrong line (attention: "
-    "weights recomputed unscaled): open in issue 18",
-)
 def test_the_right_line_for_nine_in_ten_and_a_wrong_line_for_at_most_one_in_thirty(
     outcomes: dict[str, str],
 ) -> None:
