@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from verification.auditing import MLP_STAGES, audit, audit_vjp, named_arrays
 from verification.auditing._locate import NotLocated, Where, locate
 from verification.auditing._refsteps import reference_quantities
+from verification.auditing._source import names_read, statement_at, user_file
 from verification.auditing._trace import trace_call
 
 Array = NDArray[Any]
@@ -158,6 +159,27 @@ def test_monitoring_records_what_settrace_records() -> None:  # pragma: no cover
     two = trace_call(traced, (x,), [("x", x)], monitoring=False)
     assert [n.key for n in one.nodes] == [n.key for n in two.nodes]
     assert sys.monitoring.get_tool(sys.monitoring.DEBUGGER_ID) is None
+
+
+def test_the_names_a_statement_reads_come_from_its_source() -> None:
+    file = __file__
+    line = _line_of(tanh_grads, "dz1 = da1 * (1 - a1**2)")
+    assert names_read(file, line) == ("da1", "a1")
+    header = _line_of(_loop_body, "for i in range(len(xs)):")
+    assert names_read(file, header) == ("range", "len", "xs")  # the loop's target is written
+    assert set(names_read(file, header + 1)) == {"xs", "i", "total"}  # += reads its target
+    assert statement_at(file, header + 1) is not statement_at(file, header)  # the body's own
+    assert user_file(file)
+    assert not user_file(np.__file__)  # a library
+    assert not user_file(jax.__file__)
+    assert not user_file("<stdin>")
+
+
+def _loop_body(xs: list[float]) -> float:
+    total = 0.0
+    for i in range(len(xs)):
+        total += xs[i]
+    return total
 
 
 # -- the reference's quantities ----------------------------------------------------------------

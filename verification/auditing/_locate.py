@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import linecache
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +37,14 @@ from jax import tree_util
 
 from verification.auditing._refquant import Quantity
 from verification.auditing._refsteps import reference_quantities
-from verification.auditing._rerun import agrees, aligned, likeness, rerun, shaped
+from verification.auditing._rerun import (
+    agrees,
+    aligned,
+    likeness,
+    rerun,
+    shaped,
+    some_value_repairs,
+)
 from verification.auditing._second import leaf_index, second_input
 from verification.auditing._trace import Node, Trace, trace_call
 from verification.auditing._trees import none_leaf
@@ -382,63 +388,12 @@ class _Locator:
         return self.where_at(node, node.line, target, words, None)
 
     def could_fix(self, node: Node, name: str, read_node: Node, target: Target) -> bool:
-        """Whether some value of ``name`` (of its shape, or of a smaller shape that
-        broadcasts to the line's) makes the line produce ``target`` at the second input.
-        Measured by running the line with the read replaced (it must be affine in it);
-        True where that cannot be measured."""
+        """Whether some value of ``name`` makes the line produce ``target`` at the second
+        input (``some_value_repairs``); True where that cannot be measured."""
         pair, other = self.pair(node), self.runs[1].nodes.get(read_node.key)
         if pair is None or other is None:
             return True
-        line_b, run_b = pair[1], self.runs[1]
-        want = aligned(np.asarray(target.values[1], np.float64), line_b.value.shape)
-        if want is None:
-            return True
-        shapes = {other.value.shape}
-        if other.value.size < line_b.value.size:
-            full = line_b.value.shape
-            shapes |= {
-                tuple(1 if j == i else n for j, n in enumerate(full)) for i in range(len(full))
-            }
-            shapes |= {
-                tuple(n if j == i else 1 for j, n in enumerate(full)) for i in range(len(full))
-            }
-        for shape in shapes:
-            size = math.prod(shape)
-            if size > 128 or size >= line_b.value.size:
-                if shape == other.value.shape and size <= 128:
-                    pass
-                else:
-                    continue
-            start = (
-                np.zeros(shape) if shape != other.value.shape else other.value.astype(np.float64)
-            )
-
-            def f(v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
-                got = rerun(line_b, run_b.trace, {name: v})
-                return None if got is None else got.astype(np.float64).ravel()
-
-            base = f(start)
-            if base is None or base.size != want.size:
-                return True
-            columns = []
-            for i in range(size):
-                e = np.zeros(size)
-                e[i] = 1.0
-                out = f(start + e.reshape(shape))
-                if out is None:
-                    return True
-                columns.append(out - base)
-            a = np.stack(columns, axis=1)
-            probe = np.random.default_rng(0).standard_normal(size)
-            out = f(start + probe.reshape(shape))
-            scale = float(np.max(np.abs(want), initial=0.0)) or 1.0
-            if out is None or not np.allclose(out, base + a @ probe, atol=1e-8 * scale):
-                return True  # not affine in it: cannot be ruled out
-            step, *_ = np.linalg.lstsq(a, want.ravel() - base, rcond=None)
-            residual = float(np.max(np.abs(a @ step + base - want.ravel()), initial=0.0))
-            if residual <= 1e-8 * scale:
-                return True
-        return False
+        return some_value_repairs(pair[1], self.runs[1].trace, name, other.value, target.values[1])
 
     def where_at(
         self, node: Node, line: int, target: Target, words: str, read_node: Node | None

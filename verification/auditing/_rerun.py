@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from verification.auditing._trace import Node, Trace, as_array, statement_at
+from verification.auditing._source import statement_at
+from verification.auditing._trace import Node, Trace, as_array
 from verification.compare import tolerance
 
-__all__ = ["agrees", "aligned", "likeness", "rerun", "shaped"]
+__all__ = ["agrees", "aligned", "likeness", "rerun", "shaped", "some_value_repairs"]
 
 
 def aligned(c: np.ndarray[Any, Any], shape: tuple[int, ...]) -> np.ndarray[Any, Any] | None:
@@ -123,3 +124,60 @@ def shaped(value: np.ndarray[Any, Any], like: np.ndarray[Any, Any]) -> np.ndarra
     out = value if a is None else a
     dtype = like.dtype if like.dtype.kind == "f" else np.float64
     return np.asarray(out, dtype=dtype)
+
+
+def _shapes_to_try(read: tuple[int, ...], line: tuple[int, ...], line_size: int) -> set[Any]:
+    """The read's own shape and, for a read smaller than the line's value, the shapes that
+    broadcast to the line's along all axes but one, or along one axis alone."""
+    shapes: set[Any] = {read}
+    if math.prod(read) < line_size:
+        shapes |= {tuple(1 if j == i else n for j, n in enumerate(line)) for i in range(len(line))}
+        shapes |= {tuple(n if j == i else 1 for j, n in enumerate(line)) for i in range(len(line))}
+    return shapes
+
+
+def some_value_repairs(
+    line: Node, trace: Trace, name: str, read: np.ndarray[Any, Any], want: Any
+) -> bool:
+    """Whether some value of ``name`` (of ``read``'s shape, or of a smaller shape that
+    broadcasts to the line's) makes ``line``'s statement produce ``want``.
+
+    Measured by running the statement with the read replaced: the statement must be affine
+    in it (checked at a random probe), and then a least-squares solve says whether ``want``
+    is reachable. True where that cannot be measured (not affine, a failing re-run, a read
+    of more than 128 elements), so that the caller does not claim what it did not measure.
+    """
+    target = aligned(np.asarray(want, np.float64), line.value.shape)
+    if target is None:
+        return True
+    for shape in _shapes_to_try(read.shape, line.value.shape, line.value.size):
+        size = math.prod(shape)
+        if size > 128 or (size >= line.value.size and shape != read.shape):
+            continue
+        start = np.zeros(shape) if shape != read.shape else read.astype(np.float64)
+
+        def f(v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
+            got = rerun(line, trace, {name: v})
+            return None if got is None else got.astype(np.float64).ravel()
+
+        base = f(start)
+        if base is None or base.size != target.size:
+            return True
+        columns = []
+        for i in range(size):
+            e = np.zeros(size)
+            e[i] = 1.0
+            out = f(start + e.reshape(shape))
+            if out is None:
+                return True
+            columns.append(out - base)
+        a = np.stack(columns, axis=1)
+        probe = np.random.default_rng(0).standard_normal(size)
+        out = f(start + probe.reshape(shape))
+        scale = float(np.max(np.abs(target), initial=0.0)) or 1.0
+        if out is None or not np.allclose(out, base + a @ probe, atol=1e-8 * scale):
+            return True  # not affine in it: cannot be ruled out
+        step, *_ = np.linalg.lstsq(a, target.ravel() - base, rcond=None)
+        if float(np.max(np.abs(a @ step + base - target.ravel()), initial=0.0)) <= 1e-8 * scale:
+            return True
+    return False

@@ -18,116 +18,21 @@ installed before is restored, also when the candidate raises.
 
 from __future__ import annotations
 
-import ast
 import linecache
-import os
 import sys
-import sysconfig
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from types import CodeType, FrameType
 from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_STATEMENTS", "Node", "Read", "Trace", "statement_at", "trace_call", "user_file"]
+from verification.auditing._source import names_read, statement_at, user_file
+
+__all__ = ["MAX_STATEMENTS", "Node", "Read", "Trace", "trace_call"]
 
 MAX_STATEMENTS = 20_000
 """Statements executed before the tracer stops recording (the trace is then incomplete)."""
-
-_SKIPPED_PACKAGES = ("numpy", "jax", "jaxlib", "torch", "hypothesis", "ml_dtypes", "scipy")
-
-
-@cache
-def _skipped_roots() -> tuple[str, ...]:
-    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    roots |= {sys.prefix, sys.base_prefix, sys.exec_prefix}
-    for name in _SKIPPED_PACKAGES:
-        module_file = getattr(sys.modules.get(name), "__file__", None)
-        if module_file:
-            roots.add(str(Path(module_file).parent))
-    roots.add(str(Path(__file__).resolve().parent.parent))  # this project's verification/
-    return tuple(sorted(os.path.realpath(r) + os.sep for r in roots if r))
-
-
-@cache
-def user_file(filename: str) -> bool:
-    """Whether ``filename`` is the user's source (a real file outside libraries and this
-    project's ``verification`` package)."""
-    if filename.startswith("<") or not os.path.isfile(filename):
-        return False
-    real = os.path.realpath(filename)
-    return not any(real.startswith(root) for root in _skipped_roots())
-
-
-@cache
-def _statements(filename: str) -> dict[int, ast.stmt]:
-    """line -> the innermost statement that line belongs to (for a compound statement, its
-    header lines only)."""
-    source = "".join(linecache.getlines(filename))
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return {}
-    table: dict[int, ast.stmt] = {}
-    for node in ast.walk(tree):  # breadth first: inner statements overwrite outer ones
-        if not isinstance(node, ast.stmt):
-            continue
-        end = node.end_lineno or node.lineno
-        body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
-            first = node.body[0].lineno  # type: ignore[attr-defined]
-            end = max(node.lineno, first - 1)
-        for line in range(node.lineno, end + 1):
-            table[line] = node
-    return table
-
-
-def statement_at(filename: str, line: int) -> ast.stmt | None:
-    """The statement (or compound statement's header) of ``filename`` at ``line``."""
-    return _statements(filename).get(line)
-
-
-def _header_parts(stmt: ast.stmt) -> list[ast.AST]:
-    if isinstance(stmt, (ast.For, ast.AsyncFor)):
-        return [stmt.target, stmt.iter]
-    if isinstance(stmt, (ast.While, ast.If)):
-        return [stmt.test]
-    if isinstance(stmt, (ast.With, ast.AsyncWith)):
-        return list(stmt.items)
-    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return []
-    return [stmt]
-
-
-@cache
-def _reads(filename: str, line: int) -> tuple[str, ...]:
-    """The names the statement at ``line`` reads (an augmented assignment reads its target)."""
-    stmt = statement_at(filename, line)
-    if stmt is None:
-        return ()
-    names: list[str] = []
-    for part in _header_parts(stmt):
-        for node in ast.walk(part):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-                names.append(node.id)
-    if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
-        names.append(stmt.target.id)
-    return tuple(dict.fromkeys(names))
-
-
-@cache
-def stores_subscript(filename: str, line: int) -> bool:
-    """Whether the statement at ``line`` writes into a subscript (``dx[i] = ...``)."""
-    stmt = statement_at(filename, line)
-    targets: list[ast.expr] = []
-    if isinstance(stmt, ast.Assign):
-        targets = list(stmt.targets)
-    elif isinstance(stmt, (ast.AugAssign, ast.AnnAssign)):
-        targets = [stmt.target]
-    return any(isinstance(n, ast.Subscript) for t in targets for n in ast.walk(t))
 
 
 @dataclass(frozen=True)
@@ -309,7 +214,7 @@ class _Recorder:
     def reads(self, fs: _Frame) -> tuple[Read, ...]:
         out = [
             Read(name, fs.names[name][0], fs.names[name][2])
-            for name in _reads(fs.file, fs.line)
+            for name in names_read(fs.file, fs.line)
             if name in fs.names
         ]
         out += [Read("", index, fs.line) for index in fs.calls]
