@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from verification.auditing import MLP_STAGES, audit, audit_vjp, named_arrays
 from verification.auditing._locate import NotLocated, Where, locate
 from verification.auditing._refsteps import reference_quantities
+from verification.auditing._second import sub_batches
 from verification.auditing._source import names_read, statement_at, user_file
 from verification.auditing._trace import trace_call
 
@@ -335,6 +336,34 @@ def test_a_missing_one_over_m_is_named_on_its_line_with_the_size() -> None:
     assert "shape[0] times" in report.where.words
     assert report.where.should_equal is not None
     assert "where: the error enters at" in str(report)
+
+
+def wide_loss(w: Any, x: Any, y: Any) -> Any:
+    a = jnp.tanh(x @ w)
+    return jnp.sum((a - y) ** 2) / (2 * x.shape[0])
+
+
+def wide_grad_no_m(w: Array, x: Array, y: Array) -> Array:
+    a = np.tanh(x @ w)
+    da = a - y
+    dz = da * (1 - a**2)
+    out: Array = x.T @ dz
+    return out
+
+
+def test_a_large_input_is_located_on_two_sub_batches_and_says_so() -> None:
+    rng = np.random.default_rng(4)
+    m, n, h = 5000, 24, 3  # x alone has 120,000 elements: more than the audit's LARGE
+    args = (rng.normal(size=(n, h)), rng.normal(size=(m, n)), rng.normal(size=(m, h)))
+    report = audit(wide_grad_no_m, wide_loss, args, argnums=0, seed=0)
+    assert isinstance(report.where, Where), report.where
+    assert report.where.line == _line_of(wide_grad_no_m, "da = a - y")
+    assert "shape[0] times" in report.where.words  # 8 and 6 rows: the factor follows m
+    assert report.where.located_on == "on sub-batches of the input: rows 0-7 and 8-13 of its 5000"
+    assert "located on sub-batches" in str(report)
+    assert report.to_dict()["where"]["located_on"] == report.where.located_on
+    small = (args[0], args[1][:50], args[2][:50])
+    assert sub_batches(small, (0,), ["w", "x", "y"]) is None  # small inputs: as drawn
 
 
 def test_a_skipped_step_is_named_where_the_gradient_is_passed_on() -> None:

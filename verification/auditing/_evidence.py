@@ -45,8 +45,10 @@ __all__ = [
     "SUB_BATCH",
     "Probe",
     "batch_doubled",
+    "batch_group",
     "mask_words",
     "name_factor",
+    "sliced",
     "values_right_elsewhere",
     "variants",
 ]
@@ -330,17 +332,20 @@ def name_factor(
     )
 
 
-def _sliced(args: tuple[Any, ...], group: list[tuple[int, int]], keep: int) -> tuple[Any, ...]:
-    """``args`` with the first ``keep`` indices kept along each (leaf, axis) of ``group``."""
+def sliced(
+    args: tuple[Any, ...], group: list[tuple[int, int]], keep: int, start: int = 0
+) -> tuple[Any, ...]:
+    """``args`` with the ``keep`` indices from ``start`` kept along each (leaf, axis) of
+    ``group``; the other leaves as they are."""
     leaves, treedef = tree_util.tree_flatten(args)
     out = list(leaves)
     for k, axis in group:
-        out[k] = np.take(out[k], np.arange(keep), axis=axis)
+        out[k] = np.take(out[k], np.arange(start, start + keep), axis=axis)
     rebuilt: tuple[Any, ...] = tree_util.tree_unflatten(treedef, out)
     return rebuilt
 
 
-def _batch_group(
+def batch_group(
     args: tuple[Any, ...], argnums: Sequence[int], names: Sequence[str]
 ) -> tuple[int, list[tuple[int, int]]] | None:
     """(size, group) of the batch axis: axis 0 of the arguments that are not differentiated,
@@ -381,7 +386,7 @@ def sub_batch_factor(
         if size < 2 * SUB_BATCH or not (grows or shrinks):
             continue
         for words, group in _groups(args, argnums, names, size):
-            there = _factor_at(probe, _sliced(args, group, SUB_BATCH))
+            there = _factor_at(probe, sliced(args, group, SUB_BATCH))
             what = words.split(" (")[0].split(",")[0]
             checked = f"re-checked on a sub-batch of {SUB_BATCH} along it, where the factor is"
             if grows and _same_factor(there, c * SUB_BATCH / size):
@@ -395,9 +400,9 @@ def sub_batch_factor(
                     f"twice where the loss averages once ({checked} 1/{SUB_BATCH}: it follows "
                     "that dimension)"
                 )
-    batch = _batch_group(args, argnums, names)
+    batch = batch_group(args, argnums, names)
     if batch is not None:
-        other, where = _sliced(args, batch[1], SUB_BATCH), f"on a sub-batch of {SUB_BATCH}"
+        other, where = sliced(args, batch[1], SUB_BATCH), f"on a sub-batch of {SUB_BATCH}"
     else:
         other, where = _perturbed(args, argnums, rng, strong=True), "at a perturbed input"
     there = _factor_at(probe, other)

@@ -45,12 +45,16 @@ from verification.auditing._rerun import (
     shaped,
     some_value_repairs,
 )
-from verification.auditing._second import leaf_index, second_input
+from verification.auditing._second import leaf_index, second_input, sub_batches
 from verification.auditing._trace import Node, Trace, trace_call
 from verification.auditing._trees import none_leaf
 from verification.auditing._where import NotLocated, Target, Where, axes, how_wrong, step_between
 
 __all__ = ["NotLocated", "Where", "leaf_index", "locate", "locate_failure"]
+
+
+AGREES = "the failing leaf agrees with the reference under the tracer"
+"""Why ``locate`` names no line where the candidate is right at the inputs it was given."""
 
 
 @dataclass(frozen=True)
@@ -527,7 +531,7 @@ def locate(
         return NotLocated("the reference has no gradient for the failing leaf")
     matched = locator.matches(out_nodes[0])
     if target.quantity in matched:
-        return NotLocated("the failing leaf agrees with the reference under the tracer")
+        return NotLocated(AGREES)
     roles = [q for q in matched if q.kind == "gradient"]
     if roles:  # a right gradient returned where another belongs
         return locator.returned_instead(out_nodes[0], runs[0].trace, roles[0], target)
@@ -546,10 +550,22 @@ def locate_failure(
     leaf: int,
     seed: int,
 ) -> Where | NotLocated:
-    """``locate`` at the counterexample and a second failing input (``second_input``). The
+    """``locate`` at the counterexample and a second failing input (``second_input``); for a
+    large counterexample with a batch axis, at two failing sub-batches of it instead
+    (``sub_batches``: the report says so). The
     verdict is already made: a value the locator cannot follow (a pytree where it expects an
     array, say) ends in ``not located`` with the reason, never in an error of the audit."""
     try:
+        subs = sub_batches(counterexample, argnums, arg_names)
+        if subs is not None:  # a large input: programs of a few rows, not of its whole batch
+            inputs, words = subs
+            found = locate(
+                grad_fn, loss_fn, inputs, argnums=argnums, arg_names=arg_names, leaf=leaf
+            )
+            if isinstance(found, Where):
+                return dataclasses.replace(found, located_on=words)
+            if found.reason != AGREES:  # else the error does not show there: the whole input
+                return NotLocated(f"{found.reason}; {words}")
         other = second_input(check, drawn, counterexample, leaf, seed)
         if other is None:
             return NotLocated(

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 from jax import tree_util
 
+from verification.auditing._evidence import LARGE, SUB_BATCH, batch_group, sliced
+from verification.auditing._report import count_elements
 from verification.auditing._rerun import agrees
 
-__all__ = ["leaf_index", "second_input"]
+__all__ = ["leaf_index", "second_input", "sub_batches"]
 
 
 def _distinctness(
@@ -132,6 +134,29 @@ def second_input(
     for _ in range(3):
         wanted(first)
     return best[0][1] if best else None
+
+
+def sub_batches(
+    first: tuple[Any, ...], argnums: Sequence[int], names: Sequence[str]
+) -> tuple[list[tuple[Any, ...]], str] | None:
+    """For a counterexample of more than ``LARGE`` elements with a batch axis (axis 0 of the
+    arguments not differentiated, of length >= 2 * ``SUB_BATCH``): two sub-batches of it,
+    the first ``SUB_BATCH`` rows and the next ``SUB_BATCH - 2`` (other rows, another size),
+    with the words that say so. Locating there costs programs of a few rows, not of the
+    user's whole batch (whether the candidate fails there too is the locator's first
+    finding). None where the input is small or has no batch axis."""
+    if count_elements(first)[0] <= LARGE:
+        return None
+    batch = batch_group(first, argnums, names)
+    if batch is None:
+        return None
+    size, group = batch
+    inputs = [sliced(first, group, SUB_BATCH), sliced(first, group, SUB_BATCH - 2, SUB_BATCH)]
+    words = (
+        f"on sub-batches of the input: rows 0-{SUB_BATCH - 1} and "
+        f"{SUB_BATCH}-{2 * SUB_BATCH - 3} of its {size}"
+    )
+    return inputs, words
 
 
 def leaf_index(location: str | None, names: Sequence[str]) -> int | None:

@@ -27,6 +27,8 @@ class Where:
     reference_line : that quantity's line in the reference ("reference.py:11 `a1 = ...`").
     words : what is wrong on it, where the evidence shows it.
     agreeing : the last value before it that agrees with the reference (line, text, quantity).
+    located_on : which inputs the line was found on, where they are not the counterexample
+        itself (sub-batches of a large input), else None.
     """
 
     file: str
@@ -37,6 +39,7 @@ class Where:
     reference_line: str | None
     words: str
     agreeing: str | None = None
+    located_on: str | None = None
 
     def lines(self) -> list[str]:
         """The report's ``where:`` section."""
@@ -47,11 +50,13 @@ class Where:
         ]
         if self.agreeing:
             out.append(f"  last agreeing: {self.agreeing}")
+        if self.located_on:
+            out.append(f"  located {self.located_on}")
         return out
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: file, line, function, source, should_equal, reference_line (and
-        the words)."""
+        the words, and the inputs it was located on where they are sub-batches)."""
         return {
             "file": self.file,
             "line": self.line,
@@ -60,6 +65,7 @@ class Where:
             "should_equal": self.should_equal,
             "reference_line": self.reference_line,
             "words": self.words,
+            "located_on": self.located_on,
         }
 
 
