@@ -213,3 +213,29 @@ def test_the_reproducer_declares_the_same_convention() -> None:
     assert "kinks = Kinks('my convention', aim)" in code
     assert "from verification.auditing._kinks import _zeros as aim" in code
     assert "under the declared convention my convention" in (mine.diagnosis or "")
+
+
+def test_the_curvature_of_a_smooth_loss_is_told_from_a_kink() -> None:
+    from verification.auditing._finite_differences import quotients
+
+    h = 1e-5
+    for f, kink in ((lambda t: 3 * t**2, False), (abs, True)):
+        fd = quotients(f(0.0), np.array([f(h), f(2 * h)]), np.array([f(-h), f(-2 * h)]), h, 2 * h)
+        assert abs(fd.forward - fd.backward) > 0  # both one-sided quotients differ
+        assert (fd.curvature < abs(fd.forward - fd.backward) / 2) is kink
+
+
+def _half_square(w: Any) -> Any:
+    return 1.5 * jnp.sum(w**2)
+
+
+def _half_square_off(w: Any) -> Any:
+    return 3 * np.asarray(w) + 1.0  # wrong everywhere, by 1
+
+
+def test_a_smooth_point_where_the_slope_is_zero_is_not_called_a_kink() -> None:
+    report = audit(_half_square_off, _half_square, (np.zeros(3),), argnums=0)
+    assert not report.passed
+    assert report.finite_difference_note is not None
+    assert "central" in report.finite_difference_note
+    assert "kink" not in report.finite_difference_note, report.finite_difference_note

@@ -440,7 +440,8 @@ def _fd_at(checker: Checker, failure: Outcome) -> tuple[float, str] | None:
             fd = checker.oracle.one_sided_slopes(args, d, 1.0, step=step)
             label = f"central (two-sided), step {fd.step:.2g}"
             gap = abs(fd.forward - fd.backward)
-            if gap > 1e-3 * max(abs(fd.forward), abs(fd.backward), 1e-300) + 4 * fd.truncation:
+            smooth = 4 * fd.truncation + 2 * fd.rounding + 2 * fd.curvature  # no kink needed
+            if gap > 1e-3 * max(abs(fd.forward), abs(fd.backward), 1e-300) + smooth:
                 label += (
                     f"; it straddles a kink or clip: one-sided quotients forward "
                     f"{fd.forward:.6g}, backward {fd.backward:.6g}"

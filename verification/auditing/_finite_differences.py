@@ -28,6 +28,10 @@ class FiniteDifferences:
     truncation: float
     rounding: float
     step: float
+    curvature: float = 0.0
+    """The part of forward - backward a smooth loss explains: h |L''| (its second derivative
+    along the direction), estimated as |gap(2h) - gap(h)| from the quotients at h and 2h,
+    where gap is forward - backward (a kink's gap stays the same at both steps)."""
 
 
 def step_for(value: float, resolution: float, scale: float) -> float:
@@ -48,7 +52,8 @@ def quotients(
 ) -> FiniteDifferences:
     """Forward, backward and central quotients from L(x) = ``value``, L(x + h d), L(x + h2 d)
     (``plus``) and L(x - h d), L(x - h2 d) (``minus``); ``truncation`` is the change of the
-    central quotient from h to h2 (an estimate of its own error), ``rounding`` 4 eps (|L| + 1) / h.
+    central quotient from h to h2 (an estimate of its own error), ``rounding`` 4 eps (|L| + 1) / h,
+    ``curvature`` the part of forward - backward that grows with the step (a smooth loss's).
 
     >>> fd = quotients(0.0, np.array([1e-3, 2e-3]), np.array([1e-3, 2e-3]), 1e-3, 2e-3)
     >>> fd.forward, fd.backward, fd.central  # |x| along d: a kink at 0
@@ -57,6 +62,7 @@ def quotients(
     forward, backward = (plus[0] - value) / h, (value - minus[0]) / h
     central = (plus[0] - minus[0]) / (2 * h)
     central2 = (plus[1] - minus[1]) / (2 * h2)
+    gap, gap2 = forward - backward, (plus[1] - value) / h2 - (value - minus[1]) / h2
     return FiniteDifferences(
         float(forward),
         float(backward),
@@ -64,4 +70,5 @@ def quotients(
         float(abs(central2 - central)),
         4 * _EPS * (abs(value) + 1) / h,
         h,
+        float(abs(gap2 - gap) * h / (h2 - h)),
     )
