@@ -235,6 +235,7 @@ def _checks(
         opinion.grad32,
         opinion.grad_perturbed,
         secant=max(opinion.secant, scale),
+        summed=opinion.summed,  # terms that cancel, as the engine's check allows them
         terms=terms,
     )
     with np.errstate(all="ignore"):
