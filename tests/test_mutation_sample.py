@@ -16,7 +16,8 @@ MUTATION = Path(__file__).resolve().parent.parent / "mutation"
 def load(name: str) -> ModuleType:
     """A module of mutation/ (a folder of scripts, not an installed package)."""
     spec = importlib.util.spec_from_file_location(f"mutation_{name}", MUTATION / f"{name}.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -95,5 +96,6 @@ def test_wilson_interval_matches_the_textbook_values() -> None:
     assert score.wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
     assert score.wilson(10, 10)[1] == pytest.approx(1.0)
     low, high = score.wilson(270, 300)
-    assert low < 0.9 < high and high - low < 0.07
+    assert low < 0.9 < high
+    assert high - low < 0.07
     assert score.wilson(0, 0) == (0.0, 1.0)
