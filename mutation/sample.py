@@ -2,7 +2,7 @@
 
 Run from the repository root (``nox -s mutation`` does, see ``MUTANT_SAMPLE``)::
 
-    python mutation/sample.py GLOB=N [GLOB=N ...] [--seed S] [--out FILE]
+    python mutation/sample.py GLOB=N [GLOB=N ...] --out FILE [--seed S]
 
 For each ``GLOB=N``, the mutants whose names match GLOB (e.g. ``"verification.auditing.*"``)
 are listed from mutmut's own generation step (``mutants/``, generated here with mutmut 3.8's
@@ -12,7 +12,7 @@ replacement: the N places are shared among the modules in proportion to each mod
 count (largest remainders, ties to the larger module), and each module's share is drawn with
 ``random.Random(f"{seed}:{module}")``, so the sample depends on the seed and on each module's
 own mutants alone: an edit to one module redraws that module's share only. The chosen names
-are written one a line to FILE (stdout by default), for ``mutmut run NAME ...`` and
+are written one a line to FILE (mutmut's generation prints on stdout), for ``mutmut run NAME ...`` and
 ``mutation/score.py --sample FILE``.
 """
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("requests", nargs="+", type=parse_request, metavar="GLOB=N")
     parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--out", type=Path, default=None, help="write the names here")
+    parser.add_argument("--out", type=Path, required=True, help="write the names here")
     args = parser.parse_args(argv)
 
     by_module = mutants_by_module(os.cpu_count() or 2)
@@ -119,12 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         total = sum(len(names) for names in strata.values())
         print(f"sampled {len(picked)} of {total} mutants matching {glob}", file=sys.stderr)
         chosen += picked
-    text = "".join(f"{name}\n" for name in chosen)
-    if args.out is None:
-        sys.stdout.write(text)
-    else:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, "utf-8")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("".join(f"{name}\n" for name in chosen), "utf-8")
     return 0
 
 
