@@ -226,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
                 "for the score of all of them"
             )
     for t in targets.values():
+        if t.statuses["not checked"]:
+            print(
+                f"\n{t.name}: {t.statuses['not checked']} mutants not tried (an interrupted "
+                "run?): counted as not detected"
+            )
         if t.statuses["no tests"]:
             print(f"\n{t.name}: {t.statuses['no tests']} mutants in code no selected test runs")
         if t.survivors:
