@@ -207,6 +207,24 @@ def test_a_missing_one_over_m_is_named_on_its_line_with_the_size() -> None:
     assert "where: the error enters at" in str(report)
 
 
+def tanh_wrong_local_derivative(x: Array, w1: Array, w2: Array, y: Array) -> Array:
+    a1 = np.tanh(x @ w1)
+    dz2 = (a1 @ w2 - y) / x.shape[0]
+    local = 1 - a1  # BUG: tanh' is 1 - a1**2
+    dz1 = (dz2 @ w2.T) * local
+    out: Array = x.T @ dz1
+    return out
+
+
+def test_a_wrong_local_derivative_is_named_with_the_quantities_it_relates() -> None:
+    report = audit(
+        tanh_wrong_local_derivative, tanh_loss, tanh_problems(), argnums=1, max_examples=30, seed=0
+    )
+    assert isinstance(report.where, Where), report.where
+    assert report.where.line == _line_of(tanh_wrong_local_derivative, "local = 1 - a1")
+    assert report.where.should_equal == "the derivative of a1 with respect to z1"
+
+
 def test_a_skipped_step_is_named_where_the_gradient_is_passed_on() -> None:
     report = audit(
         tanh_step_skipped, tanh_loss, tanh_problems(), argnums=1, max_examples=30, seed=0
