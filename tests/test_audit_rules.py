@@ -220,3 +220,19 @@ def test_values_of_a_wrong_shape_are_judged_at_an_input_drawn_where_the_referenc
     report = audit(_dead_zone_grad_keepdims, _dead_zone_loss, shapes, argnums=1, seed=0)
     assert report.kind == "wrong shape"
     assert "values right, only the shape is wrong" in (report.diagnosis or ""), report.diagnosis
+
+
+def _dead_zone_grad_doubled(x: Array, b: Array) -> Array:
+    out: Array = 2 * (2 * np.maximum(x + b - 1, 0)).sum(axis=0) / x.shape[0]
+    return out
+
+
+def test_an_input_where_the_reference_is_0_is_no_evidence_against_a_constant_factor() -> None:
+    # Inputs near the counterexample that fall in the relu's dead zone have a reference of 0:
+    # any candidate agrees there, so they neither confirm nor refute the factor 2.
+    from verification.auditing import named_arrays
+
+    shapes = named_arrays({"x": "m,n", "b": "n"})
+    report = audit(_dead_zone_grad_doubled, _dead_zone_loss, shapes, argnums=1, seed=0)
+    assert report.kind == "mismatch"
+    assert "off by a constant factor 2" in (report.diagnosis or ""), report.diagnosis
