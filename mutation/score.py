@@ -3,11 +3,17 @@
 Run from the repository root after ``mutmut run`` (``nox -s mutation`` does both)::
 
     python mutation/score.py [--min-manual-bp 95] [--min-compare 90] [--min-auditing 90]
-        [--only GLOB] [--no-diffs]
+        [--only GLOB] [--sample FILE] [--no-diffs]
 
 ``--only`` counts the mutants whose names match GLOB alone (e.g.
 ``"verification.auditing._simplify*"``), for a run restricted the same way
 (``mutmut run GLOB``): mutants that were not run are not counted as survivors.
+
+``--sample FILE`` (names one a line, from ``mutation/sample.py``): a target with mutants in
+FILE is scored on those alone, a random sample of its mutants, and its score is given with its
+95% Wilson score interval, as an estimate of the score of all its mutants ("sample n of N").
+Targets with no mutant in FILE are scored on all their mutants, as without ``--sample``. A
+target's minimum applies to the sample's score; a target with no mutant counted is "not run".
 
 The score of a target is ``detected / (total - equivalent)``, where *detected* counts mutants
 killed by a test (a failing test, a timeout, or a crash), and *equivalent* counts the
@@ -51,6 +57,8 @@ class Target:
     statuses: Counter[str] = field(default_factory=Counter)
     equivalent: int = 0
     survivors: list[str] = field(default_factory=list)
+    #: how many mutants the target has, when the counted ones are a sample of them (else 0).
+    population: int = 0
 
     @property
     def total(self) -> int:
@@ -64,6 +72,37 @@ class Target:
     def score(self) -> float:
         denominator = self.total - self.equivalent
         return 100.0 * self.detected / denominator if denominator else 100.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The 95% Wilson interval of the score, in percent."""
+        low, high = wilson(self.detected, self.total - self.equivalent)
+        return 100.0 * low, 100.0 * high
+
+
+def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95% for the default z).
+
+    ``(p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)`` with ``p = successes / n``;
+    ``(0, 1)`` for ``n = 0``.
+
+    >>> [round(x, 4) for x in wilson(9, 10)]
+    [0.5958, 0.9821]
+    >>> [round(x, 4) for x in wilson(10, 10)]
+    [0.7225, 1.0]
+    """
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denominator = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denominator
+    half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / denominator
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+def read_sample(path: Path) -> set[str]:
+    """The mutant names listed in a sample file, one a line."""
+    return {line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()}
 
 
 def read_equivalents(text: str) -> dict[str, str]:
@@ -106,8 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-compare", type=float, default=90.0)
     parser.add_argument("--min-auditing", type=float, default=90.0)
     parser.add_argument("--only", default=None, metavar="GLOB", help="count these mutants only")
+    parser.add_argument(
+        "--sample", type=Path, default=None, metavar="FILE", help="score these mutants alone"
+    )
     parser.add_argument("--no-diffs", action="store_true", help="list survivors without diffs")
     args = parser.parse_args(argv)
+    sample = read_sample(args.sample) if args.sample is not None else set()
+    sampled_targets = {target_of(name) for name in sample}
 
     targets = {
         "manual_bp": Target("manual_bp", args.min_manual_bp),
@@ -122,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, exit_code in data.exit_code_by_key.items():
             if args.only is not None and not fnmatch.fnmatch(name, args.only):
                 continue
+            if target_of(name) in sampled_targets:
+                targets[target_of(name)].population += 1
+                if name not in sample:
+                    continue
             status_of[name] = status_by_exit_code[exit_code]
             path_of[name] = path
     if not status_of:
@@ -132,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     stale: list[str] = []
     for name, code in equivalents.items():
         if args.only is not None and not fnmatch.fnmatch(name, args.only):
+            continue
+        if target_of(name) in sampled_targets and name not in sample:
             continue
         if status_of.get(name) != "survived":
             stale.append(
@@ -156,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{'no tests':>9}{'other':>6}{'score':>8}{'min':>6}"
     )
     for t in targets.values():
+        if not t.total:
+            print(f"{t.name:<26}{'not run':>8}")
+            continue
         other = t.total - t.detected - t.statuses["survived"] - t.statuses["no tests"]
         ok = t.score >= t.minimum
         failed |= not ok
@@ -165,6 +218,19 @@ def main(argv: list[str] | None = None) -> int:
             f"  {'ok' if ok else 'BELOW MINIMUM'}"
         )
     for t in targets.values():
+        if t.population and t.total:
+            low, high = t.interval
+            print(
+                f"\n{t.name}: a random sample of {t.total} of its {t.population} mutants; "
+                f"score {t.score:.1f}%, 95% interval {low:.1f}%-{high:.1f}% (Wilson) "
+                "for the score of all of them"
+            )
+    for t in targets.values():
+        if t.statuses["not checked"]:
+            print(
+                f"\n{t.name}: {t.statuses['not checked']} mutants not tried (an interrupted "
+                "run?): counted as not detected"
+            )
         if t.statuses["no tests"]:
             print(f"\n{t.name}: {t.statuses['no tests']} mutants in code no selected test runs")
         if t.survivors:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from verification.__main__ import main as verification_main
-from verification.auditing._config import ConfigError, load_audits, parse_table
+from verification.auditing._config import ConfigError, load_audits, parse_table, run_configured
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,6 +125,15 @@ def test_load_audits_names_an_audit_that_is_not_declared(project: Path) -> None:
     (project / "empty.toml").write_text("[project]\nname = 'x'\n")
     with pytest.raises(ConfigError, match=r"no \[tool.manual-bp.audits.NAME\] tables"):
         load_audits(project / "empty.toml")
+
+
+def test_a_declared_audit_runs_without_a_store_and_keeps_nothing(project: Path) -> None:
+    (no_mean,) = load_audits(project / "pyproject.toml", ["no-mean"])
+    kept = run_configured(no_mean, project, max_examples=30, seed=0, store=None)
+    assert not kept.report.passed
+    assert kept.report.replayed == 0
+    assert kept.saved is None
+    assert not (project / "kept").exists()
 
 
 def test_audit_config_runs_the_declared_audits_and_keeps_the_failure(

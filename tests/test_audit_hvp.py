@@ -103,6 +103,22 @@ def test_the_direction_is_drawn_normal_never_ones() -> None:
     assert [b.dtype for b in both] == [np.float32, np.float64]
 
 
+def test_the_direction_is_named_v_after_the_names_given_to_the_arguments() -> None:
+    def loss(w: Any, x: Any) -> Any:
+        return jnp.sum(jnp.tanh(x @ w) ** 2) / x.shape[0]
+
+    def hvp_without_mean(w: Any, x: Any, v: Any) -> Any:
+        t = np.tanh(x @ w)
+        return x.T @ ((2 * (1 - t**2) ** 2 - 4 * t**2 * (1 - t**2)) * (x @ v))  # BUG: no 1/m
+
+    shapes = named_arrays({"w": ("n",), "x": ("m", "n")}, bounds=(2.0,))
+    report = audit_hvp(
+        hvp_without_mean, loss, shapes, seed=0, max_examples=20, arg_names=["weights", "inputs"]
+    )
+    assert not report.passed
+    assert report.arg_names == ["weights", "inputs", "v"]
+
+
 def test_a_wrong_hvp_for_a_tuple_of_arguments() -> None:
     """argnums=(0, 1): v is a tuple, and the cross terms between the two are checked."""
 

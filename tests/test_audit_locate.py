@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Any
@@ -364,6 +365,40 @@ def test_a_large_input_is_located_on_two_sub_batches_and_says_so() -> None:
     assert report.to_dict()["where"]["located_on"] == report.where.located_on
     small = (args[0], args[1][:50], args[2][:50])
     assert sub_batches(small, (0,), ["w", "x", "y"]) is None  # small inputs: as drawn
+
+
+def tanh_wrong_local_derivative(x: Array, w1: Array, w2: Array, y: Array) -> Array:
+    a1 = np.tanh(x @ w1)
+    dz2 = (a1 @ w2 - y) / x.shape[0]
+    local = 1 - a1  # BUG: tanh' is 1 - a1**2
+    dz1 = (dz2 @ w2.T) * local
+    out: Array = x.T @ dz1
+    return out
+
+
+def test_a_wrong_local_derivative_is_named_with_the_quantities_it_relates() -> None:
+    report = audit(
+        tanh_wrong_local_derivative, tanh_loss, tanh_problems(), argnums=1, max_examples=30, seed=0
+    )
+    assert isinstance(report.where, Where), report.where
+    assert report.where.line == _line_of(tanh_wrong_local_derivative, "local = 1 - a1")
+    assert report.where.should_equal == "the derivative of a1 with respect to z1"
+
+
+def tanh_no_m_bound_by_with(x: Array, w1: Array, w2: Array, y: Array) -> Array:
+    with contextlib.nullcontext(np.tanh(x @ w1)) as a1:
+        dz2 = a1 @ w2 - y
+    dz1 = (dz2 @ w2.T) * (1 - a1**2)
+    out: Array = x.T @ dz1
+    return out
+
+
+def test_a_value_bound_by_a_with_statement_is_followed_like_an_assignment() -> None:
+    report = audit(
+        tanh_no_m_bound_by_with, tanh_loss, tanh_problems(), argnums=1, max_examples=30, seed=0
+    )
+    assert isinstance(report.where, Where), report.where
+    assert report.where.line == _line_of(tanh_no_m_bound_by_with, "dz2 = a1 @ w2 - y")
 
 
 def test_a_skipped_step_is_named_where_the_gradient_is_passed_on() -> None:

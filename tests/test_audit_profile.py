@@ -132,6 +132,16 @@ class TestProfile:
         assert set(data["profile"]["seconds"]) == set(PHASES)
 
 
+def test_the_json_counterexample_is_the_source_of_the_arguments_themselves() -> None:
+    report = audit(grad_w_no_mean, loss, SMALL, argnums=1, seed=0)
+    assert not report.passed
+    text = report.to_dict()["counterexample"]
+    args = eval(text, {"np": np, "array": np.array, "float64": np.float64})
+    assert len(args) == len(SMALL)
+    for got, want in zip(args, report.counterexample, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 class TestQuick:
     def test_quick_keeps_verdict_and_offending_elements_and_skips_the_explanation(self) -> None:
         full = audit(grad_w_no_mean, loss, BIG, argnums=1, seed=0)

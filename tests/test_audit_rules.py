@@ -195,3 +195,44 @@ def test_distinct_values_stay_distinct_and_each_takes_its_own_simplest_value() -
     report = audit(off_by_one, lambda x: jnp.sum(1 / x), args, max_examples=5, seed=0)
     # -2 -> -1; -3 cannot (-1 is taken); 2 -> +1: the next element is still tried
     np.testing.assert_array_equal(report.counterexample[0], [-1.0, -3.0, 1.0])
+
+
+# -- rule: a wrong shape whose reference is 0 near the counterexample is judged elsewhere ----
+
+
+def _dead_zone_loss(x: Array, b: Array) -> Array:
+    return jnp.sum(jax.nn.relu(x + b - 1) ** 2) / x.shape[0]
+
+
+def _dead_zone_grad_keepdims(x: Array, b: Array) -> Array:
+    return (2 * np.maximum(x + b - 1, 0)).sum(axis=0, keepdims=True) / x.shape[0]
+
+
+def test_values_of_a_wrong_shape_are_judged_at_an_input_drawn_where_the_reference_is_not_0() -> (
+    None
+):
+    # The shrunk counterexample is all 0 and every input near it lies in the dead zone of the
+    # relu, where the reference is 0 too: only an input drawn from the audit's own strategy
+    # (values away from 0) can show that the values are right and only the shape is wrong.
+    from verification.auditing import named_arrays
+
+    shapes = named_arrays({"x": "m,n", "b": "n"})
+    report = audit(_dead_zone_grad_keepdims, _dead_zone_loss, shapes, argnums=1, seed=0)
+    assert report.kind == "wrong shape"
+    assert "values right, only the shape is wrong" in (report.diagnosis or ""), report.diagnosis
+
+
+def _dead_zone_grad_doubled(x: Array, b: Array) -> Array:
+    out: Array = 2 * (2 * np.maximum(x + b - 1, 0)).sum(axis=0) / x.shape[0]
+    return out
+
+
+def test_an_input_where_the_reference_is_0_is_no_evidence_against_a_constant_factor() -> None:
+    # Inputs near the counterexample that fall in the relu's dead zone have a reference of 0:
+    # any candidate agrees there, so they neither confirm nor refute the factor 2.
+    from verification.auditing import named_arrays
+
+    shapes = named_arrays({"x": "m,n", "b": "n"})
+    report = audit(_dead_zone_grad_doubled, _dead_zone_loss, shapes, argnums=1, seed=0)
+    assert report.kind == "mismatch"
+    assert "off by a constant factor 2" in (report.diagnosis or ""), report.diagnosis

@@ -136,3 +136,22 @@ def test_order_arguments_are_checked() -> None:
         audit_vjp(SiLURecomputed, silu, (np.ones((1, 1)),), order=2, argnums=1)
     with pytest.raises(AuditSpecError, match="atol must be finite and >= 0"):
         audit_vjp(SiLURecomputed, silu, SHAPES, order=2, atol=float("nan"))
+
+
+class Double(torch.autograd.Function):
+    """2 x: linear, so its backward does not depend on x and the second derivative in x is 0."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return 2 * grad
+
+
+def test_a_second_derivative_torch_leaves_out_is_a_zero_of_the_inputs_dtype() -> None:
+    shapes = named_arrays({"x": ("m", "h")}, bounds=(4.0,), dtype=np.float32)
+    report = audit_vjp(Double, lambda x: 2 * x, shapes, seed=0, order=2, max_examples=10)
+    assert report.passed, str(report)
+    assert report.kind is None, str(report)
