@@ -148,7 +148,7 @@ def contributions(quantities: list[Quantity]) -> list[Quantity]:
     results = _pullbacks(jobs)
     out: list[Quantity] = []
     for (kind, q, position, in_key), result in zip(made, results, strict=True):
-        if result is None or result.dtype.kind not in "fc":  # JAX's float0: no derivative
+        if result is None:
             continue
         if kind == "derivative":
             q.derivatives[position] = result
