@@ -373,10 +373,12 @@ class Oracle:
             step = step_for(float(value), resolution, scale)
         h = float(step)
         with phase("finite differences"):  # whichever program runs them
-            if is_large(args64):  # forward passes only
-                value, plus1, plus2, minus1, minus2 = self.losses_along(
-                    args, d, [0.0, h, 2 * h, -h, -2 * h]
-                )
+            if is_large(args64):  # forward passes only, L(x) among them unless known
+                known = self._known_value(args64)
+                steps = [h, 2 * h, -h, -2 * h] if known is not None else [0.0, h, 2 * h, -h, -2 * h]
+                losses = self.losses_along(args, d, steps)
+                value = known if known is not None else losses.pop(0)
+                plus1, plus2, minus1, minus2 = losses
                 return quotients(
                     float(value), np.array([plus1, plus2]), np.array([minus1, minus2]), h, 2 * h
                 )
@@ -388,13 +390,16 @@ class Oracle:
         value, _ = self._run(self._grads, self._grad_fn, args64)
         return float(value)
 
-    def _value_at(self, args64: tuple[Any, ...]) -> float:
-        """The loss at ``args64``: the last ``gradient``'s value when it was computed at the
-        same arguments (the check's own reference run), else one reference run."""
+    def _known_value(self, args64: tuple[Any, ...]) -> float | None:
+        """The last ``gradient``'s loss when it was computed at ``args64`` (the check's own
+        reference run), else None."""
         last = self._last_value
-        if last is not None and same_args(last[0], args64):
-            return last[1]
-        return self._loss_value(args64)
+        return last[1] if last is not None and same_args(last[0], args64) else None
+
+    def _value_at(self, args64: tuple[Any, ...]) -> float:
+        """The loss at ``args64``: ``_known_value``, else one reference run."""
+        known = self._known_value(args64)
+        return self._loss_value(args64) if known is None else known
 
     def losses_along(
         self, args: tuple[Any, ...], v: Sequence[np.ndarray[Any, Any]], steps: Sequence[float]
