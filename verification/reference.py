@@ -13,9 +13,11 @@ Conventions are those of ``manual_bp``: samples are rows, X is (m, n), labels Y 
 is the mean over the m samples (a sum over all elements divided by m = ``shape[0]``), and
 relu'(0) = 0 (as ``jax.nn.relu``).
 
-Every function here is jitted at module level: JAX compiles each once per input shape and
-dtype and reuses the compiled code afterwards (about 50 ms per new shape on this machine), which
-is why the strategies draw shapes from small fixed sets. Importing this module also turns on
+Every function here is jitted at module level (``verification._xla.sized_jit``): JAX compiles
+each once per input shape and dtype and reuses the compiled code afterwards (about 50 ms per new
+shape on this machine), which is why the strategies draw shapes from small fixed sets; a small
+problem is compiled for compilation speed (XLA -O0), one of more than 2 million elements with
+XLA's optimisation. Importing this module also turns on
 JAX's persistent compilation cache (``verification._cache``): a later process loads the
 compiled code from disk instead of compiling it again. Feed them float64 arrays to get a
 float64 ground truth (a float32 input is computed in float32).
@@ -32,6 +34,7 @@ jax.config.update("jax_enable_x64", True)  # type: ignore[no-untyped-call]
 jax.config.update("jax_default_matmul_precision", "highest")  # type: ignore[no-untyped-call]
 
 from verification import _cache  # noqa: E402
+from verification._xla import sized_jit  # noqa: E402
 
 _cache.configure(_cache.from_environment())  # compiled references persist across processes
 
@@ -106,25 +109,25 @@ def _batch_size(x: ArrayLike) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-@jax.jit
+@sized_jit
 def relu(z: ArrayLike) -> Array:
     """max(z, 0) elementwise via ``jax.nn.relu`` (whose derivative at 0 is 0). Any shape."""
     return jax.nn.relu(z)
 
 
-@jax.jit
+@sized_jit
 def sigmoid(z: ArrayLike) -> Array:
     """1 / (1 + exp(-z)) elementwise via ``jax.nn.sigmoid``. Any shape."""
     return jax.nn.sigmoid(z)
 
 
-@jax.jit
+@sized_jit
 def softmax(z: ArrayLike) -> Array:
     """exp(z_i) / sum_j exp(z_j) over the last axis via ``jax.nn.softmax``. (..., k) -> (..., k)."""
     return jax.nn.softmax(z, axis=-1)
 
 
-@jax.jit
+@sized_jit
 def cross_entropy(p: ArrayLike, y: ArrayLike) -> Array:
     """J = -(1/m) sum_ic y_ic log p_ic on probabilities p and labels y, both (m, k).
 
@@ -137,7 +140,7 @@ def cross_entropy(p: ArrayLike, y: ArrayLike) -> Array:
     return -jnp.sum(xlogy(y, safe_p)) / _batch_size(p)
 
 
-@jax.jit
+@sized_jit
 def softmax_cross_entropy(z: ArrayLike, y: ArrayLike) -> Array:
     """J = -(1/m) sum_ic y_ic log softmax(z)_ic from logits z (m, k), labels y (m, k).
 
@@ -147,7 +150,7 @@ def softmax_cross_entropy(z: ArrayLike, y: ArrayLike) -> Array:
     return -jnp.sum(jnp.asarray(y) * jax.nn.log_softmax(z, axis=-1)) / _batch_size(z)
 
 
-@jax.jit
+@sized_jit
 def binary_cross_entropy(p: ArrayLike, y: ArrayLike) -> Array:
     """J = -(1/m) sum [y log p + (1 - y) log(1 - p)] on probabilities; p, y (m,) or (m, k).
 
@@ -162,7 +165,7 @@ def binary_cross_entropy(p: ArrayLike, y: ArrayLike) -> Array:
     return -jnp.sum(total) / _batch_size(p)
 
 
-@jax.jit
+@sized_jit
 def sigmoid_binary_cross_entropy(z: ArrayLike, y: ArrayLike) -> Array:
     """J = -(1/m) sum [y log s(z) + (1 - y) log(1 - s(z))] from logits; z, y (m,) or (m, k).
 
@@ -174,20 +177,20 @@ def sigmoid_binary_cross_entropy(z: ArrayLike, y: ArrayLike) -> Array:
     return -jnp.sum(total) / _batch_size(z)
 
 
-@jax.jit
+@sized_jit
 def linear(x: ArrayLike, w: ArrayLike, b: ArrayLike) -> Array:
     """z = x @ w + b: x (m, n), w (n, k), b (k,) -> (m, k)."""
     return jnp.add(jnp.matmul(x, w), b)
 
 
-@jax.jit
+@sized_jit
 def mlp_forward(params: _MLPLike, x: ArrayLike) -> Array:
     """The network's class probabilities softmax(relu(x W1 + b1) W2 + b2): x (m, n) -> (m, k)."""
     p: Array = softmax(linear(relu(linear(x, params.W1, params.b1)), params.W2, params.b2))
     return p
 
 
-@jax.jit
+@sized_jit
 def mlp_loss(params: _MLPLike, x: ArrayLike, y: ArrayLike) -> Array:
     """The network's loss: softmax cross-entropy of relu(x W1 + b1) W2 + b2 against y.
 
@@ -198,7 +201,7 @@ def mlp_loss(params: _MLPLike, x: ArrayLike, y: ArrayLike) -> Array:
     return loss
 
 
-@jax.jit
+@sized_jit
 def logreg_loss(params: _LogRegLike, x: ArrayLike, y: ArrayLike) -> Array:
     """Logistic regression's loss: sigmoid binary cross-entropy of x w + b against y.
 
@@ -219,7 +222,7 @@ def _elementwise_derivative(f: Callable[[Array], Array]) -> Callable[[ArrayLike]
     Differentiating each element on its own (``jnp.vectorize``) rather than taking the gradient
     of ``sum(f(z))`` does not presuppose that the Jacobian is diagonal.
     """
-    return jax.jit(jnp.vectorize(jax.grad(f)))
+    return sized_jit(jnp.vectorize(jax.grad(f)))
 
 
 relu_grad = _elementwise_derivative(jax.nn.relu)
@@ -229,14 +232,14 @@ sigmoid_grad = _elementwise_derivative(jax.nn.sigmoid)
 sigmoid_grad.__doc__ = "sigmoid'(z) elementwise by ``jax.grad`` of ``jax.nn.sigmoid``."
 
 
-@jax.jit
+@sized_jit
 def softmax_jacobian(z: ArrayLike) -> Array:
     """dp_i/dz_j of p = softmax(z) per row by ``jax.jacobian``: (..., k) -> (..., k, k)."""
     jacobian: Array = jnp.vectorize(jax.jacobian(softmax), signature="(k)->(k,k)")(z)
     return jacobian
 
 
-@jax.jit
+@sized_jit
 def softmax_vjp(z: ArrayLike, g: ArrayLike) -> Array:
     """g^T J per row, J the softmax Jacobian at z, by ``jax.vjp``: z, g (..., k) -> (..., k)."""
     _, pullback = jax.vjp(softmax, jnp.asarray(z))
@@ -244,24 +247,24 @@ def softmax_vjp(z: ArrayLike, g: ArrayLike) -> Array:
     return out
 
 
-cross_entropy_grad = jax.jit(jax.grad(cross_entropy))
+cross_entropy_grad = sized_jit(jax.grad(cross_entropy))
 cross_entropy_grad.__doc__ = "dJ/dp of ``cross_entropy`` by ``jax.grad``: (m, k) -> (m, k)."
 
-softmax_cross_entropy_grad = jax.jit(jax.grad(softmax_cross_entropy))
+softmax_cross_entropy_grad = sized_jit(jax.grad(softmax_cross_entropy))
 softmax_cross_entropy_grad.__doc__ = (
     "dJ/dz of ``softmax_cross_entropy`` by ``jax.grad``: (m, k) -> (m, k)."
 )
 
-binary_cross_entropy_grad = jax.jit(jax.grad(binary_cross_entropy))
+binary_cross_entropy_grad = sized_jit(jax.grad(binary_cross_entropy))
 binary_cross_entropy_grad.__doc__ = "dJ/dp of ``binary_cross_entropy`` by ``jax.grad``."
 
-sigmoid_binary_cross_entropy_grad = jax.jit(jax.grad(sigmoid_binary_cross_entropy))
+sigmoid_binary_cross_entropy_grad = sized_jit(jax.grad(sigmoid_binary_cross_entropy))
 sigmoid_binary_cross_entropy_grad.__doc__ = (
     "dJ/dz of ``sigmoid_binary_cross_entropy`` by ``jax.grad``."
 )
 
 
-@jax.jit
+@sized_jit
 def linear_backward(dz: ArrayLike, x: ArrayLike, w: ArrayLike) -> tuple[Array, Array, Array]:
     """(dx, dw, db): the pullback of ``linear`` at (x, w, b) applied to dz, by ``jax.vjp``.
 
@@ -275,8 +278,8 @@ def linear_backward(dz: ArrayLike, x: ArrayLike, w: ArrayLike) -> tuple[Array, A
     return dx, dw, db
 
 
-_mlp_value_and_grad = jax.jit(jax.value_and_grad(mlp_loss))
-_logreg_value_and_grad = jax.jit(jax.value_and_grad(logreg_loss))
+_mlp_value_and_grad = sized_jit(jax.value_and_grad(mlp_loss))
+_logreg_value_and_grad = sized_jit(jax.value_and_grad(logreg_loss))
 
 
 def mlp_loss_and_grads(params: Any, x: ArrayLike, y: ArrayLike) -> tuple[Array, Any]:
@@ -306,7 +309,7 @@ def _hvp(loss: Callable[..., Array]) -> Callable[..., Any]:
     def hvp(params: Any, x: ArrayLike, y: ArrayLike, v: Any) -> Any:
         return jax.jvp(lambda p: jax.grad(loss)(p, x, y), (params,), (v,))[1]
 
-    return jax.jit(hvp)
+    return sized_jit(hvp)
 
 
 def _gnvp(logits: Callable[..., Array], loss_of_logits: Callable[..., Array]) -> Callable[..., Any]:
@@ -318,7 +321,7 @@ def _gnvp(logits: Callable[..., Array], loss_of_logits: Callable[..., Array]) ->
         hjv = jax.jvp(lambda t: jax.grad(loss_of_logits)(t, y), (z,), (jv,))[1]
         return jax.vjp(lambda p: logits(p, x), params)[1](hjv)[0]
 
-    return jax.jit(gnvp)
+    return sized_jit(gnvp)
 
 
 def mlp_logits(params: _MLPLike, x: ArrayLike) -> Array:

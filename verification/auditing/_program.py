@@ -23,6 +23,7 @@ import jax
 import numpy as np
 from jax import tree_util
 
+from verification import _xla
 from verification.auditing._lowprec import is_float
 from verification.auditing._profile import COMPILATION, TRACING, phase, record_program
 
@@ -44,20 +45,12 @@ __all__ = [
 
 PRECISION = "highest"
 _LOW_FLOATS = frozenset({"bfloat16", "float16"})
-_FAST_COMPILE: dict[str, str | bool | int | float] = {
-    "xla_backend_optimization_level": 0,
-    "xla_llvm_disable_expensive_passes": True,
-}
-"""XLA options that halve compilation time (LLVM -O0); results are IEEE arithmetic all the same."""
-
-OPTIMISE_ABOVE = 1 << 21
-"""Elements (over all arguments) from which a problem is large: its programs are compiled with
-XLA's full optimisation instead of ``_FAST_COMPILE`` (at about 2 million elements, a batch of
-2048 inputs of 784 pixels, one run of the -O0 gradient costs about as much again as the
-optimised one, and a run costs more than the optimisation saves in compilation time), and its
-finite differences run a forward-only program of their own instead of the second opinion's
-(a program costs a fixed few tenths of a second to lower and load, which a small problem's
-runs never win back)."""
+OPTIMISE_ABOVE = _xla.OPTIMISE_ABOVE
+"""Elements (over all arguments) from which a problem is large (``verification._xla``): its
+programs are compiled with XLA's full optimisation instead of ``_xla.fast_compile_options``,
+and its finite differences run a forward-only program of their own instead of the second
+opinion's (a program costs a fixed few tenths of a second to lower and load, which a small
+problem's runs never win back)."""
 
 
 class OracleRefusedError(RuntimeError):
@@ -172,13 +165,9 @@ def same_args(a: Any, b: Any) -> bool:
     )
 
 
-def _elements(tree: Any) -> int:
-    return sum(int(np.size(x)) for x in tree_util.tree_leaves(tree))
-
-
 def is_large(args64: Any) -> bool:
     """Whether a problem has ``OPTIMISE_ABOVE`` elements or more (see there)."""
-    return _elements(args64) >= OPTIMISE_ABOVE
+    return _xla.elements(args64) >= OPTIMISE_ABOVE
 
 
 def _walk_jaxpr(jaxpr: Any) -> list[str]:
@@ -231,7 +220,7 @@ def compile_program(fn: Callable[..., Any], *example: Any, name: str) -> tuple[A
         traced_at = time.perf_counter()
         # Small arrays: optimising the machine code costs more than it saves; large ones:
         # the optimised program runs up to twice as fast (``OPTIMISE_ABOVE``).
-        options = {} if is_large(example[0]) else _FAST_COMPILE
+        options = {} if is_large(example[0]) else _xla.fast_compile_options()
         with phase(COMPILATION):
             try:
                 compiled = lowered.compile(compiler_options=options)
