@@ -394,3 +394,36 @@ def test_a_layer_audit_locates_its_stage_too() -> None:
     )
     assert not report.passed, str(report)
     assert report.stage == "dZ agrees; x differs, so the error is in a step after them: dx = dZ W^T"
+
+
+def test_a_stage_whose_gradient_cancels_to_zero_allows_the_rounding_of_the_terms_it_sums(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A batch norm at batch size 1: dJ/dV is exactly 0 as the difference of terms near 822;
+    # a correct candidate that forms them in another order leaves one ulp of 822 (1.1e-13).
+    import jax.numpy as jnp
+
+    from verification.auditing import Stage, _stages
+
+    x = np.array([[0.3, -1.2]])
+    sigma = np.sqrt(x.var(0) + 1e-5)
+
+    def rest(v: Any, x: Any) -> Any:
+        return jnp.sum(2.6 * (v - v.mean(0)) / jnp.sqrt(v.var(0) + 1e-5))
+
+    def intermediates(x: Array) -> dict[str, Array]:
+        g = np.full_like(x, 2.6)
+        return {"dV": g / sigma - g.mean(0) * (1 / sigma)}
+
+    assert np.all(intermediates(x)["dV"] != 0)  # the rounding residue is there
+    stages = {"dV": Stage(lambda x: x, rest, "batch norm")}
+    verdict = locate_stage(intermediates, stages, (x,), oracle_for=oracle_for)
+    assert verdict.differs is None, str(verdict)
+
+    rule = _stages.leaf_tolerances
+
+    def without_summed(*args: Any, **kwargs: Any) -> Any:
+        return rule(*args, **{**kwargs, "summed": 0.0})
+
+    monkeypatch.setattr(_stages, "leaf_tolerances", without_summed)
+    assert locate_stage(intermediates, stages, (x,), oracle_for=oracle_for).differs == "dV"

@@ -30,6 +30,16 @@ Layout (one concept per module; every kind of audit runs through the one engine)
   the values of each kind); ``_simplify``: the counterexample made simple inside its declared
   domain; ``_outcome``, ``_trees``:
   per-example outcome and tally, pytree helpers.
+* ``_locate``: ``where:``, the line where the error enters: ``_trace`` runs the candidate
+  under a line tracer, ``_refquant``/``_refsteps`` give the reference's quantities and steps,
+  ``_walk`` walks back through the candidate's dataflow re-running statements (``_rerun``),
+  ``_where`` holds the answer and its words, ``_second`` the second failing input (or
+  sub-batches of a large one), ``_source`` reads the user's files.
+* ``_finite_differences``, ``_cancellation``, ``_subgradient``: what the oracle measures
+  besides the gradient (difference quotients, the size of the terms that cancel, kinks);
+  ``_lowprec``: float16/bfloat16 verdicts; ``_profile``: where an audit's time went.
+* ``_reproducer``: reproducers and offending elements at production sizes; ``_cotangent``:
+  the random cotangents and directions derived audits draw; ``_targets``: ``MODULE:FUNCTION``.
 * ``_config``: audits declared in ``[tool.manual-bp.audits.NAME]`` tables (``audit --config``,
   the pytest plugin ``manual_bp_pytest``); ``_store``: counterexamples kept in the user's
   repository and replayed before any search (``replay=``).

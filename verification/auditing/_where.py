@@ -80,9 +80,12 @@ def _shown(file: str) -> str:
 
 @dataclass(frozen=True)
 class NotLocated:
-    """No single line can be singled out, and why."""
+    """No single line can be singled out, and why; ``agrees``: because the failing leaf
+    agrees with the reference at the inputs the locator was given (the error does not show
+    there)."""
 
     reason: str
+    agrees: bool = False
 
     def lines(self) -> list[str]:
         return [f"where: not located ({self.reason})"]
