@@ -61,3 +61,16 @@ def test_a_sized_function_inside_another_transformation_is_part_of_the_outer_pro
     x = np.array([1.0, 2.0])
     np.testing.assert_allclose(jax.jit(jax.grad(f))(x), 3 * x**2)
     assert f.fast._cache_size() == 0  # no compile options on a nested jit
+
+
+def test_a_sized_function_is_a_routine_as_a_jitted_one_is() -> None:
+    import inspect
+
+    f = _xla.sized_jit(lambda x: x + 1.0)
+
+    class Holder:
+        add = f
+
+    assert inspect.isroutine(f)  # documentation tools show it as a function
+    assert Holder.add is f
+    assert inspect.signature(_xla.sized_jit(jnp.sin)) == inspect.signature(jnp.sin)

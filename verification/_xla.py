@@ -82,6 +82,11 @@ class SizedJit:
         """``jax.jit(fn)`` with ``fast_compile_options`` (built on the first small call)."""
         return jax.jit(self.fn, compiler_options=fast_compile_options())
 
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        """Bound like a function when it is a class attribute (as ``jax.jit``'s functions are);
+        a routine to ``inspect``, so documentation tools show it as a function."""
+        return self if instance is None else functools.partial(self, instance)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         leaves = jax.tree_util.tree_leaves((args, kwargs))
         # Inside another transformation (jax.grad of a reference) the outer program is the one
