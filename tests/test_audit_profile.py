@@ -217,8 +217,18 @@ class TestFiniteDifferences:
         d = [np.random.default_rng(0).standard_normal(SMALL[1].shape)]
         d[0] /= np.linalg.norm(d[0])
         before = oracle.compilations
+        along = oracle.losses_along
+        steps_taken: list[int] = []
+
+        def spy(*args: Any) -> list[float]:
+            steps_taken.append(len(args[-1]))
+            return along(*args)
+
+        monkeypatch.setattr(oracle, "losses_along", spy)
         fd = oracle.one_sided_slopes(SMALL, d, 1e-3)  # a step that resolves 1e-3
         assert oracle.compilations == before + 1  # one program, no gradient run
+        # large: x +- h d, x +- 2h d; L(x) is the reference run's, not a fifth forward pass
+        assert steps_taken == ([4] if large else [])
         assert bool(oracle._losses) == large
         assert bool(oracle._seconds) != large
         exact = float(np.vdot(grad[0], d[0]))
