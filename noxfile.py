@@ -234,9 +234,12 @@ def mutation(session: nox.Session) -> None:
     manual_bp and compare.py are run in full; the audit (about 13,000 mutants, a median 2
     minutes of tests each) by a seeded random sample of ``MUTANT_SAMPLE`` of them (default
     ``AUDIT_SAMPLE``), stratified by module (``mutation/sample.py``), scored with its 95%
-    interval. ``MUTANTS=GLOB nox -s mutation`` runs the mutants matching GLOB alone (e.g.
-    ``"verification.auditing._simplify*"``), all of them, or a sample of them when
-    ``MUTANT_SAMPLE`` is set. Extra arguments go to score.py (e.g. ``-- --no-diffs``).
+    interval. ``MUTANT_SEED`` (an integer, default ``sample.SEED``) seeds the draw: the same
+    seed tries the same mutants; a new one draws a fresh sample, whose first score, taken
+    before any triage, is the unbiased estimate. ``MUTANTS=GLOB nox -s mutation`` runs the
+    mutants matching GLOB alone (e.g. ``"verification.auditing._simplify*"``), all of them, or
+    a sample of them when ``MUTANT_SAMPLE`` is set. Extra arguments go to score.py (e.g.
+    ``-- --no-diffs``).
     """
     import shutil
 
@@ -255,7 +258,11 @@ def mutation(session: nox.Session) -> None:
     full = [] if only else ["manual_bp.*", "verification.compare.*"]
     names = ROOT / "mutants" / "sample.txt"
     request = f"{sampled}={size or AUDIT_SAMPLE}"
-    session.run("python", "mutation/sample.py", request, "--out", str(names), env=env)
+    seed = os.environ.get("MUTANT_SEED")
+    if seed is not None and not seed.isdigit():
+        session.error(f"MUTANT_SEED must be a non-negative integer, got {seed!r}")
+    seeded = ["--seed", seed] if seed is not None else []
+    session.run("python", "mutation/sample.py", request, *seeded, "--out", str(names), env=env)
     chosen = names.read_text("utf-8").split()
     session.run("mutmut", "run", *full, *chosen, "--max-children", jobs, env=env)
     scope = ["--only", only] if only else []
