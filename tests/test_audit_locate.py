@@ -601,3 +601,31 @@ def test_the_command_line_shows_where_and_no_locate_skips_it(
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("cli_candidate", None)
+
+
+def test_the_value_in_the_wrong_role_is_not_also_cited_as_the_last_agreeing_one() -> None:
+    # dz1 = da1 passes dL/da1 on where dL/dz1 belongs: the words name that value ("dz1 equals
+    # dL/da1"); "last agreeing" is for a value before the error, never the one already blamed.
+    rng = np.random.default_rng(5)
+    inputs = [
+        (
+            rng.normal(size=(m, n)),
+            rng.normal(size=(n, h)),
+            rng.normal(size=(h, k)),
+            rng.normal(size=(m, k)),
+        )
+        for m, n, h, k in ((2, 3, 2, 3), (5, 4, 6, 7))
+    ]
+    where = locate(
+        tanh_step_skipped,
+        tanh_loss,
+        inputs,
+        argnums=(1,),
+        arg_names=["x", "w1", "w2", "y"],
+        leaf=0,
+    )
+    assert isinstance(where, Where), where
+    assert where.line == _line_of(tanh_step_skipped, "dz1 = da1")
+    assert "dz1 equals dL/da1" in where.words
+    blamed = f"line {_line_of(tanh_step_skipped, 'da1 = dz2 @ w2.T')},"
+    assert blamed not in (where.agreeing or "")
