@@ -605,7 +605,7 @@ def test_the_command_line_shows_where_and_no_locate_skips_it(
 
 def test_the_value_in_the_wrong_role_is_not_also_cited_as_the_last_agreeing_one() -> None:
     # dz1 = da1 passes dL/da1 on where dL/dz1 belongs: the words name that value ("dz1 equals
-    # dL/da1"); "last agreeing" is for a value before the error, never the one already blamed.
+    # dL/da1"); "last agreeing" is for a value before the error, not that value named again.
     rng = np.random.default_rng(5)
     inputs = [
         (
@@ -627,5 +627,5 @@ def test_the_value_in_the_wrong_role_is_not_also_cited_as_the_last_agreeing_one(
     assert isinstance(where, Where), where
     assert where.line == _line_of(tanh_step_skipped, "dz1 = da1")
     assert "dz1 equals dL/da1" in where.words
-    blamed = f"line {_line_of(tanh_step_skipped, 'da1 = dz2 @ w2.T')},"
-    assert blamed not in (where.agreeing or "")
+    misplaced = f"line {_line_of(tanh_step_skipped, 'da1 = dz2 @ w2.T')},"
+    assert misplaced not in (where.agreeing or "")
