@@ -394,3 +394,25 @@ def test_a_layer_audit_locates_its_stage_too() -> None:
     )
     assert not report.passed, str(report)
     assert report.stage == "dZ agrees; x differs, so the error is in a step after them: dx = dZ W^T"
+
+
+def test_a_stage_off_by_what_its_inputs_conditioning_allows_agrees() -> None:
+    # d/dV sum(cos V) = -sin V at V ~ 1.7e10: reducing V mod a rounded 2 pi first is exact
+    # for an input perturbed by < eps, yet moves -sin V by ~7e-7, far beyond the strict float64
+    # tolerance. The second look allows it, as the engine's check does, by how much the
+    # reference moves when the input moves by eta (grad_perturbed): a correct stage.
+    import jax.numpy as jnp
+
+    x = (np.float32(1.7e10) + np.arange(16, dtype=np.float32) * np.float32(1024)).astype(
+        np.float64
+    )  # exact in float32 too: the float32 reference sees the same input
+    stage = {"dV": Stage(lambda x: x, lambda v, x: jnp.sum(jnp.cos(v)), "-sin")}
+
+    def reduced(x: Array) -> dict[str, Array]:
+        return {"dV": -np.sin(np.mod(x, 2 * np.pi))}
+
+    assert np.max(np.abs(reduced(x)["dV"] + np.sin(x))) > 1e-7
+    verdict = locate_stage(reduced, stage, (x,), oracle_for=oracle_for, seed=0)
+    assert verdict.differs is None, str(verdict)
+    wrong = locate_stage(lambda x: {"dV": np.sin(x)}, stage, (x,), oracle_for=oracle_for, seed=0)
+    assert wrong.differs == "dV", str(wrong)
