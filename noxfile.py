@@ -230,6 +230,8 @@ def mutation(session: nox.Session) -> None:
     run: per mutant, only the selected tests that executed the mutated function);
     ``mutation/score.py`` prints the score net of ``mutation/EQUIVALENT.md`` and the surviving
     mutants, and fails below 95% (manual_bp) or 90% (compare.py, verification/auditing).
+    The CPU torch wheel is installed where it lies on disk (``MANUAL_BP_WHEELS``), so that the
+    torch-based tests run on the audit's torch code.
 
     manual_bp and compare.py are run in full; the audit (about 13,000 mutants, a median 2
     minutes of tests each) by a seeded random sample of ``MUTANT_SAMPLE`` of them (default
@@ -244,6 +246,9 @@ def mutation(session: nox.Session) -> None:
     import shutil
 
     session.install("-e", ".[test]", "mutmut>=3.8,<4")
+    # The torch-based tests (audit_vjp of torch layers, audit_double_backward): without torch
+    # they skip, and the audit's torch code counts as run by no test.
+    _install_local_torch(session, OLDEST)
     # mutmut keeps existing copies under mutants/: start clean so edits are seen.
     shutil.rmtree("mutants", ignore_errors=True)
     env = {"HYPOTHESIS_PROFILE": "dev"}
