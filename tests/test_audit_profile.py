@@ -275,3 +275,30 @@ def test_profile_and_quick_from_the_command_line(
     assert "programs compiled:" in out
     assert "shrunk in 0 more" in out
     assert "is missing" not in out
+
+
+def test_the_profile_counts_runs_in_words() -> None:
+    from collections import Counter
+
+    from verification.auditing._profile import COMPILATION, TRACING
+
+    profile = Profile(
+        {**dict.fromkeys(PHASES, 0.0), TRACING: 1.0, COMPILATION: 2.0},
+        runs=Counter({TRACING: 1, COMPILATION: 2}),
+        total=3.0,
+    )
+    lines = profile.lines()
+    assert next(line for line in lines if TRACING in line).endswith("(1 run)")
+    assert next(line for line in lines if COMPILATION in line).endswith("(2 runs)")
+
+
+def grad_w_mean_twice(x: Array, w: Array, y: Array) -> Array:
+    return grad_w(x, w, y) / x.shape[0]
+
+
+def test_a_mean_taken_twice_is_named_from_a_sub_batch_where_the_factor_follows_m() -> None:
+    report = audit(grad_w_mean_twice, loss, BIG, argnums=1, seed=0)
+    diagnosis = report.diagnosis or ""
+    assert f"x 1/{BIG[0].shape[0]} = 1/m, the batch size" in diagnosis, diagnosis
+    assert "divided by m once too often" in diagnosis
+    assert f"where the factor is 1/{SUB_BATCH}: it follows that dimension)" in diagnosis

@@ -236,3 +236,22 @@ def test_an_input_where_the_reference_is_0_is_no_evidence_against_a_constant_fac
     report = audit(_dead_zone_grad_doubled, _dead_zone_loss, shapes, argnums=1, seed=0)
     assert report.kind == "mismatch"
     assert "off by a constant factor 2" in (report.diagnosis or ""), report.diagnosis
+
+
+def test_right_values_in_another_shape_are_told_values_right_and_wrong_ones_are_not() -> None:
+    from verification.auditing._diagnose import shape_words
+
+    ref = np.arange(1.0, 7.0)
+    assert (
+        shape_words(ref.reshape(1, 6), ref) == "values right, shape (1, 6) where (6,) is expected"
+    )
+    assert "values right" not in shape_words(-ref.reshape(1, 6), ref)
+
+
+def test_an_axis_of_length_1_where_the_reference_is_0_says_the_values_were_not_compared() -> None:
+    from verification.auditing._diagnose import shape_words
+
+    assert shape_words(np.ones((3, 1)), np.zeros(3)) == (
+        "wrong shape (3, 1), expected (3,): an axis of length 1 added or lost "
+        "(the reference is 0 here: values not compared)"
+    )
