@@ -264,3 +264,17 @@ def test_a_declared_vjp_audit_checks_the_layers_backward_against_its_jax_forward
     assert kept.report.passed is passed, str(kept.report)
     if not passed:  # a layer's counterexample: the inputs, then the cotangent drawn with them
         assert len(kept.report.counterexample or ()) == 2
+
+
+def test_a_module_that_raises_while_importing_is_named_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from verification.auditing._targets import lookup
+
+    (tmp_path / "broken.py").write_text('raise ValueError("no data file here")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "broken", raising=False)
+    with pytest.raises(
+        ImportError, match=r"^importing broken raised ValueError: no data file here$"
+    ):
+        lookup("broken:grad")

@@ -302,3 +302,20 @@ def test_a_mean_taken_twice_is_named_from_a_sub_batch_where_the_factor_follows_m
     assert f"x 1/{BIG[0].shape[0]} = 1/m, the batch size" in diagnosis, diagnosis
     assert "divided by m once too often" in diagnosis
     assert f"where the factor is 1/{SUB_BATCH}: it follows that dimension)" in diagnosis
+
+
+def test_the_json_report_holds_the_seed_that_reproduces_it() -> None:
+    report = audit(grad_w_no_mean, loss, SMALL, argnums=1, seed=7, max_examples=5)
+    assert report.to_dict()["seed"] == report.seed == 7
+
+
+def test_a_dict_of_arrays_is_written_as_python_that_rebuilds_it() -> None:
+    from verification.auditing._reproducer import python_literal
+
+    value = {"w": np.array([[0.5, -1.0]]), "b": np.float32(2.5), "n": 3}
+    rebuilt = eval(python_literal(value), {"np": np})
+    assert list(rebuilt) == list(value)
+    np.testing.assert_array_equal(rebuilt["w"], value["w"])
+    assert rebuilt["b"] == value["b"]
+    assert rebuilt["b"].dtype == np.float32
+    assert rebuilt["n"] == 3
