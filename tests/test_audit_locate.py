@@ -629,3 +629,37 @@ def test_the_value_in_the_wrong_role_is_not_also_cited_as_the_last_agreeing_one(
     assert "dz1 equals dL/da1" in where.words
     misplaced = f"line {_line_of(tanh_step_skipped, 'da1 = dz2 @ w2.T')},"
     assert misplaced not in (where.agreeing or "")
+
+
+def tanh_sign_slip(x: Array, w1: Array, w2: Array, y: Array) -> Array:
+    m = x.shape[0]
+    a1 = np.tanh(x @ w1)
+    dz2 = (a1 @ w2 - y) / m
+    t = a1**2
+    s = 1 + t  # should be 1 - t: wrong here, or t (no reference quantity) is what is wrong
+    dz1 = (dz2 @ w2.T) * s
+    out: Array = x.T @ dz1
+    return out
+
+
+def test_a_line_made_right_by_some_value_of_an_unchecked_read_is_not_singled_out() -> None:
+    rng = np.random.default_rng(5)
+    inputs = [
+        tuple(rng.normal(size=shape) for shape in ((m, n), (n, h), (h, k), (m, k)))
+        for m, n, h, k in ((2, 3, 2, 3), (5, 4, 6, 7))
+    ]
+    where = locate(
+        tanh_sign_slip,
+        tanh_loss,
+        inputs,
+        argnums=(1,),
+        arg_names=["x", "w1", "w2", "y"],
+        leaf=0,
+    )
+    assert isinstance(where, NotLocated), where
+    s_line = _line_of(tanh_sign_slip, "s = 1 + t")
+    t_line = _line_of(tanh_sign_slip, "t = a1**2")
+    assert where.reason == (
+        f"line {s_line} reads t from line {t_line}, which matches no reference quantity, and "
+        "some value of it would make the line right: either line may hold the error"
+    )
