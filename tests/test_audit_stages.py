@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -416,3 +417,24 @@ def test_a_stage_off_by_what_its_inputs_conditioning_allows_agrees() -> None:
     assert verdict.differs is None, str(verdict)
     wrong = locate_stage(lambda x: {"dV": np.sin(x)}, stage, (x,), oracle_for=oracle_for, seed=0)
     assert wrong.differs == "dV", str(wrong)
+
+
+def test_a_stage_whose_reference_is_0_is_judged_on_the_scale_of_the_chain() -> None:
+    # dQ's reference is exactly 0; dQ is formed from dP (1e6 here), so a correct dQ errs by a
+    # few eps of 1e6, not of 0: the chain's scale, not the stage's own, bounds its rounding.
+    import jax.numpy as jnp
+
+    x = np.linspace(-1.0, 1.0, 4)
+    stages = {
+        "dP": Stage(lambda x: x, lambda v, x: jnp.sum(1e6 * v), "dP = 1e6"),
+        "dQ": Stage(lambda x: x, lambda v, x: jnp.sum(0.0 * v), "dQ = 0 dP"),
+    }
+    eps = float(np.finfo(np.float64).eps)
+
+    def chain(residue: float) -> Callable[[Array], dict[str, Array]]:
+        return lambda x: {"dP": np.full(4, 1e6), "dQ": np.full(4, residue * 1e6)}
+
+    rounded = locate_stage(chain(4 * eps), stages, (x,), oracle_for=oracle_for, seed=0)
+    assert rounded.differs is None, str(rounded)
+    wrong = locate_stage(chain(1e-6), stages, (x,), oracle_for=oracle_for, seed=0)
+    assert wrong.differs == "dQ", str(wrong)
