@@ -319,3 +319,11 @@ def test_a_dict_of_arrays_is_written_as_python_that_rebuilds_it() -> None:
     assert rebuilt["b"] == value["b"]
     assert rebuilt["b"].dtype == np.float32
     assert rebuilt["n"] == 3
+
+
+def test_two_factors_agree_up_to_and_including_one_millionth_of_the_second() -> None:
+    from verification.auditing._evidence import _same_factor
+
+    assert _same_factor(1_000_001.0, 1e6)  # |a - b| is exactly 1e-6 * |b|
+    assert not _same_factor(1_000_001.5, 1e6)
+    assert not _same_factor(None, 1e6)
