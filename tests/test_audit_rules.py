@@ -255,3 +255,23 @@ def test_an_axis_of_length_1_where_the_reference_is_0_says_the_values_were_not_c
         "wrong shape (3, 1), expected (3,): an axis of length 1 added or lost "
         "(the reference is 0 here: values not compared)"
     )
+
+
+def _linear_loss(w: Any, x: Any) -> Any:
+    return jnp.sum(x @ w)
+
+
+def _linear_grad_as_int(w: Array, x: Array) -> Array:
+    out: Array = (x.T @ np.ones((x.shape[0], w.shape[1]))).astype(np.int64)
+    return out
+
+
+def test_a_wrong_dtype_whose_values_are_right_here_is_not_rechecked_elsewhere() -> None:
+    # dL/dw = x^T 1 holds integers for integer x: the int64 result is right at the
+    # counterexample already, so the words say so once and no other input is tried.
+    args = (np.ones((3, 2)), np.array([[1.0, 2.0, -1.0], [0.0, 3.0, 1.0]]))
+    report = audit(_linear_grad_as_int, _linear_loss, args, argnums=0, seed=0)
+    assert report.kind == "wrong dtype", str(report)
+    diagnosis = report.diagnosis or ""
+    assert "came back as int64 (its values are right)" in diagnosis, diagnosis
+    assert "other inputs" not in diagnosis
