@@ -275,3 +275,14 @@ def test_a_wrong_dtype_whose_values_are_right_here_is_not_rechecked_elsewhere() 
     diagnosis = report.diagnosis or ""
     assert "came back as int64 (its values are right)" in diagnosis, diagnosis
     assert "other inputs" not in diagnosis
+
+
+def test_the_input_drawn_to_judge_a_wrong_shape_is_one_where_the_reference_is_not_0() -> None:
+    # One bias element: its reference is 0 at every input in the relu's dead zone, so only
+    # an input drawn where it is not 0 shows that the values are right.
+    from verification.auditing import named_arrays
+
+    shapes = named_arrays({"x": "m,n", "b": "n"}, dims={"n": [1]})
+    report = audit(_dead_zone_grad_keepdims, _dead_zone_loss, shapes, argnums=1, seed=0)
+    assert report.kind == "wrong shape"
+    assert "values right, only the shape is wrong" in (report.diagnosis or ""), report.diagnosis
