@@ -286,3 +286,12 @@ def test_the_input_drawn_to_judge_a_wrong_shape_is_one_where_the_reference_is_no
     report = audit(_dead_zone_grad_keepdims, _dead_zone_loss, shapes, argnums=1, seed=0)
     assert report.kind == "wrong shape"
     assert "values right, only the shape is wrong" in (report.diagnosis or ""), report.diagnosis
+
+
+def test_the_terms_a_product_sums_are_bounded_by_the_product_of_its_operands() -> None:
+    # The backward pass of sum(3 (x @ w)) forms x^T (3 ones): sums of terms 100 * 3, though
+    # neither operand exceeds 100. The tolerance's allowance for cancellation uses that bound.
+    from verification.auditing._cancellation import summed_terms
+
+    x, w = np.full((4, 2), 100.0), np.ones((2, 3))
+    assert float(summed_terms(lambda w: jnp.sum((x @ w) * 3.0), w)) == 300.0
