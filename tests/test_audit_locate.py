@@ -663,3 +663,15 @@ def test_a_line_made_right_by_some_value_of_an_unchecked_read_is_not_singled_out
         f"line {s_line} reads t from line {t_line}, which matches no reference quantity, and "
         "some value of it would make the line right: either line may hold the error"
     )
+
+
+def test_a_select_with_a_scalar_branch_is_elementwise_and_a_broadcast_of_an_array_is_not() -> None:
+    # jnp.where(x > 0, x, 0.0) broadcasts the scalar 0.0 inside: still one element in, one
+    # out, so the reference's local derivatives can be taken through it.
+    from verification.auditing._refsteps import elementwise
+
+    x = np.ones(3)
+    select = jax.make_jaxpr(lambda x: jnp.where(x > 0, x, 0.0))(x).jaxpr.eqns
+    assert [elementwise(e) for e in select] == [True, True]
+    (spread,) = jax.make_jaxpr(lambda x: jnp.broadcast_to(x, (2, 3)))(x).jaxpr.eqns
+    assert not elementwise(spread)
