@@ -381,3 +381,10 @@ def test_the_same_seed_draws_the_same_examples_whatever_the_directory_and_module
         assert not (where / ".hypothesis").exists()
     assert outputs[0] == outputs[1]
     assert outputs[0]["counterexample"] is not None
+
+
+def test_prob_is_the_interval_from_0_to_1() -> None:
+    from verification.auditing._grammar import parse_kinds
+
+    value = parse_kinds(["prob"])
+    assert (value.kind, value.low, value.high) == ("interval", 0.0, 1.0)

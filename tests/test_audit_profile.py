@@ -327,3 +327,14 @@ def test_two_factors_agree_up_to_and_including_one_millionth_of_the_second() -> 
     assert _same_factor(1_000_001.0, 1e6)  # |a - b| is exactly 1e-6 * |b|
     assert not _same_factor(1_000_001.5, 1e6)
     assert not _same_factor(None, 1e6)
+
+
+def test_the_finite_difference_step_keeps_rounding_64_eps_below_the_resolution() -> None:
+    from verification.auditing._finite_differences import step_for
+
+    eps = float(np.finfo(np.float64).eps)
+    # h = 64 eps (|L| + 1) / resolution, between 1024 eps scale and 0.1 scale
+    assert step_for(0.0, 1e-6, 1.0) == 64 * eps * 1 / 1e-6
+    assert step_for(3.0, 1e-6, 1.0) == 64 * eps * 4 / 1e-6
+    assert step_for(0.0, 1.0, 1.0) == 1024 * eps
+    assert step_for(0.0, 1e-20, 1.0) == 0.1

@@ -295,3 +295,25 @@ def test_the_terms_a_product_sums_are_bounded_by_the_product_of_its_operands() -
 
     x, w = np.full((4, 2), 100.0), np.ones((2, 3))
     assert float(summed_terms(lambda w: jnp.sum((x @ w) * 3.0), w)) == 300.0
+
+
+def test_gradients_in_another_order_are_named_in_the_order_returned_and_asked() -> None:
+    from verification.auditing._guards import wrong_order
+
+    gx, gw = np.array([0.5, -1.0, 2.0]), np.array([1.5, 0.25])
+    assert wrong_order([gw, gx], [gx, gw], ["x", "w"]) == (
+        "the gradients are right but in another order: returned (w, x) where argnums asks for "
+        "(x, w)"
+    )
+    assert wrong_order([gx, gw], [gx, gw], ["x", "w"]) is None
+
+
+def test_the_first_axis_of_the_first_undifferentiated_argument_is_the_batch_size() -> None:
+    from verification.auditing._trees import dimensions
+
+    x, w, y = np.ones((5, 3)), np.ones((3, 4)), np.ones((5, 4))
+    assert dimensions((w, x, y), (0,), ["w", "x", "y"]) == [
+        (5, "m, the batch size (x.shape[0])"),
+        (3, "x.shape[1]"),
+        (4, "y.shape[1]"),
+    ]
