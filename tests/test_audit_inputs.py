@@ -388,3 +388,16 @@ def test_prob_is_the_interval_from_0_to_1() -> None:
 
     value = parse_kinds(["prob"])
     assert (value.kind, value.low, value.high) == ("interval", 0.0, 1.0)
+
+
+def test_a_namedtuple_of_specs_draws_the_namedtuple_of_arrays() -> None:
+    from hypothesis import find
+
+    from manual_bp import MLPParams
+
+    spec = {"params": MLPParams("n,h", "h", "h,k", "k"), "x": "m,n"}
+    params, x = find(named_arrays(spec), lambda args: True)
+    assert type(params) is MLPParams
+    n, h = params.W1.shape
+    assert (params.b1.shape, params.W2.shape[0], x.shape[1]) == ((h,), h, n)
+    assert params.b2.shape == (params.W2.shape[1],)
