@@ -401,3 +401,17 @@ def test_a_namedtuple_of_specs_draws_the_namedtuple_of_arrays() -> None:
     n, h = params.W1.shape
     assert (params.b1.shape, params.W2.shape[0], x.shape[1]) == ((h,), h, n)
     assert params.b2.shape == (params.W2.shape[1],)
+
+
+def test_an_integer_argument_to_differentiate_is_a_spec_error_naming_its_shapes() -> None:
+    from verification.auditing import AuditSpecError
+
+    def loss(a: Any) -> Any:
+        return jnp.sum(jnp.asarray(a, jnp.float64))
+
+    with pytest.raises(AuditSpecError) as info:
+        audit(lambda a: a, loss, (np.array([1, 2]),), seed=0, max_examples=3)
+    assert str(info.value) == (
+        "argument 0 is differentiated, so it must hold float arrays (args[0]: (2,) int64): "
+        "differentiate float arguments only"
+    )
