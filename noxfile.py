@@ -230,17 +230,25 @@ def mutation(session: nox.Session) -> None:
     run: per mutant, only the selected tests that executed the mutated function);
     ``mutation/score.py`` prints the score net of ``mutation/EQUIVALENT.md`` and the surviving
     mutants, and fails below 95% (manual_bp) or 90% (compare.py, verification/auditing).
+    The CPU torch wheel is installed where it lies on disk (``MANUAL_BP_WHEELS``), so that the
+    torch-based tests run on the audit's torch code.
 
     manual_bp and compare.py are run in full; the audit (about 13,000 mutants, a median 2
     minutes of tests each) by a seeded random sample of ``MUTANT_SAMPLE`` of them (default
     ``AUDIT_SAMPLE``), stratified by module (``mutation/sample.py``), scored with its 95%
-    interval. ``MUTANTS=GLOB nox -s mutation`` runs the mutants matching GLOB alone (e.g.
-    ``"verification.auditing._simplify*"``), all of them, or a sample of them when
-    ``MUTANT_SAMPLE`` is set. Extra arguments go to score.py (e.g. ``-- --no-diffs``).
+    interval. ``MUTANT_SEED`` (an integer, default ``sample.SEED``) seeds the draw: the same
+    seed tries the same mutants; a new one draws a fresh sample, whose first score, taken
+    before any triage, is the unbiased estimate. ``MUTANTS=GLOB nox -s mutation`` runs the
+    mutants matching GLOB alone (e.g. ``"verification.auditing._simplify*"``), all of them, or
+    a sample of them when ``MUTANT_SAMPLE`` is set. Extra arguments go to score.py (e.g.
+    ``-- --no-diffs``).
     """
     import shutil
 
     session.install("-e", ".[test]", "mutmut>=3.8,<4")
+    # The torch-based tests (audit_vjp of torch layers, audit_double_backward): without torch
+    # they skip, and the audit's torch code counts as run by no test.
+    _install_local_torch(session, OLDEST)
     # mutmut keeps existing copies under mutants/: start clean so edits are seen.
     shutil.rmtree("mutants", ignore_errors=True)
     env = {"HYPOTHESIS_PROFILE": "dev"}
@@ -255,7 +263,11 @@ def mutation(session: nox.Session) -> None:
     full = [] if only else ["manual_bp.*", "verification.compare.*"]
     names = ROOT / "mutants" / "sample.txt"
     request = f"{sampled}={size or AUDIT_SAMPLE}"
-    session.run("python", "mutation/sample.py", request, "--out", str(names), env=env)
+    seed = os.environ.get("MUTANT_SEED")
+    if seed is not None and not seed.isdigit():
+        session.error(f"MUTANT_SEED must be a non-negative integer, got {seed!r}")
+    seeded = ["--seed", seed] if seed is not None else []
+    session.run("python", "mutation/sample.py", request, *seeded, "--out", str(names), env=env)
     chosen = names.read_text("utf-8").split()
     session.run("mutmut", "run", *full, *chosen, "--max-children", jobs, env=env)
     scope = ["--only", only] if only else []

@@ -226,3 +226,55 @@ def test_kept_arguments_that_no_longer_fit_the_audit_are_reported_and_skipped(
     out = capsys.readouterr().out
     assert "skipped: counterexample-" in out
     assert "it holds 2 arguments, the audit now takes 3 (skipped; delete it" in out
+
+
+LAYER = textwrap.dedent(
+    '''
+    """The network's hidden ReLU layer: its JAX forward, its backward, one without the mask."""
+    import jax
+    import numpy as np
+
+
+    def relu(z):
+        return jax.nn.relu(z)
+
+
+    def relu_backward(dout, z):
+        return dout * (z > 0)
+
+
+    def relu_backward_no_mask(dout, z):
+        return dout
+    '''
+)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "passed"), [("relu_backward", True), ("relu_backward_no_mask", False)]
+)
+def test_a_declared_vjp_audit_checks_the_layers_backward_against_its_jax_forward(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, candidate: str, passed: bool
+) -> None:
+    (tmp_path / "layer.py").write_text(LAYER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "layer", raising=False)
+    table = {"kind": "vjp", "candidate": f"layer:{candidate}", "reference": "layer:relu"}
+    config = parse_table("hidden", {**table, "shapes": "z=m,h"})
+    kept = run_configured(config, tmp_path, max_examples=20, seed=0, store=None)
+    assert kept.report.passed is passed, str(kept.report)
+    if not passed:  # a layer's counterexample: the inputs, then the cotangent drawn with them
+        assert len(kept.report.counterexample or ()) == 2
+
+
+def test_a_module_that_raises_while_importing_is_named_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from verification.auditing._targets import lookup
+
+    (tmp_path / "broken.py").write_text('raise ValueError("no data file here")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "broken", raising=False)
+    with pytest.raises(
+        ImportError, match=r"^importing broken raised ValueError: no data file here$"
+    ):
+        lookup("broken:grad")

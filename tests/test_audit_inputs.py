@@ -381,3 +381,37 @@ def test_the_same_seed_draws_the_same_examples_whatever_the_directory_and_module
         assert not (where / ".hypothesis").exists()
     assert outputs[0] == outputs[1]
     assert outputs[0]["counterexample"] is not None
+
+
+def test_prob_is_the_interval_from_0_to_1() -> None:
+    from verification.auditing._grammar import parse_kinds
+
+    value = parse_kinds(["prob"])
+    assert (value.kind, value.low, value.high) == ("interval", 0.0, 1.0)
+
+
+def test_a_namedtuple_of_specs_draws_the_namedtuple_of_arrays() -> None:
+    from hypothesis import find
+
+    from manual_bp import MLPParams
+
+    spec = {"params": MLPParams("n,h", "h", "h,k", "k"), "x": "m,n"}
+    params, x = find(named_arrays(spec), lambda args: True)
+    assert type(params) is MLPParams
+    n, h = params.W1.shape
+    assert (params.b1.shape, params.W2.shape[0], x.shape[1]) == ((h,), h, n)
+    assert params.b2.shape == (params.W2.shape[1],)
+
+
+def test_an_integer_argument_to_differentiate_is_a_spec_error_naming_its_shapes() -> None:
+    from verification.auditing import AuditSpecError
+
+    def loss(a: Any) -> Any:
+        return jnp.sum(jnp.asarray(a, jnp.float64))
+
+    with pytest.raises(AuditSpecError) as info:
+        audit(lambda a: a, loss, (np.array([1, 2]),), seed=0, max_examples=3)
+    assert str(info.value) == (
+        "argument 0 is differentiated, so it must hold float arrays (args[0]: (2,) int64): "
+        "differentiate float arguments only"
+    )

@@ -601,3 +601,77 @@ def test_the_command_line_shows_where_and_no_locate_skips_it(
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("cli_candidate", None)
+
+
+def test_the_value_in_the_wrong_role_is_not_also_cited_as_the_last_agreeing_one() -> None:
+    # dz1 = da1 passes dL/da1 on where dL/dz1 belongs: the words name that value ("dz1 equals
+    # dL/da1"); "last agreeing" is for a value before the error, not that value named again.
+    rng = np.random.default_rng(5)
+    inputs = [
+        (
+            rng.normal(size=(m, n)),
+            rng.normal(size=(n, h)),
+            rng.normal(size=(h, k)),
+            rng.normal(size=(m, k)),
+        )
+        for m, n, h, k in ((2, 3, 2, 3), (5, 4, 6, 7))
+    ]
+    where = locate(
+        tanh_step_skipped,
+        tanh_loss,
+        inputs,
+        argnums=(1,),
+        arg_names=["x", "w1", "w2", "y"],
+        leaf=0,
+    )
+    assert isinstance(where, Where), where
+    assert where.line == _line_of(tanh_step_skipped, "dz1 = da1")
+    assert "dz1 equals dL/da1" in where.words
+    misplaced = f"line {_line_of(tanh_step_skipped, 'da1 = dz2 @ w2.T')},"
+    assert misplaced not in (where.agreeing or "")
+
+
+def tanh_sign_slip(x: Array, w1: Array, w2: Array, y: Array) -> Array:
+    m = x.shape[0]
+    a1 = np.tanh(x @ w1)
+    dz2 = (a1 @ w2 - y) / m
+    t = a1**2
+    s = 1 + t  # should be 1 - t: wrong here, or t (no reference quantity) is what is wrong
+    dz1 = (dz2 @ w2.T) * s
+    out: Array = x.T @ dz1
+    return out
+
+
+def test_a_line_made_right_by_some_value_of_an_unchecked_read_is_not_singled_out() -> None:
+    rng = np.random.default_rng(5)
+    inputs = [
+        tuple(rng.normal(size=shape) for shape in ((m, n), (n, h), (h, k), (m, k)))
+        for m, n, h, k in ((2, 3, 2, 3), (5, 4, 6, 7))
+    ]
+    where = locate(
+        tanh_sign_slip,
+        tanh_loss,
+        inputs,
+        argnums=(1,),
+        arg_names=["x", "w1", "w2", "y"],
+        leaf=0,
+    )
+    assert isinstance(where, NotLocated), where
+    s_line = _line_of(tanh_sign_slip, "s = 1 + t")
+    t_line = _line_of(tanh_sign_slip, "t = a1**2")
+    assert where.reason == (
+        f"line {s_line} reads t from line {t_line}, which matches no reference quantity, and "
+        "some value of it would make the line right: either line may hold the error"
+    )
+
+
+def test_a_select_with_a_scalar_branch_is_elementwise_and_a_broadcast_of_an_array_is_not() -> None:
+    # jnp.where(x > 0, x, 0.0) broadcasts the scalar 0.0 inside: still one element in, one
+    # out, so the reference's local derivatives can be taken through it.
+    from verification.auditing._refsteps import elementwise
+
+    x = np.ones(3)
+    select = jax.make_jaxpr(lambda x: jnp.where(x > 0, x, 0.0))(x).jaxpr.eqns
+    assert [elementwise(e) for e in select] == [True, True]
+    (spread,) = jax.make_jaxpr(lambda x: jnp.broadcast_to(x, (2, 3)))(x).jaxpr.eqns
+    assert not elementwise(spread)

@@ -268,3 +268,21 @@ def test_cli_audits_bfloat16(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert status == 0, out
     assert "low precision (bfloat16)" in out
+
+
+def test_nudging_moves_low_precision_differentiated_leaves_by_about_an_ulp_and_nothing_else() -> (
+    None
+):
+    from verification.auditing._lowprec import nudged
+
+    x16 = np.linspace(0.5, 2.0, 64).astype(np.float16)
+    w64 = np.linspace(-1.0, 1.0, 8)
+    out = nudged((x16, w64, x16), (0, 1), np.random.default_rng(0))
+    assert out[0].dtype == np.float16
+    moved = out[0] != x16
+    assert moved.any()
+    assert not moved.all()
+    step = np.abs(out[0].astype(np.float64) - x16.astype(np.float64))
+    assert np.all(step <= 2 * np.spacing(np.abs(x16)).astype(np.float64))
+    np.testing.assert_array_equal(out[1], w64)  # float64: not low precision, left as it is
+    assert out[2] is x16  # not differentiated

@@ -285,3 +285,66 @@ def test_profile_and_quick_from_the_command_line(
     assert "programs compiled:" in out
     assert "shrunk in 0 more" in out
     assert "is missing" not in out
+
+
+def test_the_profile_counts_runs_in_words() -> None:
+    from collections import Counter
+
+    from verification.auditing._profile import COMPILATION, TRACING
+
+    profile = Profile(
+        {**dict.fromkeys(PHASES, 0.0), TRACING: 1.0, COMPILATION: 2.0},
+        runs=Counter({TRACING: 1, COMPILATION: 2}),
+        total=3.0,
+    )
+    lines = profile.lines()
+    assert next(line for line in lines if TRACING in line).endswith("(1 run)")
+    assert next(line for line in lines if COMPILATION in line).endswith("(2 runs)")
+
+
+def grad_w_mean_twice(x: Array, w: Array, y: Array) -> Array:
+    return grad_w(x, w, y) / x.shape[0]
+
+
+def test_a_mean_taken_twice_is_named_from_a_sub_batch_where_the_factor_follows_m() -> None:
+    report = audit(grad_w_mean_twice, loss, BIG, argnums=1, seed=0)
+    diagnosis = report.diagnosis or ""
+    assert f"x 1/{BIG[0].shape[0]} = 1/m, the batch size" in diagnosis, diagnosis
+    assert "divided by m once too often" in diagnosis
+    assert f"where the factor is 1/{SUB_BATCH}: it follows that dimension)" in diagnosis
+
+
+def test_the_json_report_holds_the_seed_that_reproduces_it() -> None:
+    report = audit(grad_w_no_mean, loss, SMALL, argnums=1, seed=7, max_examples=5)
+    assert report.to_dict()["seed"] == report.seed == 7
+
+
+def test_a_dict_of_arrays_is_written_as_python_that_rebuilds_it() -> None:
+    from verification.auditing._reproducer import python_literal
+
+    value = {"w": np.array([[0.5, -1.0]]), "b": np.float32(2.5), "n": 3}
+    rebuilt = eval(python_literal(value), {"np": np})
+    assert list(rebuilt) == list(value)
+    np.testing.assert_array_equal(rebuilt["w"], value["w"])
+    assert rebuilt["b"] == value["b"]
+    assert rebuilt["b"].dtype == np.float32
+    assert rebuilt["n"] == 3
+
+
+def test_two_factors_agree_up_to_and_including_one_millionth_of_the_second() -> None:
+    from verification.auditing._evidence import _same_factor
+
+    assert _same_factor(1_000_001.0, 1e6)  # |a - b| is exactly 1e-6 * |b|
+    assert not _same_factor(1_000_001.5, 1e6)
+    assert not _same_factor(None, 1e6)
+
+
+def test_the_finite_difference_step_keeps_rounding_64_eps_below_the_resolution() -> None:
+    from verification.auditing._finite_differences import step_for
+
+    eps = float(np.finfo(np.float64).eps)
+    # h = 64 eps (|L| + 1) / resolution, between 1024 eps scale and 0.1 scale
+    assert step_for(0.0, 1e-6, 1.0) == 64 * eps * 1 / 1e-6
+    assert step_for(3.0, 1e-6, 1.0) == 64 * eps * 4 / 1e-6
+    assert step_for(0.0, 1.0, 1.0) == 1024 * eps
+    assert step_for(0.0, 1e-20, 1.0) == 0.1

@@ -236,3 +236,84 @@ def test_an_input_where_the_reference_is_0_is_no_evidence_against_a_constant_fac
     report = audit(_dead_zone_grad_doubled, _dead_zone_loss, shapes, argnums=1, seed=0)
     assert report.kind == "mismatch"
     assert "off by a constant factor 2" in (report.diagnosis or ""), report.diagnosis
+
+
+def test_right_values_in_another_shape_are_told_values_right_and_wrong_ones_are_not() -> None:
+    from verification.auditing._diagnose import shape_words
+
+    ref = np.arange(1.0, 7.0)
+    assert (
+        shape_words(ref.reshape(1, 6), ref) == "values right, shape (1, 6) where (6,) is expected"
+    )
+    assert "values right" not in shape_words(-ref.reshape(1, 6), ref)
+
+
+def test_an_axis_of_length_1_where_the_reference_is_0_says_the_values_were_not_compared() -> None:
+    from verification.auditing._diagnose import shape_words
+
+    assert shape_words(np.ones((3, 1)), np.zeros(3)) == (
+        "wrong shape (3, 1), expected (3,): an axis of length 1 added or lost "
+        "(the reference is 0 here: values not compared)"
+    )
+
+
+def _linear_loss(w: Any, x: Any) -> Any:
+    return jnp.sum(x @ w)
+
+
+def _linear_grad_as_int(w: Array, x: Array) -> Array:
+    out: Array = (x.T @ np.ones((x.shape[0], w.shape[1]))).astype(np.int64)
+    return out
+
+
+def test_a_wrong_dtype_whose_values_are_right_here_is_not_rechecked_elsewhere() -> None:
+    # dL/dw = x^T 1 holds integers for integer x: the int64 result is right at the
+    # counterexample already, so the words say so once and no other input is tried.
+    args = (np.ones((3, 2)), np.array([[1.0, 2.0, -1.0], [0.0, 3.0, 1.0]]))
+    report = audit(_linear_grad_as_int, _linear_loss, args, argnums=0, seed=0)
+    assert report.kind == "wrong dtype", str(report)
+    diagnosis = report.diagnosis or ""
+    assert "came back as int64 (its values are right)" in diagnosis, diagnosis
+    assert "other inputs" not in diagnosis
+
+
+def test_the_input_drawn_to_judge_a_wrong_shape_is_one_where_the_reference_is_not_0() -> None:
+    # One bias element: its reference is 0 at every input in the relu's dead zone, so only
+    # an input drawn where it is not 0 shows that the values are right.
+    from verification.auditing import named_arrays
+
+    shapes = named_arrays({"x": "m,n", "b": "n"}, dims={"n": [1]})
+    report = audit(_dead_zone_grad_keepdims, _dead_zone_loss, shapes, argnums=1, seed=0)
+    assert report.kind == "wrong shape"
+    assert "values right, only the shape is wrong" in (report.diagnosis or ""), report.diagnosis
+
+
+def test_the_terms_a_product_sums_are_bounded_by_the_product_of_its_operands() -> None:
+    # The backward pass of sum(3 (x @ w)) forms x^T (3 ones): sums of terms 100 * 3, though
+    # neither operand exceeds 100. The tolerance's allowance for cancellation uses that bound.
+    from verification.auditing._cancellation import summed_terms
+
+    x, w = np.full((4, 2), 100.0), np.ones((2, 3))
+    assert float(summed_terms(lambda w: jnp.sum((x @ w) * 3.0), w)) == 300.0
+
+
+def test_gradients_in_another_order_are_named_in_the_order_returned_and_asked() -> None:
+    from verification.auditing._guards import wrong_order
+
+    gx, gw = np.array([0.5, -1.0, 2.0]), np.array([1.5, 0.25])
+    assert wrong_order([gw, gx], [gx, gw], ["x", "w"]) == (
+        "the gradients are right but in another order: returned (w, x) where argnums asks for "
+        "(x, w)"
+    )
+    assert wrong_order([gx, gw], [gx, gw], ["x", "w"]) is None
+
+
+def test_the_first_axis_of_the_first_undifferentiated_argument_is_the_batch_size() -> None:
+    from verification.auditing._trees import dimensions
+
+    x, w, y = np.ones((5, 3)), np.ones((3, 4)), np.ones((5, 4))
+    assert dimensions((w, x, y), (0,), ["w", "x", "y"]) == [
+        (5, "m, the batch size (x.shape[0])"),
+        (3, "x.shape[1]"),
+        (4, "y.shape[1]"),
+    ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -427,3 +428,46 @@ def test_a_stage_whose_gradient_cancels_to_zero_allows_the_rounding_of_the_terms
 
     monkeypatch.setattr(_stages, "leaf_tolerances", without_summed)
     assert locate_stage(intermediates, stages, (x,), oracle_for=oracle_for).differs == "dV"
+
+
+def test_a_stage_off_by_what_its_inputs_conditioning_allows_agrees() -> None:
+    # d/dV sum(cos V) = -sin V at V ~ 1.7e10: reducing V mod a rounded 2 pi first is exact
+    # for an input perturbed by < eps, yet moves -sin V by ~7e-7, far beyond the strict float64
+    # tolerance. The second look allows it, as the engine's check does, by how much the
+    # reference moves when the input moves by eta (grad_perturbed): a correct stage.
+    import jax.numpy as jnp
+
+    x = (np.float32(1.7e10) + np.arange(16, dtype=np.float32) * np.float32(1024)).astype(
+        np.float64
+    )  # exact in float32 too: the float32 reference sees the same input
+    stage = {"dV": Stage(lambda x: x, lambda v, x: jnp.sum(jnp.cos(v)), "-sin")}
+
+    def reduced(x: Array) -> dict[str, Array]:
+        return {"dV": -np.sin(np.mod(x, 2 * np.pi))}
+
+    assert np.max(np.abs(reduced(x)["dV"] + np.sin(x))) > 1e-7
+    verdict = locate_stage(reduced, stage, (x,), oracle_for=oracle_for, seed=0)
+    assert verdict.differs is None, str(verdict)
+    wrong = locate_stage(lambda x: {"dV": np.sin(x)}, stage, (x,), oracle_for=oracle_for, seed=0)
+    assert wrong.differs == "dV", str(wrong)
+
+
+def test_a_stage_whose_reference_is_0_is_judged_on_the_scale_of_the_chain() -> None:
+    # dQ's reference is exactly 0; dQ is formed from dP (1e6 here), so a correct dQ errs by a
+    # few eps of 1e6, not of 0: the chain's scale, not the stage's own, bounds its rounding.
+    import jax.numpy as jnp
+
+    x = np.linspace(-1.0, 1.0, 4)
+    stages = {
+        "dP": Stage(lambda x: x, lambda v, x: jnp.sum(1e6 * v), "dP = 1e6"),
+        "dQ": Stage(lambda x: x, lambda v, x: jnp.sum(0.0 * v), "dQ = 0 dP"),
+    }
+    eps = float(np.finfo(np.float64).eps)
+
+    def chain(residue: float) -> Callable[[Array], dict[str, Array]]:
+        return lambda x: {"dP": np.full(4, 1e6), "dQ": np.full(4, residue * 1e6)}
+
+    rounded = locate_stage(chain(4 * eps), stages, (x,), oracle_for=oracle_for, seed=0)
+    assert rounded.differs is None, str(rounded)
+    wrong = locate_stage(chain(1e-6), stages, (x,), oracle_for=oracle_for, seed=0)
+    assert wrong.differs == "dQ", str(wrong)

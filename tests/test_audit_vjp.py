@@ -430,3 +430,13 @@ def test_drawn_arguments_follow_the_inputs_or_lead_them_from_one_seed() -> None:
         assert 0 <= x <= 1
 
     drawn_in_front()
+
+
+def test_argnums_beyond_the_inputs_of_a_plain_strategy_are_named() -> None:
+    from hypothesis import strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    one_input = st.tuples(arrays(np.float64, (2, 3), elements=st.floats(-1, 1)))
+    with pytest.raises(AuditSpecError) as info:
+        audit_vjp(lambda dout, x: dout, jax.nn.relu, one_input, argnums=1, max_examples=5)
+    assert str(info.value).startswith("argnums 1 is out of range for the 1 inputs given")

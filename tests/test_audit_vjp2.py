@@ -155,3 +155,14 @@ def test_a_second_derivative_torch_leaves_out_is_a_zero_of_the_inputs_dtype() ->
     report = audit_vjp(Double, lambda x: 2 * x, shapes, seed=0, order=2, max_examples=10)
     assert report.passed, str(report)
     assert report.kind is None, str(report)
+
+
+def test_a_given_cotangent_pair_is_the_one_audited_at_second_order() -> None:
+    # <backward(dout, x), w> with dout = w = 0 is 0 whatever x: nothing to get wrong there,
+    # while the saved sigmoid's lost dependence on x shows with a pair that is not 0
+    x = np.array([[0.5, -1.5, 2.0]])
+    zero = (np.zeros((1, 3)), np.zeros((1, 3)))
+    pair = (np.array([[1.0, -2.0, 0.5]]), np.array([[0.25, 3.0, -1.0]]))
+    assert audit_vjp(SiLUSavedSigmoid, silu, (x,), cotangent=zero, order=2, seed=0).passed
+    report = audit_vjp(SiLUSavedSigmoid, silu, (x,), cotangent=pair, order=2, seed=0)
+    assert report.kind == "mismatch", str(report)
