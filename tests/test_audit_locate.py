@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -603,27 +604,22 @@ def test_the_command_line_shows_where_and_no_locate_skips_it(
         sys.modules.pop("cli_candidate", None)
 
 
+def _locate_dw1(candidate: Callable[..., Array]) -> Any:
+    """``locate`` of the tanh network's dW1 at two inputs (x, w1, w2, y) of distinct sizes."""
+    rng = np.random.default_rng(5)
+    inputs = [
+        tuple(rng.normal(size=shape) for shape in ((m, n), (n, h), (h, k), (m, k)))
+        for m, n, h, k in ((2, 3, 2, 3), (5, 4, 6, 7))
+    ]
+    return locate(
+        candidate, tanh_loss, inputs, argnums=(1,), arg_names=["x", "w1", "w2", "y"], leaf=0
+    )
+
+
 def test_the_value_in_the_wrong_role_is_not_also_cited_as_the_last_agreeing_one() -> None:
     # dz1 = da1 passes dL/da1 on where dL/dz1 belongs: the words name that value ("dz1 equals
     # dL/da1"); "last agreeing" is for a value before the error, not that value named again.
-    rng = np.random.default_rng(5)
-    inputs = [
-        (
-            rng.normal(size=(m, n)),
-            rng.normal(size=(n, h)),
-            rng.normal(size=(h, k)),
-            rng.normal(size=(m, k)),
-        )
-        for m, n, h, k in ((2, 3, 2, 3), (5, 4, 6, 7))
-    ]
-    where = locate(
-        tanh_step_skipped,
-        tanh_loss,
-        inputs,
-        argnums=(1,),
-        arg_names=["x", "w1", "w2", "y"],
-        leaf=0,
-    )
+    where = _locate_dw1(tanh_step_skipped)
     assert isinstance(where, Where), where
     assert where.line == _line_of(tanh_step_skipped, "dz1 = da1")
     assert "dz1 equals dL/da1" in where.words
@@ -643,19 +639,7 @@ def tanh_sign_slip(x: Array, w1: Array, w2: Array, y: Array) -> Array:
 
 
 def test_a_line_made_right_by_some_value_of_an_unchecked_read_is_not_singled_out() -> None:
-    rng = np.random.default_rng(5)
-    inputs = [
-        tuple(rng.normal(size=shape) for shape in ((m, n), (n, h), (h, k), (m, k)))
-        for m, n, h, k in ((2, 3, 2, 3), (5, 4, 6, 7))
-    ]
-    where = locate(
-        tanh_sign_slip,
-        tanh_loss,
-        inputs,
-        argnums=(1,),
-        arg_names=["x", "w1", "w2", "y"],
-        leaf=0,
-    )
+    where = _locate_dw1(tanh_sign_slip)
     assert isinstance(where, NotLocated), where
     s_line = _line_of(tanh_sign_slip, "s = 1 + t")
     t_line = _line_of(tanh_sign_slip, "t = a1**2")

@@ -92,7 +92,7 @@ class SizedJit:
         # Inside another transformation (jax.grad of a reference) the outer program is the one
         # compiled: JAX takes compile options at the top level only.
         traced = any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
-        large = sum(int(np.size(leaf)) for leaf in leaves) >= OPTIMISE_ABOVE
+        large = elements(leaves) >= OPTIMISE_ABOVE
         return (self.full if traced or large else self.fast)(*args, **kwargs)
 
 
