@@ -540,8 +540,14 @@ CASES: dict[str, Case] = {
 
 def run(case: Case, seed: int = 0, max_examples: int = 60) -> str:
     """The audit's diagnosis for ``case`` (empty if it passed)."""
+    found = report(case, seed, max_examples)
+    return "" if found.passed else str(found.diagnosis)
+
+
+def report(case: Case, seed: int = 0, max_examples: int = 60) -> Any:
+    """The audit's report for ``case``."""
     strategy = named_arrays(case.spec, dims=case.dims, bounds=case.bounds)
-    report = audit(
+    return audit(
         case.candidate,
         case.loss,
         strategy,
@@ -551,7 +557,6 @@ def run(case: Case, seed: int = 0, max_examples: int = 60) -> str:
         arg_names=list(case.spec),
         kinks=case.kinks,
     )
-    return "" if report.passed else str(report.diagnosis)
 
 
 def score(results: dict[str, str]) -> tuple[int, int, int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from verification.auditing._source import names_read, statement_at, user_file
 from verification.auditing._trace import trace_call
 
 Array = NDArray[Any]
+MONITORING = pytest.mark.skipif(not hasattr(sys, "monitoring"), reason="sys.monitoring is 3.12+")
 DIMS = {"m": [1, 2, 5], "n": [1, 3, 4], "h": [1, 2, 6], "k": [1, 3, 7]}
 
 
@@ -153,6 +155,27 @@ def test_tracer_is_removed_after_the_candidate_raises_and_restores_the_one_befor
         sys.settrace(before)
     assert isinstance(trace.error, RuntimeError)
     assert [n.name for n in trace.nodes if n.line] == ["a"]
+
+
+def _divides_by_zero(x: Array) -> Array:
+    inverse = 1.0 / x  # numpy warns: divide by zero
+    return inverse * 0.0
+
+
+@pytest.mark.parametrize("monitoring", [False, pytest.param(True, marks=MONITORING)])
+def test_a_warning_of_the_candidate_is_not_an_error_under_the_tracer_whatever_the_filters(
+    monitoring: bool,
+) -> None:
+    """As in the audit's own call of the candidate: inside ``pytest -W error`` (a strict
+    suite's ``filterwarnings = error``) the locator follows the candidate all the same."""
+    x = np.array([0.0, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trace = trace_call(_divides_by_zero, (x,), [("x", x)], monitoring=monitoring)
+        with pytest.raises(RuntimeWarning):
+            _divides_by_zero(x)  # the filter is still in force after the trace
+    assert trace.error is None
+    assert [n.name for n in trace.nodes if n.line] == ["inverse", "return"]
 
 
 @pytest.mark.skipif(not hasattr(sys, "monitoring"), reason="sys.monitoring is Python 3.12+")

@@ -1,0 +1,352 @@
+"""The audit's reports, recorded word for word: every zoo case's full text and JSON summary.
+
+The zoos' own tests check what a report must say (a cause named, a line located, a verdict);
+these recordings pin everything else it says (each number, each sentence, the reproducer, the
+fields of the JSON), so that a change to a rule or to a word shows up as a diff that someone
+reviews, not as a silent change of what users read. ``tests/test_report_texts.py`` compares.
+
+Each recording holds the environment it was made in. Under the same versions and processor
+every character counts; under others a measured decimal is free (its last digits follow the
+libraries' order of operations, as in README.md's quoted outputs), and where hypothesis's
+version differs a searched example may be another one, so the searched cases are compared
+only where it is the recorded one. After an intended change, regenerate and review the diff:
+
+    python tests/report_texts.py            # rewrites tests/report_texts/*.txt
+    python tests/report_texts.py --check    # exit 1 and a diff where a text changed
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib.util
+import inspect
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+TEXTS = HERE / "report_texts"
+HEADER = "# made with: "
+"""The recording's first line: the environment (``tools/readme_outputs.environment()``)."""
+SECTION = re.compile(r"^=== (.+) ===$")
+
+
+def sibling(name: str, folder: Path = HERE) -> ModuleType:
+    """A module of ``folder`` by file (the tests import in importlib mode: no ``sys.path``)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def outputs() -> ModuleType:
+    """``tools/readme_outputs.py``: the environment line and the decimal-free comparison."""
+    return sibling("readme_outputs", ROOT / "tools")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One recorded report: ``run()`` returns it; ``searched``: drawn by hypothesis; ``needs``:
+    an optional module it runs on (torch), without which it is not compared."""
+
+    run: Callable[[], Any]
+    searched: bool = True
+    needs: str | None = None
+
+
+def _needs(name: str) -> str | None:
+    """The optional module a zoo case's name says it runs on."""
+    return "torch" if "torch" in name.lower() else None
+
+
+def _diagnosis() -> dict[str, Scenario]:
+    zoo = sibling("diagnosis_zoo")
+    return {name: Scenario(partial(zoo.report, case)) for name, case in zoo.CASES.items()}
+
+
+def _network() -> dict[str, Scenario]:
+    from verification.auditing import audit
+
+    zoo = sibling("bug_zoo")
+    cases = {
+        name: Scenario(
+            partial(audit, b.candidate, b.loss, b.problems(), max_examples=b.max_examples, seed=0)
+        )
+        for name, b in zoo.BUGS.items()
+    }
+    for name, (candidate, loss, problems) in zoo.CORRECT.items():
+        cases[f"correct: {name}"] = Scenario(
+            partial(audit, candidate, loss, problems(), max_examples=30, seed=0)
+        )
+    return cases
+
+
+def _locate() -> dict[str, Scenario]:
+    zoo = sibling("locate_zoo")
+    return {
+        name: Scenario(partial(zoo.run, case), needs=_needs(name))
+        for name, case in zoo.CASES.items()
+    }
+
+
+def _hvp() -> dict[str, Scenario]:
+    from verification import reference
+    from verification.auditing import audit_hvp
+
+    zoo = sibling("hvp_zoo")
+    loss = reference.mlp_loss
+    cases = {
+        bug.name: Scenario(
+            partial(audit_hvp, bug.hvp, loss, zoo.mlp_problems(), seed=0, max_examples=100)
+        )
+        for bug in zoo.BUGS
+    }
+    for name, product, dtype in zoo.CORRECT:
+        cases[f"correct: {name}"] = Scenario(
+            partial(audit_hvp, product, loss, zoo.mlp_problems(dtype), seed=0, max_examples=20),
+            needs=_needs(name),
+        )
+    return cases
+
+
+def _lowprec() -> dict[str, Scenario]:
+    import ml_dtypes
+    import numpy as np
+
+    from verification import reference
+    from verification.auditing import audit
+    from verification.auditing._lowprec import default_bounds
+
+    kernels = sibling("lowprec_kernels")
+    problems = sibling("bug_zoo").mlp_problems
+    cases = {}
+    for label, dtype in (
+        ("float16", np.dtype(np.float16)),
+        ("bfloat16", np.dtype(ml_dtypes.bfloat16)),
+    ):
+        drawn = problems(dtype, bounds=default_bounds(dtype) or (3.0, 1000.0))
+        for name in sorted(vars(kernels)):
+            kernel = getattr(kernels, name)
+            if name.startswith("mlp_") and len(inspect.signature(kernel).parameters) == 3:
+                cases[f"{label}: {name}"] = Scenario(
+                    partial(audit, kernel, reference.mlp_loss, drawn, max_examples=40, seed=0),
+                    needs=_needs(name),
+                )
+    return cases
+
+
+def mistake(call: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
+    """What a user's mistake gets: the error's type and message (``no error`` if none)."""
+    try:
+        call(*args, **kwargs)
+    except Exception as error:  # the message is what is recorded
+        return f"{type(error).__name__}: {error}"
+    return "no error"
+
+
+def _tanh_sum(x: Any) -> Any:
+    import jax.numpy as jnp
+
+    return jnp.sum(jnp.tanh(x))
+
+
+def _identity(*args: Any) -> Any:
+    return args[0]
+
+
+SPEC_MISTAKES = (
+    "x=m:[1,0]",
+    "x=m:ints[0.5,2]",
+    "x=m:ints[1,2",
+    "x=m:|x|>=0",
+    "x=m:real:positive",
+    "x=m:binary:distinct",
+    "x=m,n:onehot:positive",
+    "x=m:gauss",
+    "x:=abc",
+    "x",
+    "=m",
+    "p.W=n p.W=n",
+    "y=:onehot",
+    "z=m,k y=m:classes(q)",
+    "x=m:classes(k)",
+    "x=m,(n",
+    "x=m,n+",
+    "x=m,n**2",
+    "x=m;n",
+)
+"""``--shapes`` texts with one mistake each."""
+
+
+def _errors() -> dict[str, Scenario]:
+    import jax.numpy as jnp
+    import numpy as np
+
+    from verification.auditing import (
+        audit,
+        audit_vjp,
+        kinks_at,
+        named_arrays,
+        parse_shapes,
+        pool_ties,
+    )
+    from verification.auditing._targets import resolve
+
+    x = (np.ones((2, 3)),)
+    cases = {
+        f"--shapes {t!r}": Scenario(partial(mistake, parse_shapes, t), False) for t in SPEC_MISTAKES
+    }
+    calls: dict[str, Callable[[], str]] = {
+        "named_arrays: a class count naming no dimension": partial(
+            mistake, named_arrays, {"z": "m,k", "y": "m:classes(q)"}
+        ),
+        "named_arrays: dims naming no dimension": partial(
+            mistake, named_arrays, {"x": "batch,n"}, dims={"bath": [2]}
+        ),
+        "resolve: MODULE.FUNCTION": partial(mistake, resolve, "sce.grad"),
+        "resolve: PACKAGE.MODULE.FUNCTION": partial(mistake, resolve, "pkg.sce.grad"),
+        "resolve: a function the module lacks": partial(mistake, resolve, "json:no_such_function"),
+        "audit: a vector-valued loss": partial(mistake, audit, _identity, jnp.tanh, x),
+        "audit: argnums out of range": partial(mistake, audit, _identity, _tanh_sum, x, argnums=2),
+        "audit: arg_names of another length": partial(
+            mistake, audit, _identity, _tanh_sum, x, arg_names=["x", "y"]
+        ),
+        "audit_vjp: argnums out of range": partial(
+            mistake, audit_vjp, _identity, jnp.tanh, x, argnums=1
+        ),
+        "kinks_at: no points": partial(mistake, kinks_at, []),
+        "pool_ties: a bad window": partial(mistake, pool_ties, (0, 2)),
+    }
+    cases.update({name: Scenario(call, False) for name, call in calls.items()})
+    return cases
+
+
+GROUPS: dict[str, Callable[[], dict[str, Scenario]]] = {
+    "diagnosis": _diagnosis,
+    "network": _network,
+    "locate": _locate,
+    "hvp": _hvp,
+    "lowprec": _lowprec,
+    "errors": _errors,
+}
+"""Recording -> its scenarios (each a zoo, loaded when asked for)."""
+
+
+def normalise(text: str) -> str:
+    """What does not belong to the audit's words: the repository's and the temporary folders'
+    paths, and the versions the oracle line names."""
+    import jax
+
+    text = text.replace(str(ROOT) + "/", "").replace(str(ROOT), "<repository>")
+    text = re.sub(r"/\S*/manual-bp-audit|/\S*/audit-saves\d*", "<saves>", text)
+    # the audit's own frames in a traceback: their lines move with any edit (and mutmut's)
+    text = re.sub(r'(File "verification/[^"]+", line )\d+', r"\1<n>", text)
+    return text.replace(f"jax {jax.__version__}", "jax <version>")
+
+
+def render(report: Any) -> str:
+    """The report's text, then its JSON summary without what follows the process rather than
+    the audit: the timings, the programs compiled so far, the library versions (a text, such
+    as a mistake's message, as it is)."""
+    if isinstance(report, str):
+        return normalise(report)
+    document = report.to_dict()
+    for varying in ("timings", "profile", "compilations", "environment"):
+        document.pop(varying, None)
+    return normalise(
+        str(report) + "\n--- json ---\n" + json.dumps(document, indent=1, sort_keys=True)
+    )
+
+
+def read(group: str) -> tuple[str, dict[str, str]]:
+    """(the recorded environment, name -> recorded text) of one group's file."""
+    lines = (TEXTS / f"{group}.txt").read_text("utf-8").split("\n")
+    assert lines[0].startswith(HEADER), f"{group}.txt: no '{HEADER}' line first"
+    texts: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in lines[1:]:
+        match = SECTION.match(line)
+        if match:
+            current = texts.setdefault(match.group(1), [])
+        else:
+            current.append(line)
+    return lines[0][len(HEADER) :], {k: "\n".join(v).rstrip("\n") for k, v in texts.items()}
+
+
+def write(group: str, texts: dict[str, str]) -> None:
+    """Record one group's texts with this environment."""
+    TEXTS.mkdir(exist_ok=True)
+    body = [HEADER + outputs().environment()]
+    for name, text in texts.items():
+        body += [f"=== {name} ===", text, ""]
+    (TEXTS / f"{group}.txt").write_text("\n".join(body), "utf-8")
+
+
+def same(
+    recorded: str,
+    here: str,
+    names: tuple[str, ...] = ("Python", "numpy", "jax", "jaxlib", "hypothesis", "cpu"),
+) -> bool:
+    """Whether two environment lines name the same versions of ``names`` (by default all the
+    texts depend on: the libraries that compute and draw, and the processor)."""
+
+    def picked(line: str) -> list[str | None]:
+        found = (re.search(rf"(?:^|, ){re.escape(n)} ([^,]+)", line) for n in names)
+        return [m.group(1) if m else None for m in found]
+
+    return picked(recorded) == picked(here)
+
+
+def matches(expected: str, actual: str, exact: bool) -> bool:
+    """Whether a fresh text matches its recording: every character when ``exact``, else with
+    each measured decimal free."""
+    if exact:
+        return expected == actual
+    block = outputs().Block("output", 0, ["$ run", *expected.split("\n")])
+    return bool(outputs().compare(block, [actual.split("\n")], same_versions=False)[0])
+
+
+def diff(expected: str, actual: str, name: str) -> str:
+    """A unified diff from the recording to the fresh text."""
+    lines = difflib.unified_diff(
+        expected.split("\n"), actual.split("\n"), f"recorded {name}", f"fresh {name}", lineterm=""
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python tests/report_texts.py", description=__doc__)
+    parser.add_argument("--check", action="store_true", help="compare, rewrite nothing")
+    parser.add_argument("groups", nargs="*", default=list(GROUPS), help="default: all")
+    args = parser.parse_args(argv)
+    import verification  # noqa: F401  (JAX in float64, as the tests run it)
+
+    changed = 0
+    for group in args.groups:
+        fresh = {name: render(s.run()) for name, s in GROUPS[group]().items()}
+        recorded = read(group)[1] if (TEXTS / f"{group}.txt").exists() else {}
+        moved = [n for n in fresh if recorded.get(n) != fresh[n]]
+        moved += [n for n in recorded if n not in fresh]
+        changed += len(moved)
+        for name in moved:
+            print(diff(recorded.get(name, ""), fresh.get(name, ""), name))
+        if not args.check:
+            write(group, fresh)
+        print(f"{group}: {len(fresh)} texts, {len(moved)} changed", file=sys.stderr)
+    return 1 if args.check and changed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

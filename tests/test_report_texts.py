@@ -1,0 +1,76 @@
+"""Every zoo case's report reads as recorded (tests/report_texts.py): the audit's words, numbers,
+reproducers and JSON fields change only when a reviewed recording changes with them."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+
+def _texts() -> ModuleType:
+    if "report_texts" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "report_texts", Path(__file__).with_name("report_texts.py")
+        )
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["report_texts"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["report_texts"]
+
+
+texts = _texts()
+CASES = [(group, name) for group in texts.GROUPS for name in texts.read(group)[1]]
+
+
+@pytest.mark.parametrize("group", list(texts.GROUPS))
+def test_every_zoo_case_has_a_recording_and_every_recording_a_case(group: str) -> None:
+    assert list(texts.read(group)[1]) == list(texts.GROUPS[group]())
+
+
+@pytest.mark.parametrize(("group", "name"), CASES, ids=[f"{g}: {n}" for g, n in CASES])
+def test_the_report_reads_as_recorded(group: str, name: str) -> None:
+    recorded_env, recorded = texts.read(group)
+    here = texts.outputs().environment()
+    scenario = texts.GROUPS[group]()[name]
+    if scenario.needs is not None:
+        pytest.importorskip(scenario.needs)
+    if scenario.searched and not texts.same(recorded_env, here, ("hypothesis",)):
+        pytest.skip(f"recorded under {recorded_env}: another hypothesis draws other examples")
+    fresh = texts.render(scenario.run())
+    exact = texts.same(recorded_env, here)
+    assert texts.matches(recorded[name], fresh, exact), (
+        f"the report changed ({'every character counts' if exact else 'decimals free'}); "
+        "if intended, regenerate with `python tests/report_texts.py` and review the diff:\n"
+        + texts.diff(recorded[name], fresh, name)
+    )
+
+
+def test_a_changed_word_or_count_fails_and_a_drifted_decimal_passes_under_other_versions() -> None:
+    recorded = (
+        "FAILED (mismatch): f\n  after 8 examples; finite difference 0.999999999988 (step 6.1e-06)"
+    )
+    drifted = recorded.replace("0.999999999988", "0.999999999991")
+    assert texts.matches(recorded, recorded, exact=True)
+    assert not texts.matches(recorded, drifted, exact=True)
+    assert texts.matches(recorded, drifted, exact=False)
+    for old, new in [
+        ("8 examples", "9 examples"),
+        ("mismatch", "raised"),
+        ("0.999999999988", "NaN"),
+    ]:
+        assert not texts.matches(recorded, recorded.replace(old, new), exact=False), new
+
+
+def test_searched_cases_are_compared_only_under_the_recorded_hypothesis() -> None:
+    a = "Python 3.11.7, numpy 2.4.6, jax 0.10.2, jaxlib 0.10.2, hypothesis 6.170.17, cpu x86_64 AVX2"
+    assert texts.same(a, a.replace("AVX2", "AVX512F"), ("hypothesis",))
+    assert not texts.same(a, a.replace("6.170.17", "6.170.27"), ("hypothesis",))
+    assert not texts.same(a, a.replace("AVX2", "AVX512F"))
+    assert not texts.same(a, a.replace("jax 0.10.2", "jax 0.12.1"))
+    assert texts.same(a, a.replace("jaxlib 0.10.2", "jaxlib 0.10.2, scikit-learn -"))
