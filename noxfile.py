@@ -240,12 +240,16 @@ def mutation(session: nox.Session) -> None:
     seed tries the same mutants; a new one draws a fresh sample, whose first score, taken
     before any triage, is the unbiased estimate. ``MUTANTS=GLOB nox -s mutation`` runs the
     mutants matching GLOB alone (e.g. ``"verification.auditing._simplify*"``), all of them, or
-    a sample of them when ``MUTANT_SAMPLE`` is set. Extra arguments go to score.py (e.g.
+    a sample of them when ``MUTANT_SAMPLE`` is set. ``MUTANT_LIST=FILE`` runs the mutants
+    named in FILE (one a line, e.g. a sample's survivors) and scores them as a sample.
+    Extra arguments go to score.py (e.g.
     ``-- --no-diffs``).
     """
     import shutil
 
-    session.install("-e", ".[test]", "mutmut>=3.8,<4")
+    # The locked versions, as tests-locked: the recorded reports (tests/report_texts/) are
+    # compared every character only under the versions they were recorded with.
+    session.install("-c", str(LOCK), "-e", ".[test]", "mutmut>=3.8,<4")
     # The torch-based tests (audit_vjp of torch layers, audit_double_backward): without torch
     # they skip, and the audit's torch code counts as run by no test.
     _install_local_torch(session, OLDEST)
@@ -267,7 +271,12 @@ def mutation(session: nox.Session) -> None:
     if seed is not None and not seed.isdigit():
         session.error(f"MUTANT_SEED must be a non-negative integer, got {seed!r}")
     seeded = ["--seed", seed] if seed is not None else []
-    session.run("python", "mutation/sample.py", request, *seeded, "--out", str(names), env=env)
+    listed = os.environ.get("MUTANT_LIST")
+    if listed:  # rerun named mutants (e.g. a sample's survivors), one name a line
+        names.parent.mkdir(exist_ok=True)
+        names.write_text(Path(listed).read_text("utf-8"), "utf-8")
+    else:
+        session.run("python", "mutation/sample.py", request, *seeded, "--out", str(names), env=env)
     chosen = names.read_text("utf-8").split()
     session.run("mutmut", "run", *full, *chosen, "--max-children", jobs, env=env)
     scope = ["--only", only] if only else []
