@@ -253,6 +253,10 @@ def test_candidate_that_raises_is_reported_with_its_traceback() -> None:
     assert report.kind == "raised"
     assert report.traceback is not None
     assert "ZeroDivisionError" in report.traceback
+    # from the candidate's own frame on: the audit's frames that called it are not the user's
+    frames = [line for line in report.traceback.splitlines() if line.lstrip().startswith("File ")]
+    assert "in fails_at_one_sample" in frames[0], report.traceback
+    assert not any("verification" in line for line in frames), report.traceback
     assert report.counterexample is not None
     assert report.counterexample[0].shape[0] == 1
 

@@ -12,6 +12,7 @@ flagged as memoised. Each guard fills an ``Outcome`` (``kind`` and ``diagnosis``
 from __future__ import annotations
 
 import itertools
+import os
 import time
 import traceback
 import warnings
@@ -50,6 +51,20 @@ def call_recording_warnings(
     return result
 
 
+_AUDIT_FILES = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def candidate_traceback(error: BaseException) -> str:
+    """The traceback of an exception raised in the candidate, from the first frame outside the
+    audit on: the audit's own frames that called the candidate are not the user's code."""
+    tb = error.__traceback__
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(
+        _AUDIT_FILES
+    ):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(error), error, tb or error.__traceback__))
+
+
 def nondeterministic_words(s: Spread, how: str = "two calls with the same input") -> str:
     """The one report of a nondeterministic candidate: the spread, against the bound."""
     return (
@@ -74,8 +89,8 @@ def run_candidate(
         first = call_recording_warnings(grad_fn, args, outcome)
     except AuditSpecError:
         raise  # the audit's own adapter (``_vjp``) cannot call the candidate: not its fault
-    except Exception:
-        outcome.kind, outcome.traceback = "raised", traceback.format_exc()
+    except Exception as error:
+        outcome.kind, outcome.traceback = "raised", candidate_traceback(error)
         outcome.diagnosis = "the candidate raised an exception (traceback below)"
         return None
     first_leaves = copy_leaves(first)
@@ -94,8 +109,8 @@ def run_candidate(
     fresh = pristine(args)
     try:
         second = copy_leaves(call_recording_warnings(grad_fn, fresh, outcome))
-    except Exception:
-        outcome.kind, outcome.traceback = "nondeterministic", traceback.format_exc()
+    except Exception as error:
+        outcome.kind, outcome.traceback = "nondeterministic", candidate_traceback(error)
         outcome.diagnosis = "the candidate raised on a second call with the same input"
         return None
     tally.timings["candidate"] += time.perf_counter() - start
