@@ -58,16 +58,15 @@ def outputs() -> ModuleType:
 
 @dataclass(frozen=True)
 class Scenario:
-    """One recorded report: ``run()`` returns it; ``searched``: drawn by hypothesis; ``needs``:
-    an optional module it runs on (torch), without which it is not compared."""
+    """One recorded report: ``run()`` returns it; ``searched``: drawn by hypothesis."""
 
     run: Callable[[], Any]
     searched: bool = True
-    needs: str | None = None
 
 
-def _needs(name: str) -> str | None:
-    """The optional module a zoo case's name says it runs on."""
+def needs(name: str) -> str | None:
+    """The optional module a zoo case's name says it runs on (torch), without which the zoo
+    leaves the case out and its recording is not compared."""
     return "torch" if "torch" in name.lower() else None
 
 
@@ -95,10 +94,7 @@ def _network() -> dict[str, Scenario]:
 
 def _locate() -> dict[str, Scenario]:
     zoo = sibling("locate_zoo")
-    return {
-        name: Scenario(partial(zoo.run, case), needs=_needs(name))
-        for name, case in zoo.CASES.items()
-    }
+    return {name: Scenario(partial(zoo.run, case)) for name, case in zoo.CASES.items()}
 
 
 def _hvp() -> dict[str, Scenario]:
@@ -115,8 +111,7 @@ def _hvp() -> dict[str, Scenario]:
     }
     for name, product, dtype in zoo.CORRECT:
         cases[f"correct: {name}"] = Scenario(
-            partial(audit_hvp, product, loss, zoo.mlp_problems(dtype), seed=0, max_examples=20),
-            needs=_needs(name),
+            partial(audit_hvp, product, loss, zoo.mlp_problems(dtype), seed=0, max_examples=20)
         )
     return cases
 
@@ -141,8 +136,7 @@ def _lowprec() -> dict[str, Scenario]:
             kernel = getattr(kernels, name)
             if name.startswith("mlp_") and len(inspect.signature(kernel).parameters) == 3:
                 cases[f"{label}: {name}"] = Scenario(
-                    partial(audit, kernel, reference.mlp_loss, drawn, max_examples=40, seed=0),
-                    needs=_needs(name),
+                    partial(audit, kernel, reference.mlp_loss, drawn, max_examples=40, seed=0)
                 )
     return cases
 
