@@ -97,6 +97,57 @@ def _locate() -> dict[str, Scenario]:
     return {name: Scenario(partial(zoo.run, case)) for name, case in zoo.CASES.items()}
 
 
+def _stages() -> dict[str, Scenario]:
+    # the network bugs written to expose their intermediate gradients live with their tests
+    stages = sibling("test_audit_stages")
+    return {name: Scenario(partial(stages._audit, name)) for name in stages.CANDIDATES}
+
+
+def _kinks() -> dict[str, Scenario]:
+    import numpy as np
+
+    import manual_bp as mb
+    from verification import reference, strategies
+    from verification.auditing import MAX_TIES, MLP_RELU, RELU, audit, audit_vjp, named_arrays
+
+    k = sibling("test_audit_kinks")  # the candidates at kinks live with their tests
+    z = named_arrays({"z": ("m", "h")}, bounds=(3.0,))
+    x = named_arrays({"x": ("m", "k")}, bounds=(3.0,))
+    at_zero = (
+        mb.MLPParams(np.zeros((1, 1)), np.zeros(1), np.array([[1.0, -1.0]]), np.zeros(2)),
+        np.array([[1.5]]),
+        np.array([[1.0, 0.0]]),
+    )
+    relu = partial(
+        audit_vjp, forward_ref=reference.relu, args=z, seed=0, max_examples=60, arg_names=["z"]
+    )
+    ties = partial(
+        audit_vjp, forward_ref=k._max_first, args=x, seed=0, max_examples=60, arg_names=["x"]
+    )
+    net = partial(audit, loss_fn=reference.mlp_loss, seed=0, max_examples=60)
+    calls = {
+        "relu'(0) = 1, RELU declared": partial(relu, k.relu_backward_one_at_zero, kinks=RELU),
+        "relu'(0) = 1, nothing declared": partial(relu, k.relu_backward_one_at_zero, kinks=None),
+        "relu correct, RELU declared": partial(relu, k.relu_backward, kinks=RELU),
+        "network relu'(0) = 1, MLP_RELU declared": partial(
+            net, k.mlp_grads_one_at_zero, args=strategies.mlp_problems(), kinks=MLP_RELU
+        ),
+        "network relu'(0) = 1 at the kink, nothing declared": partial(
+            audit, k.mlp_grads_one_at_zero, reference.mlp_loss, at_zero
+        ),
+        "network relu'(0) = 1 at the kink, MLP_RELU declared": partial(
+            audit, k.mlp_grads_one_at_zero, reference.mlp_loss, at_zero, kinks=MLP_RELU
+        ),
+        "max tie to the first index, MAX_TIES declared": partial(
+            ties, k.max_backward_first, kinks=MAX_TIES
+        ),
+        "max tie to the last index, MAX_TIES declared": partial(
+            ties, k.max_backward_last, kinks=MAX_TIES
+        ),
+    }
+    return {name: Scenario(call) for name, call in calls.items()}
+
+
 def _hvp() -> dict[str, Scenario]:
     from verification import reference
     from verification.auditing import audit_hvp
@@ -231,6 +282,8 @@ GROUPS: dict[str, Callable[[], dict[str, Scenario]]] = {
     "diagnosis": _diagnosis,
     "network": _network,
     "locate": _locate,
+    "stages": _stages,
+    "kinks": _kinks,
     "hvp": _hvp,
     "lowprec": _lowprec,
     "errors": _errors,
