@@ -148,6 +148,26 @@ def _kinks() -> dict[str, Scenario]:
     return {name: Scenario(call) for name, call in calls.items()}
 
 
+def _production() -> dict[str, Scenario]:
+    from verification import reference
+    from verification.auditing import audit
+
+    p = sibling("test_audit_production")  # its network and candidates at the sizes people train
+    zoo = sibling("bug_zoo")
+    mnist = p._network(*p.MNIST)
+    run = partial(audit, loss_fn=reference.mlp_loss, args=mnist, seed=0)
+    calls = {
+        "mnist size: correct": partial(run, p._correct),
+        "mnist size: one wrong element of dW1": partial(run, p._one_wrong_element),
+        "mnist size: one wrong element of dW1, --quick": partial(
+            run, p._one_wrong_element, quick=True
+        ),
+        "mnist size: missing 1/m": partial(run, zoo.mlp_missing_one_over_m),
+        "mnist size: ReLU mask dropped": partial(run, zoo.mlp_relu_mask_dropped),
+    }
+    return {name: Scenario(call, searched=False) for name, call in calls.items()}
+
+
 def _hvp() -> dict[str, Scenario]:
     from verification import reference
     from verification.auditing import audit_hvp
@@ -284,6 +304,7 @@ GROUPS: dict[str, Callable[[], dict[str, Scenario]]] = {
     "locate": _locate,
     "stages": _stages,
     "kinks": _kinks,
+    "production": _production,
     "hvp": _hvp,
     "lowprec": _lowprec,
     "errors": _errors,
