@@ -168,6 +168,23 @@ def _production() -> dict[str, Scenario]:
     return {name: Scenario(call, searched=False) for name, call in calls.items()}
 
 
+def _second_order() -> dict[str, Scenario]:
+    if importlib.util.find_spec("torch") is None:
+        return {}  # the torch Functions' double backward: recorded where torch is
+    from verification.auditing import audit_vjp
+
+    v = sibling("test_audit_vjp2")  # its torch Functions
+    run = partial(audit_vjp, forward_ref=v.silu, args=v.SHAPES, seed=0, max_examples=20)
+    calls = {
+        "torch: SiLU saving its sigmoid, first order": partial(run, v.SiLUSavedSigmoid),
+        "torch: SiLU saving its sigmoid, second order": partial(run, v.SiLUSavedSigmoid, order=2),
+        "torch: SiLU recomputing its sigmoid, second order": partial(
+            run, v.SiLURecomputed, order=2
+        ),
+    }
+    return {name: Scenario(call) for name, call in calls.items()}
+
+
 def _hvp() -> dict[str, Scenario]:
     from verification import reference
     from verification.auditing import audit_hvp
@@ -305,6 +322,7 @@ GROUPS: dict[str, Callable[[], dict[str, Scenario]]] = {
     "stages": _stages,
     "kinks": _kinks,
     "production": _production,
+    "second_order": _second_order,
     "hvp": _hvp,
     "lowprec": _lowprec,
     "errors": _errors,

@@ -75,6 +75,16 @@ def test_saved_intermediate_function_passes_first_order_and_fails_second_with_it
     assert report.counterexample_size[0] <= 6  # cotangent, w and x of one element each, or so
 
 
+def test_without_arg_names_the_inputs_keep_their_own_numbers_in_every_sentence() -> None:
+    """The audit puts the cotangent pair first; the user's x is still args[0], in the
+    diagnosis as in the stage (it was args[2] in one and args[0] in the other)."""
+    report = audit_vjp(SiLUSavedSigmoid, silu, SHAPES, seed=0, order=2, max_examples=20)
+    assert report.kind == "mismatch", str(report)
+    assert "wrong with respect to args[0]" in (report.stage or ""), report.stage
+    assert (report.diagnosis or "").startswith("args[0]: "), report.diagnosis
+    assert "args[2]" not in str(report).split("counterexample (")[0]
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_recomputing_twin_passes_at_second_order(seed: int) -> None:
     report = audit_vjp(SiLURecomputed, silu, SHAPES, seed=seed, order=2, max_examples=20)

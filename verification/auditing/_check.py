@@ -170,8 +170,11 @@ class Checker:
         self.tally = Tally()
 
     def names(self, args: tuple[Any, ...]) -> list[str]:
-        """The arguments' names for the report (``arg_names`` or ``args[i]``)."""
-        return list(self.arg_names) if self.arg_names else [f"args[{i}]" for i in range(len(args))]
+        """The arguments' names for the report: ``arg_names``, then ``args[i]`` for those it
+        does not name, counted from 0 (a derived audit names the arguments it puts first, the
+        cotangent of a double backward, and the user's keep their own numbers)."""
+        given = list(self.arg_names or [])
+        return given + [f"args[{i}]" for i in range(len(args) - len(given))]
 
     def differentiated(self, args: tuple[Any, ...]) -> list[Any]:
         """The leaves of the differentiated arguments, in the order of the gradient's leaves."""

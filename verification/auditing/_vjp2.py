@@ -256,7 +256,7 @@ def audit_double_backward(
         argnums=_engine_argnums(argnums_t),
         max_examples=max_examples,
         seed=seed,
-        arg_names=None if names is None else ["cotangent", "w", *names],
+        arg_names=["cotangent", "w", *(names or [])],
         policy=Policy(rtol=rtol, atol=atol),
         argnums_shown=argnums if isinstance(argnums, int) else argnums_t,
     )
