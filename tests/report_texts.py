@@ -7,9 +7,10 @@ reviews, not as a silent change of what users read. ``tests/test_report_texts.py
 
 Each recording holds the environment it was made in. Under the same versions and processor
 every character counts; under others a measured decimal is free (its last digits follow the
-libraries' order of operations, as in README.md's quoted outputs), and where hypothesis's
-version differs a searched example may be another one, so the searched cases are compared
-only where it is the recorded one. After an intended change, regenerate and review the diff:
+libraries' order of operations, as in README.md's quoted outputs), and a searched case may
+take another path (its shrinking follows every verdict on the way, and a verdict near a bound
+the last bits of the kernels), so the searched cases are compared only under the recorded
+versions and processor. After an intended change, regenerate and review the diff:
 
     python tests/report_texts.py            # rewrites tests/report_texts/*.txt
     python tests/report_texts.py --check    # exit 1 and a diff where a text changed

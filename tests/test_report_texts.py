@@ -45,10 +45,13 @@ def test_the_report_reads_as_recorded(group: str, name: str) -> None:
     if texts.needs(name) is not None:
         pytest.importorskip(texts.needs(name))
     scenario = texts.GROUPS[group]()[name]
-    if scenario.searched and not texts.same(recorded_env, here, ("hypothesis",)):
-        pytest.skip(f"recorded under {recorded_env}: another hypothesis draws other examples")
-    fresh = texts.render(scenario.run())
     exact = texts.same(recorded_env, here)
+    if scenario.searched and not exact:
+        # The search's path follows every verdict on the way, and a verdict near a bound
+        # follows the last bits of numpy's and XLA's kernels (a kink confirmed or not, one
+        # more shrink step): drawn cases are compared where they were recorded only.
+        pytest.skip(f"recorded under {recorded_env}: another environment searches another path")
+    fresh = texts.render(scenario.run())
     assert texts.matches(recorded[name], fresh, exact), (
         f"the report changed ({'every character counts' if exact else 'decimals free'}); "
         "if intended, regenerate with `python tests/report_texts.py` and review the diff:\n"
@@ -72,10 +75,11 @@ def test_a_changed_word_or_count_fails_and_a_drifted_decimal_passes_under_other_
         assert not texts.matches(recorded, recorded.replace(old, new), exact=False), new
 
 
-def test_searched_cases_are_compared_only_under_the_recorded_hypothesis() -> None:
+def test_searched_cases_are_compared_only_under_the_recorded_versions_and_processor() -> None:
     a = "Python 3.11.7, numpy 2.4.6, jax 0.10.2, jaxlib 0.10.2, hypothesis 6.170.17, cpu x86_64 AVX2"
-    assert texts.same(a, a.replace("AVX2", "AVX512F"), ("hypothesis",))
-    assert not texts.same(a, a.replace("6.170.17", "6.170.27"), ("hypothesis",))
+    assert texts.same(a, a)
+    assert not texts.same(a, a.replace("6.170.17", "6.170.27"))
     assert not texts.same(a, a.replace("AVX2", "AVX512F"))
+    assert not texts.same(a, a.replace("numpy 2.4.6", "numpy 2.5.5"))
     assert not texts.same(a, a.replace("jax 0.10.2", "jax 0.12.1"))
     assert texts.same(a, a.replace("jaxlib 0.10.2", "jaxlib 0.10.2, scikit-learn -"))
