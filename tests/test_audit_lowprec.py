@@ -161,6 +161,44 @@ def test_bfloat16_accumulated_sums_pass_at_small_batch_and_fail_at_large() -> No
     assert careful.passed, str(careful)
 
 
+# What each factor bug's diagnosis may say: the true cause, or no cause at all.
+FACTOR_BUGS = {
+    "missing 1/m": (kernels.mlp_lowp_missing_one_over_m, "x 4 = m, the batch size"),
+    "bias averaged twice": (kernels.mlp_lowp_bias_averaged_twice, "x 1/4 = 1/m, the batch"),
+    "sign flipped": (kernels.mlp_lowp_sign_flipped, "sign flipped"),
+    "doubled dW1": (kernels.mlp_lowp_doubled_dw1, "it does not follow a dimension"),
+}
+CAUSES = ("is missing", "once too often", "sign flipped", "it does not follow a dimension")
+
+
+@pytest.mark.parametrize("bug", list(FACTOR_BUGS))
+def test_a_factor_in_a_float16_kernel_gets_its_cause_named_despite_the_kernels_rounding(
+    bug: str,
+) -> None:
+    # m = 4, n = 3, h = 5, k = 2: the kernel's rounding moves each ratio by about 1e-3, far
+    # more than float64's 1e-6; judged by the verdict's own allowance, the factor is known
+    # well enough here to tell m from m + 1 and the doubled batch's 2m from m.
+    candidate, truth = FACTOR_BUGS[bug]
+    report = audit(candidate, reference.mlp_loss, _network(F16, 4, 3, 5, 2, 1), argnums=0)
+    assert not report.passed
+    assert truth in str(report.diagnosis), str(report)
+
+
+@pytest.mark.parametrize("dtype", LOW)
+@pytest.mark.parametrize("seed", [0, 2])
+def test_a_low_precision_factor_known_too_roughly_names_no_wrong_cause(
+    dtype: np.dtype[Any], seed: int
+) -> None:
+    # Small leaves next to the gradient's largest element: the verdict allows them so much
+    # that a factor 4 may be 3 or 5 (bfloat16 allows 1/8 of the largest element): no size, no
+    # sign and no "does not follow" may be said then, only the truth or nothing.
+    args = _network(dtype, 4, 3, 5, 2, seed)
+    for candidate, truth in FACTOR_BUGS.values():
+        diagnosis = str(audit(candidate, reference.mlp_loss, args, argnums=0).diagnosis)
+        said = [cause for cause in CAUSES if cause in diagnosis]
+        assert not said or truth in diagnosis, (candidate.__name__, diagnosis)
+
+
 def test_report_states_both_errors_ratio_factor_and_how_the_reference_ran() -> None:
     report = audit(
         kernels.mlp_lowp_doubled_dw1, reference.mlp_loss, _network(BF16, 8, 4, 3, 2), argnums=0

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 from jax import tree_util
 
-from verification.auditing._diagnose import find
+from verification.auditing._diagnose import NO_SLACK, Slack, find
 from verification.auditing._errors import AuditSpecError, loss_error, shapes_text
 from verification.auditing._guards import (
     check_structure,
@@ -34,6 +34,7 @@ from verification.auditing._guards import (
 from verification.auditing._kinks import at_kink
 from verification.auditing._lowprec import (
     check_low_precision,
+    errors_at,
     low_precision_dtype,
     reference_for,
     tolerances as low_tolerances,
@@ -277,7 +278,7 @@ class Checker:
         dtypes = [np.asarray(x).dtype for x in inputs]
         terms = max(int(np.size(leaf)) for leaf in tree_util.tree_leaves(args))
         policy = self.policy
-        low = low_precision_dtype(dtypes) if policy.rtol is None and policy.atol is None else None
+        low = self._low_dtype(args)
         start = time.perf_counter()
         if low is not None:  # float16/bfloat16: against a reference in that precision
             got = [np.asarray(g, np.float64) for g in got]  # dtypes checked; values exact
@@ -345,10 +346,45 @@ class Checker:
                 float64_result=dtypes[worst] == np.float64,
                 scale=magnitude(grad),
                 overflow_warned=any("overflow" in w for w in outcome.warnings),
+                slack=tols[worst] if low is not None else NO_SLACK,
             )
             outcome.diagnosis = f"{names_of_leaves[worst]}: {finding.text}"
             outcome.factor, outcome.zero_pattern = finding.factor, finding.zero_pattern
         return self._confirm(args, got, grad, outcome)
+
+    def _low_dtype(self, args: tuple[Any, ...]) -> np.dtype[Any] | None:
+        """float16 or bfloat16 where a differentiated input is (and no tolerance is given):
+        the low-precision verdict's dtype; else None."""
+        if self.policy.rtol is not None or self.policy.atol is not None:
+            return None
+        return low_precision_dtype([np.asarray(x).dtype for x in self.differentiated(args)])
+
+    def _low_rng(self, args: tuple[Any, ...]) -> np.random.Generator:
+        """The nudge's randomness, from the example itself (the same verdict on a replay)."""
+        inputs = self.differentiated(args)
+        return np.random.default_rng(
+            [self.seed, *(zlib.crc32(np.asarray(x).tobytes()) for x in inputs)]
+        )
+
+    def slack(self, args: tuple[Any, ...], grad: Sequence[Any]) -> list[Slack] | None:
+        """The rounding the verdict allows the candidate at ``args`` (float64 gradient
+        ``grad``), per leaf, for its signatures (``_diagnose.Slack``): the low-precision
+        tolerances for float16/bfloat16 inputs, none otherwise; None where the low-precision
+        reference is not finite (outside the dtype's range)."""
+        low = self._low_dtype(args)
+        if low is None:
+            return [NO_SLACK] * len(grad)
+        errors = errors_at(
+            reference_for(self.oracle.loss_fn, self.argnums),
+            lambda a: self.oracle.gradient(a)[1],
+            args,
+            grad,
+            low,
+            self._low_rng(args),
+        )
+        if not all(math.isfinite(e) for e in errors):
+            return None
+        return low_tolerances(low, errors)
 
     def _low_precision(
         self,
@@ -361,10 +397,6 @@ class Checker:
     ) -> list[tuple[float, float]] | None:
         """The tolerances of ``_lowprec`` at this example, its lines on ``outcome``; None
         (the example outside the dtype's range) where the low-precision reference overflows."""
-        inputs = self.differentiated(args)
-        rng = np.random.default_rng(
-            [self.seed, *(zlib.crc32(np.asarray(x).tobytes()) for x in inputs)]
-        )
         check = check_low_precision(
             reference_for(self.oracle.loss_fn, self.argnums),
             lambda a: self.oracle.gradient(a)[1],
@@ -373,7 +405,7 @@ class Checker:
             got,
             dtype,
             names,
-            rng,
+            self._low_rng(args),
         )
         outcome.low_precision, outcome.low_rank = check.lines(), check.rank
         if not all(math.isfinite(e) for e in check.reference_errors):

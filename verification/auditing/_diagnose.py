@@ -19,6 +19,13 @@ says what differs, naming only what that input shows by itself:
   A factor is a fact about this input only; ``_evidence`` names its cause (sign flipped, a
   1/m missing) only after re-checking it at another input and at another size.
 Otherwise it says how many elements differ, and where, without a cause.
+
+"Equal" in these signatures means equal up to 1e-6 of the scale (signatures are about O(1)
+changes) plus a ``Slack``: the rounding the verdict allows the candidate's dtype. It is (0, 0)
+for float32 and float64 results; for a float16 or bfloat16 candidate it is the low-precision
+verdict's own allowance (``_lowprec``: FACTOR E + u |reference|), so that a kernel that is
+twice a correct low-precision one is "2 times the reference" although its rounding moves each
+ratio by about 1e-3.
 """
 
 from __future__ import annotations
@@ -30,9 +37,13 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "NO_SLACK",
     "Dimension",
     "Finding",
+    "Fit",
+    "Slack",
     "diagnose",
+    "factor_fit",
     "find",
     "informative_factor",
     "mask_pattern",
@@ -46,6 +57,18 @@ _EPS32 = float(np.finfo(np.float32).eps)
 _CLOSE = 1e-6
 """Relative closeness of two values for a signature (signatures are about O(1) changes)."""
 
+Slack = tuple[float, float]
+"""(rtol, atol): an error |a - e| <= atol + rtol |e| at an element that rounding alone explains
+(module docstring)."""
+
+NO_SLACK: Slack = (0.0, 0.0)
+
+
+def _allowed(e: np.ndarray[Any, Any], slack: Slack) -> np.ndarray[Any, Any]:
+    """The elementwise error ``slack`` allows next to reference values ``e``."""
+    rtol, atol = slack
+    return atol + rtol * np.abs(e)
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -57,10 +80,12 @@ class Finding:
     """The candidate differs only where the reference is exactly 0 (a mask to confirm)."""
 
 
-def mask_pattern(a: np.ndarray[Any, Any], e: np.ndarray[Any, Any]) -> bool | None:
-    """True: ``a`` differs from ``e`` only where ``e`` is exactly 0, and agrees at one
-    informative element at least (a mask's pattern); None: ``a`` agrees everywhere (no
-    evidence either way); False: otherwise.
+def mask_pattern(
+    a: np.ndarray[Any, Any], e: np.ndarray[Any, Any], slack: Slack = NO_SLACK
+) -> bool | None:
+    """True: ``a`` differs from ``e`` (by more than ``slack``) only where ``e`` is exactly 0, and
+    agrees at one informative element at least (a mask's pattern); None: ``a`` agrees
+    everywhere (no evidence either way); False: otherwise.
 
     >>> mask_pattern(np.array([1.0, 2.0]), np.array([0.0, 2.0]))
     True
@@ -70,41 +95,118 @@ def mask_pattern(a: np.ndarray[Any, Any], e: np.ndarray[Any, Any]) -> bool | Non
     a = np.asarray(a, np.float64)
     e = np.asarray(e, np.float64)
     scale = float(np.max(np.abs(e), initial=0.0))
-    differ = ~np.isclose(a, e, rtol=1e-9, atol=1e-9 * scale)
+    differ = ~np.isclose(a, e, rtol=1e-9, atol=1e-9 * scale) & (np.abs(a - e) > _allowed(e, slack))
     if not differ.any():
         return None
     agreeing = ~differ & (np.abs(e) > 1e-3 * scale) & (scale > 0)
     return bool(np.all(e[differ] == 0) and agreeing.any())
 
 
-def _close(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], scale: float) -> bool:
-    """a == b up to 1e-6 of ``scale`` (loose: signatures are about O(1) changes)."""
-    return bool(np.all(np.abs(a - b) <= _CLOSE * scale + _CLOSE * np.abs(b)))
+def _close(
+    a: np.ndarray[Any, Any],
+    b: np.ndarray[Any, Any],
+    scale: float,
+    allowed: np.ndarray[Any, Any] | float = 0.0,
+) -> bool:
+    """a == b up to 1e-6 of ``scale`` (loose: signatures are about O(1) changes), plus
+    ``allowed`` (the rounding of the candidate's dtype) at each element."""
+    return bool(np.all(np.abs(a - b) <= _CLOSE * scale + _CLOSE * np.abs(b) + allowed))
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A constant factor seen on one input: ``c``, known to ``resolution`` (relative): every
+    factor within ``resolution * |c|`` of ``c`` fits every element as well."""
+
+    c: float
+    resolution: float = _CLOSE
+
+    def holds(self, value: float, other: float = 0.0) -> bool:
+        """``value`` (known to ``other``, relative) may be this factor.
+
+        >>> Fit(2.0, 0.01).holds(2.01), Fit(2.0, 0.01).holds(2.1)
+        (True, False)
+        """
+        return abs(self.c - value) <= self.resolution * abs(self.c) + other * abs(value)
+
+    def tells(self, value: float, gap: float) -> bool:
+        """This factor is ``value`` and known well enough to tell it from any value ``gap``
+        or more away from it (the nearest competing explanation: m + 1 for m, 2c for c).
+
+        >>> Fit(4.001, 0.001).tells(4.0, 1.0), Fit(4.2, 0.2).tells(4.0, 1.0)
+        (True, False)
+        """
+        return self.holds(value) and self.resolution * abs(self.c) < gap / 2
+
+    def roughly(self, value: float, gap: float) -> bool:
+        """``value`` may be this factor, but it is known too roughly to tell it from a value
+        ``gap`` away (``tells`` says neither yes nor no)."""
+        return self.holds(value) and not self.tells(value, gap)
+
+
+def factor_fit(
+    a: np.ndarray[Any, Any],
+    e: np.ndarray[Any, Any],
+    scale: float,
+    *,
+    at_least: int = 2,
+    slack: Slack = NO_SLACK,
+) -> Fit | None:
+    """The factor c with ``a`` = c ``e`` at every element, if at least ``at_least``
+    informative elements (|e| above 1e-3 of ``scale``, |a - e| above 1e-6 of it and above
+    ``slack``) agree on it; else None. Equal means up to 1e-6 plus c times ``slack``: ``a`` is c
+    times a result the verdict would accept. Without slack c is the informative elements'
+    median ratio, known to 1e-6; with slack, each informative element allows an interval of
+    factors, and c is the middle of their intersection, known to its half-width.
+
+    >>> factor_fit(np.array([2.0, 4.0]), np.array([1.0, 2.0]), 2.0)
+    Fit(c=2.0, resolution=1e-06)
+    >>> fit = factor_fit(np.array([2.01, 3.99]), np.array([1.0, 2.0]), 2.0, slack=(0.0, 0.01))
+    >>> round(fit.c, 4), round(fit.resolution, 4)
+    (2.0, 0.0025)
+    """
+    a = np.asarray(a, np.float64).ravel()
+    e = np.asarray(e, np.float64).ravel()
+    if scale <= 0 or not (np.all(np.isfinite(a)) and np.all(np.isfinite(e))):
+        return None
+    allowed = _allowed(e, slack)
+    useful = (np.abs(e) > 1e-3 * scale) & (np.abs(a - e) > _CLOSE * scale + allowed)
+    if int(useful.sum()) < at_least:
+        return None
+    ratios = a[useful] / e[useful]
+    if slack == NO_SLACK:
+        c = float(np.median(ratios))
+        if c == 0 or not np.all(np.abs(ratios - c) <= _CLOSE * abs(c)):
+            return None
+        return Fit(c) if _close(a, c * e, scale) else None
+    half = np.abs(ratios) * (_CLOSE + allowed[useful] / np.abs(e[useful]))
+    lo, hi = float(np.max(ratios - half)), float(np.min(ratios + half))
+    c = (lo + hi) / 2
+    if lo > hi or c == 0:
+        return None
+    width = (hi - lo) / 2
+    if not _close(a, c * e, scale, abs(c) * allowed + width * np.abs(e)):
+        return None
+    return Fit(c, _CLOSE + width / abs(c))
 
 
 def informative_factor(
-    a: np.ndarray[Any, Any], e: np.ndarray[Any, Any], scale: float, *, at_least: int = 2
+    a: np.ndarray[Any, Any],
+    e: np.ndarray[Any, Any],
+    scale: float,
+    *,
+    at_least: int = 2,
+    slack: Slack = NO_SLACK,
 ) -> float | None:
-    """c if ``a`` = c ``e`` at every element and at least ``at_least`` informative elements
-    (|e| above 1e-3 of ``scale``, |a - e| above 1e-6 of it) agree on c; else None.
+    """``factor_fit``'s c, or None.
 
     >>> informative_factor(np.array([2.0, 4.0]), np.array([1.0, 2.0]), 2.0)
     2.0
     >>> informative_factor(np.array([2.0, 0.0]), np.array([1.0, 0.0]), 1.0) is None
     True
     """
-    a = np.asarray(a, np.float64).ravel()
-    e = np.asarray(e, np.float64).ravel()
-    if scale <= 0 or not (np.all(np.isfinite(a)) and np.all(np.isfinite(e))):
-        return None
-    useful = (np.abs(e) > 1e-3 * scale) & (np.abs(a - e) > _CLOSE * scale)
-    if int(useful.sum()) < at_least:
-        return None
-    ratios = a[useful] / e[useful]
-    c = float(np.median(ratios))
-    if c == 0 or not np.all(np.abs(ratios - c) <= _CLOSE * abs(c)):
-        return None
-    return c if _close(a, c * e, scale) else None
+    fit = factor_fit(a, e, scale, at_least=at_least, slack=slack)
+    return None if fit is None else fit.c
 
 
 def shape_words(actual: np.ndarray[Any, Any], expected: np.ndarray[Any, Any]) -> str:
@@ -190,10 +292,14 @@ def find(
     float64_result: bool = True,
     scale: float | None = None,
     overflow_warned: bool = False,
+    slack: Slack = NO_SLACK,
 ) -> Finding:
-    """``diagnose``'s words with the constant factor seen on this input (see ``diagnose``)."""
+    """``diagnose``'s words with the constant factor seen on this input (see ``diagnose``);
+    ``slack``: the rounding the verdict allows the candidate's dtype (module docstring)."""
     with np.errstate(all="ignore"):  # overflow in the fits below just means "no fit"
-        return _find(np.asarray(actual), expected, dims, float64_result, scale, overflow_warned)
+        return _find(
+            np.asarray(actual), expected, dims, float64_result, scale, overflow_warned, slack
+        )
 
 
 def _where(mask: np.ndarray[Any, Any], limit: int = 3) -> str:
@@ -209,6 +315,7 @@ def _find(
     float64_result: bool,
     scale: float | None,
     overflow_warned: bool,
+    slack: Slack,
 ) -> Finding:
     e = np.asarray(expected, dtype=np.float64)
     if a.shape != e.shape:
@@ -254,9 +361,14 @@ def _find(
     if not a.any():
         return Finding(f"zero where the reference is not (every one of {a.size} elements)")
     square = a.ndim == 2 and a.shape[0] == a.shape[1] > 1
-    if square and not _close(e, e.T, leaf_scale) and _close(a, e.T, leaf_scale):
+    if (
+        square
+        and not _close(e, e.T, leaf_scale)
+        and _close(a, e.T, leaf_scale, _allowed(e.T, slack))
+    ):
         return Finding("transposed (the transpose of the reference)")
-    differ = ~np.isclose(a, e, rtol=1e-9, atol=1e-9 * leaf_scale)
+    allowed = _allowed(e, slack)
+    differ = ~np.isclose(a, e, rtol=1e-9, atol=1e-9 * leaf_scale) & (np.abs(a - e) > allowed)
     zero_ref = e == 0
     agreeing_nonzero = ~differ & (np.abs(e) > 1e-3 * leaf_scale)
     if differ.any() and np.all(zero_ref[differ]) and agreeing_nonzero.any():
@@ -265,10 +377,11 @@ def _find(
             f"elements, at {_where(differ)}), right wherever it is not",
             zero_pattern=True,
         )
-    c = informative_factor(a, e, leaf_scale, at_least=1)
-    if c is not None:
+    fit = factor_fit(a, e, leaf_scale, at_least=1, slack=slack)
+    if fit is not None:
+        c = fit.c
         agree = int((np.abs(e) > 1e-3 * leaf_scale).sum())
-        same_size = [what for size, what in dims if abs(abs(c) - size) <= _CLOSE * size]
+        same_size = [what for size, what in dims if fit.tells(np.sign(c) * size, 1.0)]
         note = f"; {abs(c):g} is also {same_size[0]} here" if same_size else ""
         words = (
             f"every element is {c:.6g} times the reference ({agree} of {a.size} elements agree"

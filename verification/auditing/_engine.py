@@ -21,10 +21,16 @@ from hypothesis import HealthCheck, Phase, find, settings, strategies as st
 from jax import tree_util
 
 from verification.auditing._check import DEFAULT_POLICY, Checker, Policy
-from verification.auditing._diagnose import mask_pattern
+from verification.auditing._diagnose import (
+    NO_SLACK,
+    Slack,
+    factor_fit,
+    mask_pattern,
+)
 from verification.auditing._errors import AuditSpecError
 from verification.auditing._evidence import (
     LARGE,
+    Pair,
     Probe,
     mask_words,
     name_factor,
@@ -272,21 +278,31 @@ def _fill_verdict(report: AuditReport, failure: Outcome, tally: Tally) -> None:
 
 
 def _probe(checker: Checker, leaf: int) -> Probe:
-    """Candidate and reference leaf ``leaf`` at new arguments (see ``_evidence.Probe``)."""
+    """Candidate and reference leaf ``leaf`` at new arguments, with the rounding the verdict
+    allows the candidate there (see ``_evidence.Probe``)."""
 
-    def probe(args: tuple[Any, ...]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
+    def probe(args: tuple[Any, ...]) -> Pair | None:
         try:
             value, grad = checker.oracle.gradient(args)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 got = tree_util.tree_leaves(checker.grad_fn(*args), is_leaf=none_leaf)
+            slack = checker.slack(args, grad)
         except Exception:
             return None
         if len(got) != len(grad) or not (math.isfinite(value) and np.all(np.isfinite(grad[leaf]))):
             return None
-        return np.asarray(got[leaf]), grad[leaf]
+        return (np.asarray(got[leaf]), grad[leaf], slack[leaf]) if slack is not None else None
 
     return probe
+
+
+def _slack_of(failure: Outcome) -> Slack:
+    """The rounding the verdict allowed the failing leaf on the counterexample: the
+    low-precision tolerances there (``Outcome.rtol``, ``atol``), none for other dtypes."""
+    if failure.low_precision and failure.rtol is not None and failure.atol is not None:
+        return failure.rtol, failure.atol
+    return NO_SLACK
 
 
 def _rng_of(args: tuple[Any, ...]) -> np.random.Generator:
@@ -305,6 +321,13 @@ def _factor_words(failure: Outcome, checker: Checker) -> str:
     args = failure.args
     leaf = leaf_names(args, checker.argnums, checker.names(args))[worst]
     rng = _rng_of(failure.args)
+    resolution = 1e-6
+    if failure.got is not None and failure.grad is not None:
+        ref = failure.grad[worst]
+        scale = float(np.max(np.abs(ref), initial=0.0))
+        with np.errstate(all="ignore"):
+            fit = factor_fit(failure.got[worst], ref, scale, at_least=1, slack=_slack_of(failure))
+        resolution = resolution if fit is None else fit.resolution
     with np.errstate(all="ignore"):
         words = name_factor(
             factor,
@@ -314,6 +337,7 @@ def _factor_words(failure: Outcome, checker: Checker) -> str:
             checker.names(args),
             rng,
             large=count_elements(args)[0] > LARGE,
+            resolution=resolution,
         )
     return f"{leaf}: {words}"
 
@@ -373,7 +397,8 @@ def _values_words(failure: Outcome, checker: Checker, others: list[tuple[Any, ..
     if not right:
         return text
     return (
-        f"{text}; its values are right at {right} other inputs (near this one, or the first "
+        f"{text}; its values are right at {right} other input{'s' if right > 1 else ''} "
+        "(near this one, or the first "
         "failing example) where the reference is not 0 (values right, only the "
         + ("shape" if failure.kind == "wrong shape" else "dtype")
         + " is wrong)"
@@ -385,7 +410,7 @@ def _mask_words(failure: Outcome, checker: Checker) -> str | None:
     worst = failure.worst or 0
     here = failure.got is not None and failure.grad is not None
     if failure.got is not None and failure.grad is not None:
-        here = bool(mask_pattern(failure.got[worst], failure.grad[worst]))
+        here = bool(mask_pattern(failure.got[worst], failure.grad[worst], _slack_of(failure)))
     rng = _rng_of(failure.args)
     with np.errstate(all="ignore"):
         return mask_words(

@@ -28,6 +28,14 @@ question; for a factor that is no size of the problem, along the batch axis): a 
 cheap to compile and to run. The factor follows the dimension when it scales with it there
 (c -> c sub/s for a missing 1/s), and stays c for a factor that is no dimension's. The words
 say that the evidence came from a sub-batch.
+
+"c times the reference" means every element within 1e-6 of the scale plus c times the probe's
+``Slack`` (the rounding the verdict allows the candidate's dtype, see ``_diagnose``): a float16
+kernel that is twice a correct one is twice the reference at every input although its rounding
+moves each ratio by about 1e-3. The factor at each input is then known to a resolution
+(``_diagnose.factor_fit``), and a value is named only where the resolution tells it from the
+nearest competing one: a size s from s + 1, the doubled size's 2s from s, -1 from -2 and -1/2.
+An input where the factor is known to no better than a factor of 2 is no evidence either way.
 """
 
 from __future__ import annotations
@@ -38,11 +46,17 @@ from typing import Any
 import numpy as np
 from jax import tree_util
 
-from verification.auditing._diagnose import informative_factor, mask_pattern
+from verification.auditing._diagnose import (
+    Fit,
+    Slack,
+    factor_fit,
+    mask_pattern,
+)
 
 __all__ = [
     "LARGE",
     "SUB_BATCH",
+    "Pair",
     "Probe",
     "batch_doubled",
     "batch_group",
@@ -53,9 +67,11 @@ __all__ = [
     "variants",
 ]
 
-Probe = Callable[[tuple[Any, ...]], tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None]
-"""args -> (candidate leaf, reference leaf) at those args, or None if either cannot be had
-(the candidate raises or returns another structure, the reference is not finite)."""
+Pair = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], Slack]
+Probe = Callable[[tuple[Any, ...]], Pair | None]
+"""args -> (candidate leaf, reference leaf, the slack the verdict allows the candidate there)
+at those args, or None if either cannot be had (the candidate raises or returns another
+structure, the reference is not finite)."""
 
 _AGREE = 1e-6
 
@@ -66,20 +82,19 @@ SUB_BATCH = 8
 """Indices kept along an axis for the sub-batch re-check of a large counterexample."""
 
 
-def _factor_at(probe: Probe, args: tuple[Any, ...]) -> float | None:
-    pair = probe(args)
-    if pair is None:
+def _fit_at(pair: Pair | None) -> Fit | None:
+    """The factor between candidate and reference in ``pair`` (``_diagnose.factor_fit``, one
+    informative element at least), or None (no pair, another shape, no constant factor)."""
+    if pair is None or np.shape(pair[0]) != np.shape(pair[1]):
         return None
-    got, ref = pair
-    if np.shape(got) != np.shape(ref):
-        return None
+    got, ref, slack = np.asarray(pair[0], np.float64), pair[1], pair[2]
     scale = float(np.max(np.abs(ref), initial=0.0))
     with np.errstate(all="ignore"):
-        return informative_factor(np.asarray(got, np.float64), ref, scale, at_least=1)
+        return factor_fit(got, ref, scale, at_least=1, slack=slack)
 
 
-def _same_factor(a: float | None, b: float) -> bool:
-    return a is not None and abs(a - b) <= _AGREE * abs(b)
+_COARSE = 0.5
+"""A factor known to no better than this (relative) tells nothing: not even c from 2c."""
 
 
 def mask_words(
@@ -102,7 +117,7 @@ def mask_words(
     for other in inputs:
         pair = probe(other)
         if pair is not None and np.shape(pair[0]) == np.shape(pair[1]):
-            seen += bool(mask_pattern(pair[0], pair[1]))
+            seen += bool(mask_pattern(pair[0], pair[1], pair[2]))
     seen += here
     if seen < 2 - (not here):
         return None
@@ -183,7 +198,7 @@ def values_right_elsewhere(
         pair = probe(other)
         if pair is None:
             continue
-        got, ref = np.asarray(pair[0]), pair[1]
+        got, ref, (rtol, atol) = np.asarray(pair[0]), pair[1], pair[2]
         scale = float(np.max(np.abs(ref), initial=0.0))
         if scale == 0 or got.size != ref.size or not np.issubdtype(got.dtype, np.number):
             continue
@@ -191,7 +206,7 @@ def values_right_elsewhere(
         as_ref = got.T if flipped else got
         close = np.abs(as_ref.reshape(ref.shape).astype(np.float64) - ref) <= 1e-6 * (
             scale + np.abs(ref)
-        )
+        ) + (atol + rtol * np.abs(ref))
         if not close.all():
             return 0
         right += 1
@@ -267,14 +282,22 @@ def name_factor(
     others: Sequence[tuple[Any, ...]] = (),
     *,
     large: bool = False,
+    resolution: float = _AGREE,
 ) -> str:
     """The words for a factor ``c`` seen on ``args``, after the re-checks of the module
     docstring (``probe`` evaluates candidate and reference at new arguments). ``others``
     (inputs of other sizes) default to ``batch_doubled``'s: from ``args`` alone. For a
     ``large`` counterexample, the factor is re-checked on a sub-batch of it
-    (``sub_batch_factor``)."""
+    (``sub_batch_factor``). ``resolution``: how closely ``c`` is known, relative
+    (``_diagnose.factor_fit``)."""
     if large:
-        return sub_batch_factor(c, probe, args, argnums, names, rng)
+        return sub_batch_factor(c, probe, args, argnums, names, rng, resolution=resolution)
+    here = Fit(c, resolution)
+    if resolution >= _COARSE:
+        return (
+            f"every element is {c:.3g} (+-{resolution * abs(c):.2g}) times the reference on "
+            "this input: too roughly known to name a cause"
+        )
     agree = 0
     same_size = variants(args, argnums, rng, bigger=False)
     others = list(others) or batch_doubled(args, argnums, names, rng)
@@ -285,51 +308,69 @@ def name_factor(
         pair = probe(other)
         if pair is None or np.shape(pair[0]) != np.shape(pair[1]):
             continue  # outside the loss's domain, or the candidate failed otherwise: no evidence
-        got, ref = np.asarray(pair[0], np.float64), pair[1]
-        scale = float(np.max(np.abs(ref), initial=0.0))
-        if scale == 0:
+        got, ref, slack = np.asarray(pair[0], np.float64), pair[1], pair[2]
+        if float(np.max(np.abs(ref), initial=0.0)) == 0:
             continue  # a reference of zeros: no evidence either way
         drawn = k >= len(same_size)
-        if drawn and np.allclose(got, ref, rtol=1e-9, atol=1e-9 * scale):
+        if drawn and mask_pattern(got, ref, slack) is None:  # None: agrees everywhere
             continue  # another size, where the factor may be 1 (m = 1): no evidence
-        with np.errstate(all="ignore"):
-            there = informative_factor(got, ref, scale, at_least=1)
+        there = _fit_at(pair)
         # Right where the reference is not 0 contradicts a constant factor c != 1, too.
-        if there is None or (not drawn and not _same_factor(there, c)):
+        if there is None or (not drawn and not there.holds(c, resolution)):
             return (
                 f"every element is {c:.6g} times the reference on this input, but not at "
                 "another input near it: no constant factor, no cause named"
             )
-        agree += not drawn
+        agree += not drawn and there.resolution < _COARSE
     if agree == 0:
         return f"every element is {c:.6g} times the reference on this input (not re-checked)"
     sizes = sorted({s for leaf in tree_util.tree_leaves(args) for s in np.shape(leaf) if s > 1})
     sign = "sign flipped and " if c < 0 else ""
+    sign_of = -1.0 if c < 0 else 1.0
+    rough = here.roughly(-1.0, 0.5)  # a value that may be the factor but cannot be told
     for size in sizes:
-        grows = abs(abs(c) - size) <= _AGREE * size
-        shrinks = abs(abs(c) * size - 1) <= _AGREE
+        grows = here.tells(sign_of * size, 1.0)
+        shrinks = here.tells(sign_of / size, 1 / (size * (size + 1)))
+        rough |= here.roughly(sign_of * size, 1.0)
+        rough |= here.roughly(sign_of / size, 1 / (size * (size + 1)))
         if not (grows or shrinks):
             continue
+        target, gap = (2 * size, size) if grows else (1 / (2 * size), 1 / (2 * size))
         for words, group in _groups(args, argnums, names, size):
-            doubled = _factor_at(probe, _doubled(args, group))
+            doubled = _fit_at(probe(_doubled(args, group)))
+            rough |= doubled is not None and doubled.roughly(sign_of * target, gap)
             what = words.split(" (")[0]
-            if grows and _same_factor(doubled, 2 * c):
+            if grows and doubled is not None and doubled.tells(sign_of * 2 * size, size):
                 return (
                     f"{sign}x {size} = {words}: the 1/{what.split(',')[0]} is missing (the "
                     "factor doubles when that dimension does)"
                 )
-            if shrinks and _same_factor(doubled, c / 2):
+            if (
+                shrinks
+                and doubled is not None
+                and doubled.tells(sign_of / (2 * size), 1 / (2 * size))
+            ):
                 return (
                     f"{sign}x 1/{size} = 1/{words}: divided by {what.split(',')[0]} once too "
                     "often, e.g. twice where the loss averages once (the factor halves when "
                     "that dimension doubles)"
                 )
-    if c == -1 or abs(c + 1) <= _AGREE:
+    if here.tells(-1.0, 0.5):
         return "sign flipped (at this input and at another)"
-    return (
-        f"off by a constant factor {c:.6g} (at this input and at another; it does not follow "
-        "a dimension of the problem)"
+    return _constant_words(here, "at another", rough)
+
+
+def _constant_words(here: Fit, where: str, rough: bool) -> str:
+    """ "off by a constant factor c (...)": c with its resolution where that is above 1e-3, and
+    whether the factor was known well enough to tell that it follows no dimension."""
+    c = here.c
+    value = f"{c:.6g}" if here.resolution < 1e-3 else f"{c:.3g} (+-{here.resolution * abs(c):.2g})"
+    tail = (
+        "known too roughly here to tell whether it follows a dimension of the problem"
+        if rough
+        else "it does not follow a dimension of the problem"
     )
+    return f"off by a constant factor {value} (at this input and {where}; {tail})"
 
 
 def sliced(
@@ -372,29 +413,43 @@ def sub_batch_factor(
     argnums: Sequence[int],
     names: Sequence[str],
     rng: np.random.Generator,
+    *,
+    resolution: float = _AGREE,
 ) -> str:
     """The words for a factor ``c`` seen on a large counterexample, re-checked on sub-batches
     (module docstring): for each size s of the problem that c equals (or 1/s), the first
     ``SUB_BATCH`` indices along those axes; the factor follows the dimension when it becomes
     c * SUB_BATCH / s there (or c * s / SUB_BATCH). Otherwise the factor must be c again on a
     sub-batch along the batch axis (or, with none, at a strong perturbation of the input)."""
+    here = Fit(c, resolution)
     sizes = sorted({s for leaf in tree_util.tree_leaves(args) for s in np.shape(leaf) if s > 1})
     sign = "sign flipped and " if c < 0 else ""
+    sign_of = -1.0 if c < 0 else 1.0
+    rough = here.roughly(-1.0, 0.5)
     for size in sizes:
-        grows = abs(abs(c) - size) <= _AGREE * size
-        shrinks = abs(abs(c) * size - 1) <= _AGREE
-        if size < 2 * SUB_BATCH or not (grows or shrinks):
+        grows = here.tells(sign_of * size, 1.0)
+        shrinks = here.tells(sign_of / size, 1 / (size * (size + 1)))
+        if size < 2 * SUB_BATCH:
+            continue
+        rough |= here.roughly(sign_of * size, 1.0)
+        rough |= here.roughly(sign_of / size, 1 / (size * (size + 1)))
+        if not (grows or shrinks):
             continue
         for words, group in _groups(args, argnums, names, size):
-            there = _factor_at(probe, sliced(args, group, SUB_BATCH))
+            there = _fit_at(probe(sliced(args, group, SUB_BATCH)))
+            if there is not None:
+                rough |= there.roughly(sign_of * SUB_BATCH, size - SUB_BATCH) and grows
+                rough |= there.roughly(sign_of / SUB_BATCH, 1 / SUB_BATCH - 1 / size) and shrinks
             what = words.split(" (")[0].split(",")[0]
             checked = f"re-checked on a sub-batch of {SUB_BATCH} along it, where the factor is"
-            if grows and _same_factor(there, c * SUB_BATCH / size):
+            # the competing value: the factor unchanged (s, or 1/s)
+            if grows and there is not None and there.tells(sign_of * SUB_BATCH, size - SUB_BATCH):
                 return (
                     f"{sign}x {size} = {words}: the 1/{what} is missing ({checked} "
                     f"{SUB_BATCH}: it follows that dimension)"
                 )
-            if shrinks and _same_factor(there, c * size / SUB_BATCH):
+            gap = 1 / SUB_BATCH - 1 / size
+            if shrinks and there is not None and there.tells(sign_of / SUB_BATCH, gap):
                 return (
                     f"{sign}x 1/{size} = 1/{words}: divided by {what} once too often, e.g. "
                     f"twice where the loss averages once ({checked} 1/{SUB_BATCH}: it follows "
@@ -405,15 +460,12 @@ def sub_batch_factor(
         other, where = sliced(args, batch[1], SUB_BATCH), f"on a sub-batch of {SUB_BATCH}"
     else:
         other, where = _perturbed(args, argnums, rng, strong=True), "at a perturbed input"
-    there = _factor_at(probe, other)
-    if not _same_factor(there, c):
+    there = _fit_at(probe(other))
+    if there is None or not there.holds(c, resolution) or there.resolution >= _COARSE:
         return (
             f"every element is {c:.6g} times the reference on this input, but not {where}: "
             "no constant factor, no cause named"
         )
-    if abs(c + 1) <= _AGREE:
+    if here.tells(-1.0, 0.5):
         return f"sign flipped (at this input and {where})"
-    return (
-        f"off by a constant factor {c:.6g} (at this input and {where}; it does not follow "
-        "a dimension of the problem)"
-    )
+    return _constant_words(here, where, rough)

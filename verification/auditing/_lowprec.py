@@ -59,6 +59,7 @@ __all__ = [
     "LowPrecisionReference",
     "check_low_precision",
     "default_bounds",
+    "errors_at",
     "is_float",
     "is_low_precision",
     "low_precision_dtype",
@@ -287,6 +288,22 @@ class LowPrecisionCheck:
         return [head, *rows]
 
 
+def errors_at(
+    reference: LowPrecisionReference,
+    gradient64: Callable[[tuple[Any, ...]], Sequence[np.ndarray[Any, Any]]],
+    args: tuple[Any, ...],
+    grad: Sequence[np.ndarray[Any, Any]],
+    dtype: np.dtype[Any],
+    rng: np.random.Generator,
+) -> list[float]:
+    """E per leaf (``reference_errors``) at ``args``, whose float64 gradient is ``grad``: the
+    low-precision reference there and at a nudged copy (its float64 gradient by
+    ``gradient64``)."""
+    low = reference.gradient(args)
+    other = nudged(args, reference.argnums, rng)
+    return reference_errors(dtype, grad, low, gradient64(other), reference.gradient(other))
+
+
 def check_low_precision(
     reference: LowPrecisionReference,
     gradient64: Callable[[tuple[Any, ...]], Sequence[np.ndarray[Any, Any]]],
@@ -299,9 +316,7 @@ def check_low_precision(
 ) -> LowPrecisionCheck:
     """The low-precision reference's errors at ``args`` (whose float64 gradient is ``grad``)
     and at a nudged copy (float64 gradient by ``gradient64``), with the candidate's (``got``)."""
-    low = reference.gradient(args)
-    other = nudged(args, reference.argnums, rng)
-    errors = reference_errors(dtype, grad, low, gradient64(other), reference.gradient(other))
+    errors = errors_at(reference, gradient64, args, grad, dtype, rng)
     with np.errstate(invalid="ignore", over="ignore"):
         cand = [
             float(np.max(np.abs(np.asarray(c, np.float64) - g), initial=0.0))
