@@ -16,7 +16,8 @@ from jax.nn import log_softmax
 
 from verification import audit
 from verification.auditing import _program
-from verification.auditing._evidence import LARGE, SUB_BATCH
+from verification.auditing._evidence import LARGE
+from verification.auditing._factor import SUB_BATCH
 from verification.auditing._oracle import Oracle
 from verification.auditing._profile import PHASES, Profile, phase, profiling
 from verification.cli.audit import main
@@ -331,12 +332,15 @@ def test_a_dict_of_arrays_is_written_as_python_that_rebuilds_it() -> None:
     assert rebuilt["n"] == 3
 
 
-def test_two_factors_agree_up_to_and_including_one_millionth_of_the_second() -> None:
-    from verification.auditing._evidence import _same_factor
+def test_a_factor_holds_a_value_up_to_and_including_its_resolution() -> None:
+    from verification.auditing._diagnose import Fit
+    from verification.auditing._factor import _fit_at
 
-    assert _same_factor(1_000_001.0, 1e6)  # |a - b| is exactly 1e-6 * |b|
-    assert not _same_factor(1_000_001.5, 1e6)
-    assert not _same_factor(None, 1e6)
+    assert Fit(1e6).holds(1_000_001.0)  # |a - b| is exactly 1e-6 * |c|
+    assert not Fit(1e6).holds(1_000_001.5)
+    assert Fit(1e6, 0.5).holds(1.4e6) and not Fit(1e6, 0.5).tells(1.4e6, 1e6)
+    assert Fit(2.0).holds(2.5, other=0.2)  # the other value's own resolution counts too
+    assert _fit_at(None) is None
 
 
 def test_the_finite_difference_step_keeps_rounding_64_eps_below_the_resolution() -> None:

@@ -33,9 +33,9 @@ from verification.auditing._evidence import (
     Pair,
     Probe,
     mask_words,
-    name_factor,
     values_right_elsewhere,
 )
+from verification.auditing._factor import name_factor
 from verification.auditing._guards import nondeterministic_words
 from verification.auditing._kinks import Kinks, aimed, source as kinks_source
 from verification.auditing._locate import leaf_index, locate_failure

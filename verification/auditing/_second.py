@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from jax import tree_util
 
-from verification.auditing._evidence import LARGE, SUB_BATCH, batch_group, sliced
+from verification.auditing._evidence import LARGE
+from verification.auditing._factor import SUB_BATCH, batch_group, sliced
 from verification.auditing._report import count_elements
 from verification.auditing._rerun import agrees
 
