@@ -258,6 +258,7 @@ SPEC_MISTAKES = (
     "x=m:binary:distinct",
     "x=m,n:onehot:positive",
     "x=m:gauss",
+    "x=m:postive",
     "x:=abc",
     "x",
     "=m",

@@ -65,6 +65,32 @@ def test_the_grammar_rejects_malformed_items_with_a_reason(text: str, words: str
         parse_shapes(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "repair"),
+    [
+        ("x=m:ints[1,2", "did you mean ints[1,2] (a bracket is not closed)?"),
+        ("x=m:[0,1", "did you mean [0,1] (a bracket is not closed)?"),
+        ("x=m y=m:classes(k", "did you mean classes(k) (a bracket is not closed)?"),
+        ("x=m y=m:classe(k)", "did you mean classes(k)?"),
+        ("x=m:postive", "did you mean positive?"),
+        ("x=m:onehto", "did you mean onehot?"),
+    ],
+)
+def test_an_unknown_kind_one_repair_from_a_valid_one_gets_that_repair_suggested(
+    text: str, repair: str
+) -> None:
+    with pytest.raises(ValueError, match="unknown kind") as error:
+        parse_shapes(text)
+    assert str(error.value).endswith(repair)
+
+
+@pytest.mark.parametrize("text", ["x=m:gauss", "x=m:ints[1,x", "x=m:[1,0"])
+def test_an_unknown_kind_no_repair_makes_valid_gets_no_suggestion(text: str) -> None:
+    with pytest.raises(ValueError, match="unknown kind") as error:
+        parse_shapes(text)
+    assert "did you mean" not in str(error.value)
+
+
 # -- every form draws what it says ------------------------------------------------------------
 
 

@@ -98,6 +98,15 @@ def test_a_class_count_naming_no_dimension_is_a_spec_error_with_the_name_meant()
         named_arrays({"z": "m,k", "y": "m:classes(q)"})
 
 
+def test_a_class_count_is_never_suggested_as_the_labels_own_batch_axis() -> None:
+    # labels y=m alone: m is their own length, no class count; say how to give one instead
+    with pytest.raises(ValueError, match="appears once only") as error:
+        parse_shapes("x=m:classes(k)")
+    assert "classes(m)" not in str(error.value)
+    assert str(error.value).endswith("give an array that axis (e.g. scores=m,k) or fix it (k:=10)")
+    assert parse_shapes("y=m:classes(k) k:=10") is not None  # the suggested fix is valid
+
+
 def test_a_class_count_typo_on_the_command_line_fails_before_the_candidate(
     module: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

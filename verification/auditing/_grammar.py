@@ -9,6 +9,7 @@ by a small recursive-descent parser (never ``eval``).
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Mapping
@@ -203,12 +204,52 @@ def _number(text: str) -> float:
     return float(text)
 
 
+def _closed(text: str) -> str:
+    """``text`` with its unclosed brackets closed, innermost first."""
+    pending = []
+    for ch in text:
+        if ch in "[(":
+            pending.append("]" if ch == "[" else ")")
+        elif ch in "])" and pending and pending[-1] == ch:
+            pending.pop()
+    return text + "".join(reversed(pending))
+
+
+def _kind_hint(text: str) -> str:
+    """ "; did you mean ...?" for an unknown KIND one repair away from a valid one (an unclosed
+    bracket, a misspelt name), checked by parsing the repair; "" otherwise.
+
+    >>> _kind_hint("ints[1,2"), _kind_hint("classe(k)"), _kind_hint("banana")
+    ('; did you mean ints[1,2] (a bracket is not closed)?', '; did you mean classes(k)?', '')
+    """
+    repairs = []
+    if _closed(text) != text:
+        repairs.append((_closed(text), " (a bracket is not closed)"))
+    name = re.sub(r"[^A-Za-z_].*$", "", text, flags=re.S)
+    rest = text[len(name) :]
+    names = [*_SIMPLE, "ints", "classes", "distinct"]
+    for near in difflib.get_close_matches(name, names, n=1, cutoff=0.75) if name else []:
+        repairs.append((near + _closed(rest), ""))
+    for repair, why in repairs:
+        try:
+            _parse_kinds([repair], hint=False)
+        except ValueError:
+            continue
+        return f"; did you mean {repair}{why}?"
+    return ""
+
+
 def parse_kinds(texts: list[str]) -> Value:
     """The ``Value`` of a list of KINDs (at most one besides ``distinct``).
 
     >>> parse_kinds(["(0,1)"])
     Value(kind='interval', low=0.0, high=1.0, open_low=True, open_high=True, classes=None, distinct=False, ignore=None)
     """
+    return _parse_kinds(texts, hint=True)
+
+
+def _parse_kinds(texts: list[str], *, hint: bool) -> Value:
+    """``parse_kinds``; ``hint``: an unknown KIND's error suggests a repair (``_kind_hint``)."""
     value = Value()
     chosen: str | None = None
     split = [part for t in texts for part in t.replace("|ignore(", ":ignore(").split(":")]
@@ -259,7 +300,7 @@ def parse_kinds(texts: list[str]) -> Value:
             raise ValueError(
                 f"unknown kind {text!r}: expected real, [lo,hi], (lo,hi), prob, positive, "
                 "|x|>=d, ints[lo,hi], binary, pm1, onehot, soft, classes(K), distinct or "
-                "ignore(V)"
+                f"ignore(V){_kind_hint(text) if hint else ''}"
             )
         value = Value(**{**value.__dict__, **fields})
     if value.ignore is not None and value.kind != "classes":

@@ -172,9 +172,16 @@ def _check_class_counts(nodes: Mapping[str, Any], fixed: Mapping[str, int]) -> N
         for name in size_names(array.value.classes):
             if name in used or name in fixed:
                 continue
-            once = [n for n in dict.fromkeys(used) if used.count(n) == 1]
-            close = difflib.get_close_matches(name, list(dict.fromkeys(used)), 1) or once[:1]
-            hint = f"; did you mean classes({close[0]})?" if close else ""
+            # the labels' own axes (their batch) are no class count
+            own = {n for d in array.dims for n in size_names(d)}
+            others = [n for n in dict.fromkeys(used) if n not in own]
+            once = [n for n in others if used.count(n) == 1]
+            close = difflib.get_close_matches(name, others, 1) or once[:1]
+            hint = (
+                f"; did you mean classes({close[0]})?"
+                if close
+                else f"; give an array that axis (e.g. scores=m,{name}) or fix it ({name}:=10)"
+            )
             raise ValueError(
                 f"classes({name}): {name!r} appears once only (no argument has a dimension "
                 f"{name!r}), so the labels' range is tied to no array{hint}"
