@@ -31,7 +31,6 @@ from verification.auditing._guards import (
     run_candidate,
     wrong_order,
 )
-from verification.auditing._kinks import at_kink
 from verification.auditing._lowprec import (
     check_low_precision,
     errors_at,
@@ -45,7 +44,7 @@ from verification.auditing._profile import phase
 from verification.auditing._program import OracleRefusedError
 from verification.auditing._report import leaf_lines
 from verification.auditing._reproducer import offending_elements
-from verification.auditing._subgradient import inside_kink
+from verification.auditing._subgradient import confirm
 from verification.auditing._tolerance import leaf_tolerances
 from verification.auditing._trees import (
     copy_leaves,
@@ -350,7 +349,7 @@ class Checker:
             )
             outcome.diagnosis = f"{names_of_leaves[worst]}: {finding.text}"
             outcome.factor, outcome.zero_pattern = finding.factor, finding.zero_pattern
-        return self._confirm(args, got, grad, outcome)
+        return confirm(self.oracle, self.policy.kinks, args, got, grad, outcome)
 
     def _low_dtype(self, args: tuple[Any, ...]) -> np.dtype[Any] | None:
         """float16 or bfloat16 where a differentiated input is (and no tolerance is given):
@@ -415,74 +414,3 @@ class Checker:
             )
             return None
         return low_tolerances(dtype, check.reference_errors)
-
-    def _confirm(
-        self,
-        args: tuple[Any, ...],
-        got: Sequence[Any],
-        grad: Sequence[np.ndarray[Any, Any]],
-        outcome: Outcome,
-    ) -> Outcome:
-        """Keep the blame only where finite differences along the disagreement side with the
-        reference; otherwise the example is oracle-uncertain."""
-        cand = [np.asarray(g, np.float64) for g in got]
-        if not all(np.all(np.isfinite(g)) for g in cand):
-            return outcome  # NaN/inf where the reference is finite: no kink excuses that
-        delta = [g - e for g, e in zip(cand, grad, strict=True)]
-        norm = math.sqrt(sum(float(np.vdot(d, d)) for d in delta))
-        d = [x / norm for x in delta]
-        fd = self.oracle.one_sided_slopes(args, d, norm)
-        ref_d = float(sum(np.vdot(e, x) for e, x in zip(grad, d, strict=True)))
-        confirmed = (
-            abs(fd.forward - ref_d) <= norm / 4
-            and abs(fd.backward - ref_d) <= norm / 4
-            and fd.truncation <= norm / 8
-            and fd.rounding <= norm / 8
-        )
-        # A candidate between one-sided slopes that disagree is a valid subgradient.
-        kink = inside_kink(fd, ref_d + norm, norm) or (
-            confirmed and self._worst_inside_kink(args, cand, grad, outcome.worst or 0)
-        )
-        confirmed = confirmed and not kink
-        if not confirmed and self.policy.kinks is not None and (kink or at_kink(fd, ref_d, norm)):
-            outcome.kink_note = (
-                f"at a kink, under the declared convention {self.policy.kinks} (one-sided finite "
-                f"differences {fd.forward:.6g} and {fd.backward:.6g}: no derivative here, so the "
-                f"reference's {ref_d:.6g} is the convention; the candidate gives {ref_d + norm:.6g}"
-                ")"
-            )
-            outcome.diagnosis = f"{outcome.kink_note}; {outcome.diagnosis}"
-            return outcome
-        if not confirmed:
-            outcome.kind, outcome.uncertain = None, True
-            outcome.diagnosis = (
-                f"candidate and reference differ by {norm:.3g} along their difference, but "
-                f"finite differences (forward {fd.forward:.6g}, backward {fd.backward:.6g}, "
-                f"step {fd.step:.2g}) do not confirm the reference ({ref_d:.6g}); the candidate "
-                f"gives {ref_d + norm:.6g}"
-            )
-            if kink:
-                outcome.diagnosis += (
-                    "; a kink: the candidate's slope lies between one-sided slopes that "
-                    "disagree (a valid subgradient; declare a Kinks convention to judge it)"
-                )
-        return outcome
-
-    def _worst_inside_kink(
-        self,
-        args: tuple[Any, ...],
-        cand: Sequence[np.ndarray[Any, Any]],
-        grad: Sequence[np.ndarray[Any, Any]],
-        leaf: int,
-    ) -> bool:
-        """``inside_kink`` along the coordinate of the worst element of leaf ``leaf`` alone
-        (``_subgradient``: kinks of many elements can cancel along the difference)."""
-        error = np.abs(cand[leaf] - grad[leaf])
-        flat = int(np.argmax(error))
-        resolution = float(error.ravel()[flat])
-        if not (math.isfinite(resolution) and resolution > 0):
-            return False
-        e = [np.zeros(np.shape(g)) for g in grad]
-        e[leaf].ravel()[flat] = 1.0
-        fd = self.oracle.one_sided_slopes(args, e, resolution)
-        return inside_kink(fd, float(cand[leaf].ravel()[flat]), resolution)
