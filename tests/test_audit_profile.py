@@ -338,7 +338,8 @@ def test_a_factor_holds_a_value_up_to_and_including_its_resolution() -> None:
 
     assert Fit(1e6).holds(1_000_001.0)  # |a - b| is exactly 1e-6 * |c|
     assert not Fit(1e6).holds(1_000_001.5)
-    assert Fit(1e6, 0.5).holds(1.4e6) and not Fit(1e6, 0.5).tells(1.4e6, 1e6)
+    assert Fit(1e6, 0.5).holds(1.4e6)
+    assert not Fit(1e6, 0.5).tells(1.4e6, 1e6)
     assert Fit(2.0).holds(2.5, other=0.2)  # the other value's own resolution counts too
     assert _fit_at(None) is None
 
