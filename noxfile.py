@@ -72,6 +72,8 @@ def _pytest(session: nox.Session, *args: str, every_test: bool = True) -> None:
         "pytest",
         "-n",
         os.environ.get("PYTEST_XDIST_WORKERS", "auto"),
+        # A zoo's test and its recorded reports share a worker and each audit (xdist_group)
+        "--dist=loadgroup",
         "--cov=manual_bp",
         "--cov=verification",
         "--cov-report=term",

@@ -544,8 +544,20 @@ def run(case: Case, seed: int = 0, max_examples: int = 60) -> str:
     return "" if found.passed else str(found.diagnosis)
 
 
+_REPORTS: dict[tuple[int, int, int], Any] = {}
+"""Reports made in this process: the zoo's test and its recorded texts (tests/report_texts.py)
+audit the same cases; in one pytest worker (``xdist_group("zoo-diagnosis")``) once."""
+
+
 def report(case: Case, seed: int = 0, max_examples: int = 60) -> Any:
-    """The audit's report for ``case``."""
+    """The audit's report for ``case`` (made once a process: an audit is deterministic)."""
+    key = (id(case), seed, max_examples)
+    if key not in _REPORTS:
+        _REPORTS[key] = _report(case, seed, max_examples)
+    return _REPORTS[key]
+
+
+def _report(case: Case, seed: int, max_examples: int) -> Any:
     strategy = named_arrays(case.spec, dims=case.dims, bounds=case.bounds)
     return audit(
         case.candidate,

@@ -972,8 +972,20 @@ def _cases() -> dict[str, Case]:
 CASES = _cases()
 
 
+_REPORTS: dict[tuple[int, int, bool], Any] = {}
+"""Reports made in this process: the zoo's test and its recorded texts (tests/report_texts.py)
+audit the same cases; in one pytest worker (``xdist_group("zoo-locate")``) once."""
+
+
 def run(case: Case, seed: int = 0, locate: bool = True) -> Any:
-    """The audit's report for ``case``."""
+    """The audit's report for ``case`` (made once a process: an audit is deterministic)."""
+    key = (id(case), seed, locate)
+    if key not in _REPORTS:
+        _REPORTS[key] = _run(case, seed, locate)
+    return _REPORTS[key]
+
+
+def _run(case: Case, seed: int, locate: bool) -> Any:
     if case.kind == "vjp":
         return audit_vjp(
             case.candidate,

@@ -25,6 +25,9 @@ def _load() -> ModuleType:
 
 
 zoo = _load()
+# In the worker that compares the zoo's recorded reports (test_report_texts): the zoo module
+# keeps each report, so each case is audited once (``--dist loadgroup``).
+pytestmark = pytest.mark.xdist_group("zoo-diagnosis")
 
 
 def test_every_signature_has_a_case_and_two_look_alikes() -> None:

@@ -25,6 +25,9 @@ def _load() -> ModuleType:
 
 
 zoo = _load()
+# In the worker that compares the zoo's recorded reports (test_report_texts): the zoo module
+# keeps each report, so each case is audited once (``--dist loadgroup``).
+pytestmark = pytest.mark.xdist_group("zoo-locate")
 
 
 def test_the_zoo_has_thirty_buggy_cases_each_with_one_marked_line() -> None:

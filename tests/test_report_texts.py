@@ -26,6 +26,9 @@ def _texts() -> ModuleType:
 
 texts = _texts()
 CASES = [(group, name) for group in texts.GROUPS for name in texts.read(group)[1]]
+SHARED = {"diagnosis": "zoo-diagnosis", "locate": "zoo-locate"}
+"""Groups whose reports the zoo's own test makes too: run in its pytest worker, where the zoo
+module keeps them (``--dist loadgroup``), each audit runs once."""
 
 
 @pytest.mark.parametrize("group", list(texts.GROUPS))
@@ -38,7 +41,14 @@ def test_every_zoo_case_has_a_recording_and_every_recording_a_case(group: str) -
         assert importlib.util.find_spec(needs) is None, name
 
 
-@pytest.mark.parametrize(("group", "name"), CASES, ids=[f"{g}: {n}" for g, n in CASES])
+@pytest.mark.parametrize(
+    ("group", "name"),
+    [
+        pytest.param(g, n, marks=[pytest.mark.xdist_group(SHARED[g])] if g in SHARED else [])
+        for g, n in CASES
+    ],
+    ids=[f"{g}: {n}" for g, n in CASES],
+)
 def test_the_report_reads_as_recorded(group: str, name: str) -> None:
     recorded_env, recorded = texts.read(group)
     here = texts.outputs().environment()
