@@ -261,6 +261,26 @@ def test_candidate_that_raises_is_reported_with_its_traceback() -> None:
     assert report.counterexample[0].shape[0] == 1
 
 
+def test_a_wrapper_around_the_audits_frames_is_not_shown_as_the_candidates_traceback() -> None:
+    # A coverage or mutation tool may wrap the audit's functions: its frames come first in the
+    # traceback, before the audit's own, and are not the user's code either.
+    from verification.auditing._guards import call_recording_warnings, candidate_traceback
+    from verification.auditing._outcome import Outcome
+
+    def candidate(x: Any) -> Any:
+        raise ValueError("bad shape")
+
+    def wrapper(*args: Any) -> Any:  # stands for the tool's frame
+        return call_recording_warnings(*args)
+
+    with pytest.raises(ValueError, match="bad shape") as caught:
+        wrapper(candidate, (1.0,), Outcome(args=(1.0,)))
+    text = candidate_traceback(caught.value)
+    frames = [line for line in text.splitlines() if line.lstrip().startswith("File ")]
+    assert len(frames) == 1, text
+    assert "in candidate" in frames[0], text
+
+
 def test_nondeterministic_candidate_is_reported() -> None:
     rng = np.random.default_rng(0)
 

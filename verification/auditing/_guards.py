@@ -17,6 +17,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -55,14 +56,22 @@ _AUDIT_FILES = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def candidate_traceback(error: BaseException) -> str:
-    """The traceback of an exception raised in the candidate, from the first frame outside the
-    audit on: the audit's own frames that called the candidate are not the user's code."""
+    """The traceback of an exception raised in the candidate, from the candidate's own frame
+    on: the frame after the first of the audit's frames that calls out of the audit. The
+    frames before it (the audit's, and any wrapper around them, such as a coverage or mutation
+    tool's) are not the user's code."""
+
+    def audits(frame: TracebackType) -> bool:
+        return os.path.abspath(frame.tb_frame.f_code.co_filename).startswith(_AUDIT_FILES)
+
     tb = error.__traceback__
-    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(
-        _AUDIT_FILES
-    ):
+    start = None
+    while tb is not None:
+        if audits(tb) and tb.tb_next is not None and not audits(tb.tb_next):
+            start = tb.tb_next
+            break
         tb = tb.tb_next
-    return "".join(traceback.format_exception(type(error), error, tb or error.__traceback__))
+    return "".join(traceback.format_exception(type(error), error, start or error.__traceback__))
 
 
 def nondeterministic_words(s: Spread, how: str = "two calls with the same input") -> str:
