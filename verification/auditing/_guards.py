@@ -12,12 +12,10 @@ flagged as memoised. Each guard fills an ``Outcome`` (``kind`` and ``diagnosis``
 from __future__ import annotations
 
 import itertools
-import os
 import time
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -38,10 +36,16 @@ __all__ = [
 ]
 
 
+_CALL_SITE = "_the_audit_calls_the_candidate_here"
+"""A local variable of the one frame that calls the candidate: ``candidate_traceback`` starts
+after the frame that holds it, whatever wraps the audit's functions."""
+
+
 def call_recording_warnings(
     grad_fn: Callable[..., Any], args: tuple[Any, ...], outcome: Outcome
 ) -> Any:
     """``grad_fn(*args)``, its warnings recorded on ``outcome`` rather than raised."""
+    _the_audit_calls_the_candidate_here = True  # read by candidate_traceback (_CALL_SITE)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = grad_fn(*args)
@@ -52,26 +56,18 @@ def call_recording_warnings(
     return result
 
 
-_AUDIT_FILES = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-
 def candidate_traceback(error: BaseException) -> str:
     """The traceback of an exception raised in the candidate, from the candidate's own frame
-    on: the frame after the first of the audit's frames that calls out of the audit. The
-    frames before it (the audit's, and any wrapper around them, such as a coverage or mutation
-    tool's) are not the user's code."""
-
-    def audits(frame: TracebackType) -> bool:
-        return os.path.abspath(frame.tb_frame.f_code.co_filename).startswith(_AUDIT_FILES)
-
+    on: the frame after the one that called it (``call_recording_warnings``, marked by its
+    local ``_CALL_SITE``). The frames before it (the audit's, and any wrapper around them,
+    such as a coverage or mutation tool's trampolines) are not the user's code."""
     tb = error.__traceback__
-    start = None
     while tb is not None:
-        if audits(tb) and tb.tb_next is not None and not audits(tb.tb_next):
-            start = tb.tb_next
+        if tb.tb_frame.f_locals.get(_CALL_SITE) is True and tb.tb_next is not None:
+            tb = tb.tb_next
             break
         tb = tb.tb_next
-    return "".join(traceback.format_exception(type(error), error, start or error.__traceback__))
+    return "".join(traceback.format_exception(type(error), error, tb or error.__traceback__))
 
 
 def nondeterministic_words(s: Spread, how: str = "two calls with the same input") -> str:
