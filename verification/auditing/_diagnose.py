@@ -163,7 +163,7 @@ def factor_fit(
     Fit(c=2.0, resolution=1e-06)
     >>> fit = factor_fit(np.array([2.01, 3.99]), np.array([1.0, 2.0]), 2.0, slack=(0.0, 0.01))
     >>> round(fit.c, 4), round(fit.resolution, 4)
-    (2.0, 0.0025)
+    (1.9974, 0.0038)
     """
     a = np.asarray(a, np.float64).ravel()
     e = np.asarray(e, np.float64).ravel()
