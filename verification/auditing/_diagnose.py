@@ -15,7 +15,7 @@ says what differs, naming only what that input shows by itself:
   such element): a mask's pattern, named a missing mask by ``_evidence`` only if another
   input does not contradict it;
 * every element the same multiple c of the reference, with at least two informative elements
-  (reference well away from 0, error well above rounding) agreeing: ``Finding.factor`` = c.
+  (reference well away from 0, error well above rounding) agreeing: ``Finding.factor``, c with its resolution.
   A factor is a fact about this input only; ``_evidence`` names its cause (sign flipped, a
   1/m missing) only after re-checking it at another input and at another size.
 Otherwise it says how many elements differ, and where, without a cause.
@@ -45,7 +45,6 @@ __all__ = [
     "diagnose",
     "factor_fit",
     "find",
-    "informative_factor",
     "mask_pattern",
     "shape_words",
 ]
@@ -75,7 +74,7 @@ class Finding:
     """What ``find`` saw on one leaf: words, and a constant factor to confirm (or None)."""
 
     text: str
-    factor: float | None = None
+    factor: Fit | None = None
     zero_pattern: bool = False
     """The candidate differs only where the reference is exactly 0 (a mask to confirm)."""
 
@@ -161,6 +160,8 @@ def factor_fit(
 
     >>> factor_fit(np.array([2.0, 4.0]), np.array([1.0, 2.0]), 2.0)
     Fit(c=2.0, resolution=1e-06)
+    >>> factor_fit(np.array([2.0, 0.0]), np.array([1.0, 0.0]), 1.0, at_least=2) is None
+    True
     >>> fit = factor_fit(np.array([2.01, 3.99]), np.array([1.0, 2.0]), 2.0, slack=(0.0, 0.01))
     >>> round(fit.c, 4), round(fit.resolution, 4)
     (1.9974, 0.0038)
@@ -188,25 +189,6 @@ def factor_fit(
     if not _close(a, c * e, scale, abs(c) * allowed + width * np.abs(e)):
         return None
     return Fit(c, _CLOSE + width / abs(c))
-
-
-def informative_factor(
-    a: np.ndarray[Any, Any],
-    e: np.ndarray[Any, Any],
-    scale: float,
-    *,
-    at_least: int = 2,
-    slack: Slack = NO_SLACK,
-) -> float | None:
-    """``factor_fit``'s c, or None.
-
-    >>> informative_factor(np.array([2.0, 4.0]), np.array([1.0, 2.0]), 2.0)
-    2.0
-    >>> informative_factor(np.array([2.0, 0.0]), np.array([1.0, 0.0]), 1.0) is None
-    True
-    """
-    fit = factor_fit(a, e, scale, at_least=at_least, slack=slack)
-    return None if fit is None else fit.c
 
 
 def shape_words(actual: np.ndarray[Any, Any], expected: np.ndarray[Any, Any]) -> str:
@@ -389,7 +371,7 @@ def _find(
             else f"the one informative element is {c:.6g} times the reference (one element "
             "is too little to call it a constant factor"
         )
-        return Finding(f"{words}{note})", factor=c)
+        return Finding(f"{words}{note})", factor=fit)
     return Finding(
         f"{int(differ.sum())} of {a.size} elements differ (at {_where(differ)}; largest error "
         f"{rel:.2g} of the scale)"

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, find, settings, strategies as st
 from jax import tree_util
 
 from verification.auditing._check import Checker
-from verification.auditing._diagnose import NO_SLACK, Slack, factor_fit, mask_pattern
+from verification.auditing._diagnose import NO_SLACK, Fit, Slack, mask_pattern
 from verification.auditing._evidence import (
     LARGE,
     Pair,
@@ -84,27 +84,20 @@ def _rng_of(args: tuple[Any, ...]) -> np.random.Generator:
 def factor_words(failure: Outcome, checker: Checker) -> str:
     """The failure's diagnosis with its constant factor re-checked (``_evidence``) at inputs
     made from the counterexample alone."""
-    factor, worst = failure.factor or 1.0, failure.worst or 0
+    fit, worst = failure.factor or Fit(1.0), failure.worst or 0
     args = failure.args
     leaf = leaf_names(args, checker.argnums, checker.names(args))[worst]
     rng = _rng_of(failure.args)
-    resolution = 1e-6
-    if failure.got is not None and failure.grad is not None:
-        ref = failure.grad[worst]
-        scale = float(np.max(np.abs(ref), initial=0.0))
-        with np.errstate(all="ignore"):
-            fit = factor_fit(failure.got[worst], ref, scale, at_least=1, slack=_slack_of(failure))
-        resolution = resolution if fit is None else fit.resolution
     with np.errstate(all="ignore"):
         words = name_factor(
-            factor,
+            fit.c,
             _probe(checker, worst),
             args,
             checker.argnums,
             checker.names(args),
             rng,
             large=count_elements(args)[0] > LARGE,
-            resolution=resolution,
+            resolution=fit.resolution,
         )
     return f"{leaf}: {words}"
 

@@ -3,7 +3,7 @@
 A shrunk counterexample is made of 0s and 1s, where coincidences abound: an overwrite instead
 of an accumulate, a strided pick instead of a block sum, sigmoid where sigmoid' belongs can all
 look like "x 2" or "x 1/2" on one input. So a factor c seen on the counterexample (at least two
-informative elements agreeing, see ``_diagnose.informative_factor``) is re-checked:
+informative elements agreeing, see ``_diagnose.factor_fit``) is re-checked:
 
 1. at other inputs (``_evidence.variants``: the differentiated arguments perturbed at random,
    mildly and strongly, at the same shapes and with every axis doubled). Unless the candidate
@@ -191,10 +191,8 @@ def name_factor(
     sign_of = -1.0 if c < 0 else 1.0
     rough = here.roughly(-1.0, 0.5)  # a value that may be the factor but cannot be told
     for size in sizes:
-        grows = here.tells(sign_of * size, 1.0)
-        shrinks = here.tells(sign_of / size, 1 / (size * (size + 1)))
-        rough |= here.roughly(sign_of * size, 1.0)
-        rough |= here.roughly(sign_of / size, 1 / (size * (size + 1)))
+        grows, shrinks, unsure = _as_size(here, size)
+        rough |= unsure
         if not (grows or shrinks):
             continue
         target, gap = (2 * size, size) if grows else (1 / (2 * size), 1 / (2 * size))
@@ -220,6 +218,15 @@ def name_factor(
     if here.tells(-1.0, 0.5):
         return "sign flipped (at this input and at another)"
     return _constant_words(here, "at another", rough)
+
+
+def _as_size(here: Fit, size: int) -> tuple[bool, bool, bool]:
+    """(the factor is +-``size``, it is +-1/``size``, either may be but cannot be told): each
+    told from its nearest rival (``size`` + 1, 1/(``size`` + 1))."""
+    sign = -1.0 if here.c < 0 else 1.0
+    rivals = ((sign * size, 1.0), (sign / size, 1 / (size * (size + 1))))
+    grows, shrinks = (here.tells(value, gap) for value, gap in rivals)
+    return grows, shrinks, any(here.roughly(value, gap) for value, gap in rivals)
 
 
 def _constant_words(here: Fit, where: str, rough: bool) -> str:
@@ -289,12 +296,10 @@ def sub_batch_factor(
     sign_of = -1.0 if c < 0 else 1.0
     rough = here.roughly(-1.0, 0.5)
     for size in sizes:
-        grows = here.tells(sign_of * size, 1.0)
-        shrinks = here.tells(sign_of / size, 1 / (size * (size + 1)))
         if size < 2 * SUB_BATCH:
             continue
-        rough |= here.roughly(sign_of * size, 1.0)
-        rough |= here.roughly(sign_of / size, 1 / (size * (size + 1)))
+        grows, shrinks, unsure = _as_size(here, size)
+        rough |= unsure
         if not (grows or shrinks):
             continue
         for words, group in _groups(args, argnums, names, size):

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from verification.auditing._diagnose import Fit
+
 __all__ = ["CandidateFailedError", "Outcome", "Tally"]
 
 
@@ -14,7 +16,7 @@ __all__ = ["CandidateFailedError", "Outcome", "Tally"]
 class Outcome:
     """What one example gave: ``kind`` None when it passed (or was uncertain, or outside the
     loss's domain). ``got`` and ``grad`` (candidate and reference leaves), ``worst`` (the leaf
-    blamed) and ``factor`` (a constant factor seen there) feed the final diagnosis;
+    blamed) and ``factor`` (a constant factor seen there, with its resolution) feed the final diagnosis;
     ``spread_ulp`` is how far two calls differed within rounding."""
 
     args: tuple[Any, ...]
@@ -37,7 +39,7 @@ class Outcome:
     got: list[Any] | None = None
     grad: list[np.ndarray[Any, Any]] | None = None
     worst: int | None = None
-    factor: float | None = None
+    factor: Fit | None = None
     zero_pattern: bool = False
     low_precision: list[str] = field(default_factory=list)
     low_rank: tuple[float, float] = (0.0, 0.0)
