@@ -278,3 +278,82 @@ def test_a_module_that_raises_while_importing_is_named_with_its_error(
         ImportError, match=r"^importing broken raised ValueError: no data file here$"
     ):
         lookup("broken:grad")
+
+
+NETWORK = textwrap.dedent(
+    '''
+    """The source document's network with params as the shapes grammar makes them (a dict)."""
+    import numpy as np
+
+
+    def _chain(params, x, y, *, mask=True, w2_factor=1.0):
+        z1 = x @ params["W1"] + params["b1"]
+        a1 = np.maximum(z1, 0.0)
+        z2 = a1 @ params["W2"] + params["b2"]
+        e = np.exp(z2 - z2.max(axis=1, keepdims=True))
+        dz2 = (e / e.sum(axis=1, keepdims=True) - y) / x.shape[0]
+        da1 = dz2 @ params["W2"].T
+        dz1 = da1 * (z1 > 0) if mask else da1
+        grads = {"W1": x.T @ dz1, "b1": dz1.sum(0), "W2": w2_factor * a1.T @ dz2, "b2": dz2.sum(0)}
+        return grads, {"dZ2": dz2, "dA1": da1, "dZ1": dz1}
+
+
+    def right(params, x, y):
+        return _chain(params, x, y)[0]
+
+
+    def no_mask(params, x, y):
+        return _chain(params, x, y, mask=False)[0]
+
+
+    def w2_doubled(params, x, y):
+        return _chain(params, x, y, w2_factor=2.0)[0]
+
+
+    def chain(params, x, y):
+        return _chain(params, x, y)[1]
+
+
+    def chain_no_mask(params, x, y):
+        return _chain(params, x, y, mask=False)[1]
+    '''
+)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "intermediates", "stage"),
+    [
+        ("right", "chain", None),
+        ("no_mask", "chain_no_mask", "dZ2 and dA1 agree; dZ1 differs: the ReLU mask"),
+        (
+            "w2_doubled",
+            "chain",
+            "dZ2, dA1 and dZ1 agree; W2 differs, so the error is in a step after them: "
+            "dW2 = A1^T dZ2",
+        ),
+    ],
+)
+def test_a_declared_staged_audit_of_the_network_locates_the_stage_with_params_from_shapes(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    candidate: str,
+    intermediates: str,
+    stage: str | None,
+) -> None:
+    (tmp_path / "network.py").write_text(NETWORK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "network", raising=False)
+    table = {
+        "candidate": f"network:{candidate}",
+        "reference": "verification.reference:mlp_loss",
+        "shapes": "params.W1=n,h params.b1=h params.W2=h,k params.b2=k x=m,n y=m,k:onehot",
+        "stages": {"dZ2": "Z2", "dA1": "A1", "dZ1": "Z1"},
+        "intermediates": f"network:{intermediates}",
+        "kinks": "mlp-relu",
+    }
+    report = run_configured(
+        parse_table("net", table), tmp_path, max_examples=30, seed=0, store=None
+    ).report
+    assert report.passed is (stage is None), str(report)
+    if stage is not None:
+        assert f"stage: {stage}" in str(report)

@@ -25,7 +25,7 @@ float64 ground truth (a float32 input is computed in float32).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import jax
@@ -59,6 +59,7 @@ __all__ = [
     "mlp_logits",
     "mlp_loss",
     "mlp_loss_and_grads",
+    "param",
     "relu",
     "relu_grad",
     "sigmoid",
@@ -96,6 +97,20 @@ class _LogRegLike(Protocol):
     def w(self) -> ArrayLike: ...
     @property
     def b(self) -> ArrayLike: ...
+
+
+_MLPParams = _MLPLike | Mapping[str, ArrayLike]
+_LogRegParams = _LogRegLike | Mapping[str, ArrayLike]
+
+
+def param(params: Any, name: str) -> ArrayLike:
+    """The parameter ``name`` of ``params``: a field (``manual_bp.MLPParams``, ``LogRegParams``)
+    or a key (a dict, as the audit's ``--shapes`` grammar makes of ``params.W1=n,h``).
+
+    >>> param({"W1": 1.0}, "W1"), param(type("P", (), {"W1": 2.0})(), "W1")
+    (1.0, 2.0)
+    """
+    return params[name] if isinstance(params, Mapping) else getattr(params, name)
 
 
 def _batch_size(x: ArrayLike) -> int:
@@ -184,30 +199,31 @@ def linear(x: ArrayLike, w: ArrayLike, b: ArrayLike) -> Array:
 
 
 @sized_jit
-def mlp_forward(params: _MLPLike, x: ArrayLike) -> Array:
+def mlp_forward(params: _MLPParams, x: ArrayLike) -> Array:
     """The network's class probabilities softmax(relu(x W1 + b1) W2 + b2): x (m, n) -> (m, k)."""
-    p: Array = softmax(linear(relu(linear(x, params.W1, params.b1)), params.W2, params.b2))
+    p: Array = softmax(mlp_logits(params, x))
     return p
 
 
 @sized_jit
-def mlp_loss(params: _MLPLike, x: ArrayLike, y: ArrayLike) -> Array:
+def mlp_loss(params: _MLPParams, x: ArrayLike, y: ArrayLike) -> Array:
     """The network's loss: softmax cross-entropy of relu(x W1 + b1) W2 + b2 against y.
 
-    params: W1 (n, h), b1 (h,), W2 (h, k), b2 (k,); x (m, n); y (m, k). Returns a scalar.
+    params: W1 (n, h), b1 (h,), W2 (h, k), b2 (k,), as fields or keys (``param``); x (m, n);
+    y (m, k). Returns a scalar.
     """
-    a1 = relu(linear(x, params.W1, params.b1))
-    loss: Array = softmax_cross_entropy(linear(a1, params.W2, params.b2), y)
+    loss: Array = softmax_cross_entropy(mlp_logits(params, x), y)
     return loss
 
 
 @sized_jit
-def logreg_loss(params: _LogRegLike, x: ArrayLike, y: ArrayLike) -> Array:
+def logreg_loss(params: _LogRegParams, x: ArrayLike, y: ArrayLike) -> Array:
     """Logistic regression's loss: sigmoid binary cross-entropy of x w + b against y.
 
-    params: w (n,), b (); x (m, n); y (m,) in [0, 1]. Returns a scalar.
+    params: w (n,), b (), as fields or keys (``param``); x (m, n); y (m,) in [0, 1]. Returns a
+    scalar.
     """
-    loss: Array = sigmoid_binary_cross_entropy(jnp.add(jnp.matmul(x, params.w), params.b), y)
+    loss: Array = sigmoid_binary_cross_entropy(logreg_logits(params, x), y)
     return loss
 
 
@@ -324,14 +340,15 @@ def _gnvp(logits: Callable[..., Array], loss_of_logits: Callable[..., Array]) ->
     return sized_jit(gnvp)
 
 
-def mlp_logits(params: _MLPLike, x: ArrayLike) -> Array:
+def mlp_logits(params: _MLPParams, x: ArrayLike) -> Array:
     """The network's logits relu(x W1 + b1) W2 + b2: x (m, n) -> (m, k)."""
-    return linear(relu(linear(x, params.W1, params.b1)), params.W2, params.b2)
+    a1 = relu(linear(x, param(params, "W1"), param(params, "b1")))
+    return linear(a1, param(params, "W2"), param(params, "b2"))
 
 
-def logreg_logits(params: _LogRegLike, x: ArrayLike) -> Array:
+def logreg_logits(params: _LogRegParams, x: ArrayLike) -> Array:
     """Logistic regression's logits x w + b: x (m, n) -> (m,)."""
-    return jnp.add(jnp.matmul(x, params.w), params.b)
+    return jnp.add(jnp.matmul(x, param(params, "w")), param(params, "b"))
 
 
 mlp_hvp = _hvp(mlp_loss)

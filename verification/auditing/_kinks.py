@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ import numpy as np
 from hypothesis import strategies as st
 from jax import tree_util
 
+from verification import reference
 from verification.auditing._oracle import FiniteDifferences
 from verification.auditing._simplify import declare_domain, domain_of
 
@@ -109,10 +110,13 @@ def _ties(draw: st.DrawFn, args: tuple[Any, ...], argnums: tuple[int, ...]) -> t
 
 def _mlp_units(draw: st.DrawFn, args: tuple[Any, ...], argnums: tuple[int, ...]) -> tuple[Any, ...]:
     params, *rest = args
-    units = _bool_mask(draw, (np.shape(params.W1)[1],))
-    W1, b1 = np.array(params.W1, copy=True), np.array(params.b1, copy=True)
+    W1 = np.array(reference.param(params, "W1"), copy=True)
+    b1 = np.array(reference.param(params, "b1"), copy=True)
+    units = _bool_mask(draw, (W1.shape[1],))
     W1[:, units] = 0
     b1[units] = 0
+    if isinstance(params, Mapping):  # the --shapes grammar's params.W1=n,h
+        return ({**params, "W1": W1, "b1": b1}, *rest)
     return (params._replace(W1=W1, b1=b1), *rest)
 
 

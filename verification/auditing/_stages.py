@@ -22,6 +22,7 @@ docs/derivations.md, sections 6 and 7.
 
 from __future__ import annotations
 
+import re
 import traceback
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -64,7 +65,7 @@ class Stage:
 
 
 def _z1(params: Any, x: Any, y: Any) -> Any:
-    return reference.linear(x, params.W1, params.b1)
+    return reference.linear(x, reference.param(params, "W1"), reference.param(params, "b1"))
 
 
 def _a1(params: Any, x: Any, y: Any) -> Any:
@@ -72,7 +73,7 @@ def _a1(params: Any, x: Any, y: Any) -> Any:
 
 
 def _z2(params: Any, x: Any, y: Any) -> Any:
-    return reference.linear(_a1(params, x, y), params.W2, params.b2)
+    return reference.mlp_logits(params, x)
 
 
 def _from_z2(z2: Any, params: Any, x: Any, y: Any) -> Any:
@@ -80,7 +81,8 @@ def _from_z2(z2: Any, params: Any, x: Any, y: Any) -> Any:
 
 
 def _from_a1(a1: Any, params: Any, x: Any, y: Any) -> Any:
-    return _from_z2(reference.linear(a1, params.W2, params.b2), params, x, y)
+    z2 = reference.linear(a1, reference.param(params, "W2"), reference.param(params, "b2"))
+    return _from_z2(z2, params, x, y)
 
 
 def _from_z1(z1: Any, params: Any, x: Any, y: Any) -> Any:
@@ -185,10 +187,16 @@ def _as_mapping(result: Any) -> Mapping[str, Any]:
 
 
 def _leaf_of(location: str | None) -> str | None:
-    """``"W2[0, 1]"`` -> ``"W2"``; ``"params.W2"`` -> ``"W2"``."""
+    """The leaf's own name in a report's location: its last field or key, indices dropped.
+
+    >>> [_leaf_of(s) for s in ("W2[0, 1]", "params.W2", "params['W2'][0, 1]", "b1[0]", None)]
+    ['W2', 'W2', 'W2', 'b1', None]
+    """
     if location is None:
         return None
-    return location.partition("[")[0].rpartition(".")[2] or None
+    path = re.sub(r"(\[[-\d, ]*\])+$", "", location)  # the element's indices
+    found = re.search(r"""\['([^']+)'\]$|(\w+)$""", path)
+    return (found.group(1) or found.group(2)) if found else None
 
 
 def _checks(
