@@ -49,9 +49,10 @@ DIMS = {"m": [1, 2, 5], "n": [1, 3, 4], "h": [1, 2, 6], "k": [1, 3, 7]}
 def _arrays(spec: dict[str, Any], **kw: Any) -> Any:
     """``named_arrays`` with the sizes of ``DIMS`` that the spec uses (naming others is an
     error)."""
+    shapes = [s for v in spec.values() for s in (v.values() if isinstance(v, dict) else [v])]
     used = {
         d
-        for shape in spec.values()
+        for shape in shapes
         if isinstance(shape, tuple | str)  # a fixed number (lam: 0.1) names no size
         for d in (shape if isinstance(shape, tuple) else shape.split(":")[0].split(","))
     }
@@ -397,6 +398,84 @@ def logreg_penalty_dropped(
     dz = (p - y) / m
     dw = x.T @ dz
     return dw, dz.sum()  # BUG
+
+
+# -- the network with params and gradients in dicts, an L2 penalty added in place ------------
+
+
+def dict_net_problems() -> Any:
+    spec = {
+        "params": {"W1": ("n", "h"), "b1": ("h",), "W2": ("h", "k"), "b2": ("k",)},
+        "x": ("m", "n"),
+        "y": ("m", "k"),
+        "reg": 0.1,
+    }
+    return _arrays(spec, kinds={"y": "onehot"}, bounds=(2.0,))
+
+
+def dict_net_loss(params: Any, x: Any, y: Any, reg: Any) -> Any:
+    penalty = jnp.sum(params["W1"] ** 2) + jnp.sum(params["W2"] ** 2)
+    return reference.mlp_loss(params, x, y) + 0.5 * reg * penalty
+
+
+def dict_net_good(params: dict[str, Array], x: Array, y: Array, reg: float) -> dict[str, Array]:
+    h = np.maximum(x @ params["W1"] + params["b1"], 0)
+    scores = _softmax(h @ params["W2"] + params["b2"])
+    dscores = (scores - y) / x.shape[0]
+    grads = {"W2": h.T @ dscores, "b2": dscores.sum(axis=0)}
+    dhidden = dscores @ params["W2"].T
+    dz = dhidden * (h > 0)
+    grads["W1"] = x.T @ dz
+    grads["b1"] = dz.sum(axis=0)
+    grads["W1"] += reg * params["W1"]
+    grads["W2"] += reg * params["W2"]
+    return grads
+
+
+def dict_net_penalty_twice(
+    params: dict[str, Array], x: Array, y: Array, reg: float
+) -> dict[str, Array]:
+    h = np.maximum(x @ params["W1"] + params["b1"], 0)
+    scores = _softmax(h @ params["W2"] + params["b2"])
+    dscores = (scores - y) / x.shape[0]
+    grads = {"W2": h.T @ dscores, "b2": dscores.sum(axis=0)}
+    dhidden = dscores @ params["W2"].T
+    dz = dhidden * (h > 0)
+    grads["W1"] = x.T @ dz
+    grads["b1"] = dz.sum(axis=0)
+    grads["W1"] += reg * params["W1"]
+    grads["W2"] += 2 * reg * params["W2"]  # BUG
+    return grads
+
+
+def dict_net_unmasked(params: dict[str, Array], x: Array, y: Array, reg: float) -> dict[str, Array]:
+    h = np.maximum(x @ params["W1"] + params["b1"], 0)
+    scores = _softmax(h @ params["W2"] + params["b2"])
+    dscores = (scores - y) / x.shape[0]
+    grads = {"W2": h.T @ dscores, "b2": dscores.sum(axis=0)}
+    dhidden = dscores @ params["W2"].T
+    dz = dhidden * (h > 0)
+    grads["W1"] = x.T @ dhidden  # BUG
+    grads["b1"] = dz.sum(axis=0)
+    grads["W1"] += reg * params["W1"]
+    grads["W2"] += reg * params["W2"]
+    return grads
+
+
+def dict_net_scores_sign(
+    params: dict[str, Array], x: Array, y: Array, reg: float
+) -> dict[str, Array]:
+    h = np.maximum(x @ params["W1"] + params["b1"], 0)
+    scores = _softmax(h @ params["W2"] + params["b2"])
+    dscores = (y - scores) / x.shape[0]  # BUG
+    grads = {"W2": h.T @ dscores, "b2": dscores.sum(axis=0)}
+    dhidden = dscores @ params["W2"].T
+    dz = dhidden * (h > 0)
+    grads["W1"] = x.T @ dz
+    grads["b1"] = dz.sum(axis=0)
+    grads["W1"] += reg * params["W1"]
+    grads["W2"] += reg * params["W2"]
+    return grads
 
 
 # -- layer norm and batch norm (vjp audits, with a forward that returns a cache) ------------
@@ -864,6 +943,7 @@ def _cases() -> dict[str, Case]:
     att = (attention_ref, attention_problems, "vjp")
     conv = (conv_ref, conv_problems, "vjp")
     sig = (sigmoid_layer_ref, sigmoid_layer_problems, "vjp")
+    dnet = (dict_net_loss, dict_net_problems)
     cases = {
         "net: 1/m missing (first gradient line)": _case(net_no_m, *net),
         "net: sign of dz2": _case(net_sign, *net),
@@ -872,6 +952,9 @@ def _cases() -> dict[str, Case]:
         "net: dW1 from da1": _case(net_dw1_from_a1, *net),
         "net: db1 a mean (last line)": _case(net_db1_mean, *net),
         "net: da1 doubled": _case(net_da1_without_w2, *net),
+        "dict net: penalty doubled in place (+=)": _case(dict_net_penalty_twice, *dnet),
+        "dict net: dW1 from the unmasked gradient": _case(dict_net_unmasked, *dnet),
+        "dict net: sign of dscores": _case(dict_net_scores_sign, *dnet),
         "tanh: step through tanh skipped": _case(tanh_step_skipped, *tanh, argnums=(1, 2)),
         "tanh: derivative 1 - a": _case(tanh_wrong_derivative, *tanh, argnums=(1, 2)),
         "tanh: derivative of z": _case(tanh_derivative_of_z, *tanh, argnums=(1, 2)),
@@ -930,6 +1013,7 @@ def _cases() -> dict[str, Case]:
     }
     correct = {
         "correct: net": _case(net_good, *net, bug=None),
+        "correct: dict net": _case(dict_net_good, *dnet, bug=None),
         "correct: tanh": _case(tanh_good, *tanh, argnums=(1, 2), bug=None),
         "correct: tanh with helpers": _case(tanh_helper_good, *tanh, argnums=(1, 2), bug=None),
         "correct: logreg with penalty": _case(logreg_good, *logreg, argnums=(1, 2), bug=None),

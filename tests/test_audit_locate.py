@@ -682,3 +682,84 @@ def test_a_select_with_a_scalar_branch_is_elementwise_and_a_broadcast_of_an_arra
     assert [elementwise(e) for e in select] == [True, True]
     (spread,) = jax.make_jaxpr(lambda x: jnp.broadcast_to(x, (2, 3)))(x).jaxpr.eqns
     assert not elementwise(spread)
+
+
+# -- gradients kept in a dict (the cs231n style, a params dict from the --shapes grammar) --------
+
+
+def dict_loss(params: Any, x: Any, y: Any) -> Any:
+    a1 = jnp.tanh(x @ params["w1"])
+    return jnp.sum((a1 @ params["w2"] - y) ** 2) / (2 * x.shape[0])
+
+
+def dict_problems() -> Any:
+    spec = {"params": {"w1": ("n", "h"), "w2": ("h", "k")}, "x": ("m", "n"), "y": ("m", "k")}
+    return named_arrays(spec, dims=DIMS, bounds=(2.0,))
+
+
+def _dict_forward(params: Any, x: Array, y: Array) -> tuple[Array, Array]:
+    a1 = np.tanh(x @ params["w1"])
+    return a1, (a1 @ params["w2"] - y) / x.shape[0]
+
+
+def dict_display(params: Any, x: Array, y: Array) -> Any:
+    a1, dz2 = _dict_forward(params, x, y)
+    dz1 = (dz2 @ params["w2"].T) * (1 - a1**2)
+    grads = {"w1": x.T @ dz1, "w2": 2 * a1.T @ dz2}
+    return grads  # noqa: RET504  (the style under test: a dict display bound, then returned)
+
+
+def dict_subscript(params: Any, x: Array, y: Array) -> Any:
+    a1, dz2 = _dict_forward(params, x, y)
+    grads = {}
+    grads["w2"] = a1.T @ dz2
+    dz1 = (dz2 @ params["w2"].T) * (1 + a1**2)
+    grads["w1"] = x.T @ dz1
+    return grads
+
+
+def dict_in_place(params: Any, x: Array, y: Array) -> Any:
+    a1, dz2 = _dict_forward(params, x, y)
+    dz1 = (dz2 @ params["w2"].T) * (1 - a1**2)
+    grads = {"w1": x.T @ dz1, "w2": a1.T @ dz2}
+    grads["w2"] += a1.T @ dz2
+    return grads
+
+
+def dict_returned(params: Any, x: Array, y: Array) -> Any:
+    a1, dz2 = _dict_forward(params, x, y)
+    dz1 = (dz2 @ params["w2"].T) * (1 - a1**2)
+    return {"w1": x.T @ dz1, "w2": 2 * a1.T @ dz2}
+
+
+@pytest.mark.parametrize(
+    ("candidate", "line"),
+    [
+        (dict_display, "grads = {"),
+        (dict_subscript, "* (1 + a1**2)"),
+        (dict_in_place, 'grads["w2"] += '),
+        (dict_returned, "return {"),
+    ],
+)
+def test_a_gradient_kept_in_a_dict_is_located_at_the_line_that_makes_it(
+    candidate: Callable[..., Any], line: str
+) -> None:
+    report = audit(candidate, dict_loss, dict_problems(), max_examples=30, seed=0)
+    assert isinstance(report.where, Where), report.where
+    assert (report.where.function, report.where.line) == (
+        candidate.__name__,
+        _line_of(candidate, line),
+    ), str(report)
+
+
+def test_running_a_statement_again_leaves_the_candidates_dict_as_it_returned_it() -> None:
+    params = {"w1": np.array([[0.5, -1.0]]), "w2": np.array([[1.5], [2.0]])}
+    x, y = np.array([[1.0], [-0.5]]), np.array([[0.25], [1.0]])
+    expected = dict_in_place(params, x, y)
+    trace = trace_call(dict_in_place, (params, x, y), [("x", x)])
+    from verification.auditing._rerun import rerun
+
+    again = {n.name: rerun(n, trace, {}) for n in trace.nodes if n.line}
+    np.testing.assert_array_equal(again["grads['w2']"], expected["w2"])  # the += once
+    for key in expected:
+        np.testing.assert_array_equal(trace.result[key], expected[key])

@@ -31,7 +31,7 @@ Layout (one concept per module; every kind of audit runs through the one engine)
   domain; ``_outcome``, ``_trees``:
   per-example outcome and tally, pytree helpers.
 * ``_locate``: ``where:``, the line where the error enters: ``_trace`` runs the candidate
-  under a line tracer, ``_refquant``/``_refsteps`` give the reference's quantities and steps,
+  under a line tracer (hooked in by ``_hooks``), ``_refquant``/``_refsteps`` give the reference's quantities and steps,
   ``_walk`` walks back through the candidate's dataflow re-running statements (``_rerun``),
   ``_where`` holds the answer and its words, ``_second`` the second failing input (or
   sub-batches of a large one), ``_source`` reads the user's files.

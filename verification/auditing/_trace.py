@@ -23,14 +23,15 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from types import CodeType, FrameType
+from types import FrameType
 from typing import Any
 
 import numpy as np
 
-from verification.auditing._source import names_read, statement_at, user_file
+from verification.auditing._hooks import TooLongError, with_monitoring, with_settrace
+from verification.auditing._source import names_read, statement_at
 
-__all__ = ["MAX_STATEMENTS", "Node", "Read", "Trace", "trace_call"]
+__all__ = ["MAX_CONTAINER", "MAX_STATEMENTS", "Node", "Read", "Trace", "trace_call"]
 
 MAX_STATEMENTS = 20_000
 """Statements executed before the tracer stops recording (the trace is then incomplete)."""
@@ -128,14 +129,33 @@ def as_array(obj: Any) -> np.ndarray[Any, Any] | None:
     return None
 
 
+MAX_CONTAINER = 64
+"""Items of a tuple, list or dict that the tracer looks into for arrays (a larger one is
+passed by: nothing in it is recorded)."""
+
+
 def _leaves(obj: Any, depth: int = 2) -> Iterator[tuple[str, Any]]:
-    """("", obj) or ("[i]", element) of a returned tuple/list (nested ``depth`` deep)."""
-    if isinstance(obj, (tuple, list)) and depth > 0:
-        for i, item in enumerate(obj):
+    """("", obj) or ("[i]", element) of a tuple/list, ("['key']", value) of a dict (nested
+    ``depth`` deep; a container of more than ``MAX_CONTAINER`` items is not looked into)."""
+    if isinstance(obj, (tuple, list, dict)) and depth > 0 and len(obj) <= MAX_CONTAINER:
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        for key, item in list(items):
             for suffix, leaf in _leaves(item, depth - 1):
-                yield f"[{i}]{suffix}", leaf
+                yield f"[{key!r}]{suffix}", leaf
     else:
         yield "", obj
+
+
+def _same(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
+    return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
+
+
+def _contents_id(obj: Any) -> tuple[int, ...]:
+    """Identifies a container and the items it holds now: a list or dict changed in place
+    (``grads["W1"] = ...``) gets a new one."""
+    if len(obj) > MAX_CONTAINER:
+        return (id(obj),)
+    return (id(obj), *(id(item) for item in (obj.values() if isinstance(obj, dict) else obj)))
 
 
 @dataclass
@@ -150,8 +170,8 @@ class _Frame:
     """name -> (node index, id of the object, line that bound it)."""
     calls: list[int] = field(default_factory=list)
     namespace: dict[str, Any] = field(default_factory=dict)
-    containers: dict[str, int] = field(default_factory=dict)
-    """name -> id of the tuple or list it was bound to when last seen."""
+    containers: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """name -> ``_contents_id`` of the tuple, list or dict it was bound to when last seen."""
 
 
 class _Recorder:
@@ -198,6 +218,13 @@ class _Recorder:
         )
         self.frames[id(frame)] = fs
         for name, obj in frame.f_locals.items():  # the arguments
+            if isinstance(obj, (tuple, list, dict)):  # arrays inside are read as name[...]
+                fs.containers[name] = _contents_id(obj)
+                for suffix, leaf in _leaves(obj):
+                    known = self.known(leaf) if suffix else None
+                    if known is not None:
+                        fs.names[name + suffix] = (known, id(leaf), 0)
+                continue
             index = self.known(obj)
             if index is not None:
                 fs.names[name] = (index, id(obj), 0)
@@ -213,11 +240,11 @@ class _Recorder:
                     fs.names[name] = (self.add(None, name, obj, value), id(obj), 0)
 
     def reads(self, fs: _Frame) -> tuple[Read, ...]:
-        out = [
-            Read(name, fs.names[name][0], fs.names[name][2])
-            for name in names_read(fs.file, fs.line)
-            if name in fs.names
-        ]
+        out = []
+        for name in names_read(fs.file, fs.line):  # a container's arrays under name[...]
+            for key, (index, _, line) in fs.names.items():
+                if key == name or key.startswith(name + "["):
+                    out.append(Read(key, index, line))
         out += [Read("", index, fs.line) for index in fs.calls]
         return tuple(out)
 
@@ -226,14 +253,13 @@ class _Recorder:
         if not fs.line:
             return
         reads: tuple[Read, ...] | None = None
+        containers = []
         for name, obj in frame.f_locals.items():
             value = as_array(obj)
             if value is None:
                 fs.names.pop(name, None)
-                if isinstance(obj, (tuple, list)) and fs.containers.get(name) != id(obj):
-                    fs.containers[name] = id(obj)
-                    reads = reads if reads is not None else self.reads(fs)
-                    self.contents(frame, fs, name, obj, reads)
+                if isinstance(obj, (tuple, list, dict)):
+                    containers.append((name, obj))
                 continue
             before = fs.names.get(name)
             if before is not None and before[1] == id(obj):
@@ -260,24 +286,44 @@ class _Recorder:
                 globals=frame.f_globals,
             )
             fs.names[name] = (index, id(obj), fs.line)
+        for name, obj in containers:  # after the plain locals: an item may be one of them
+            reads = reads if reads is not None else self.reads(fs)
+            self.contents(frame, fs, name, obj, reads)
 
     def contents(
         self, frame: FrameType, fs: _Frame, name: str, obj: Any, reads: tuple[Read, ...]
     ) -> None:
-        """The arrays a statement put into a new tuple or list (``grads = Net(x.T @ dz, ...)``),
-        as values ``name[i]`` of that statement."""
+        """The arrays a statement put into a tuple, list or dict, or changed in place inside
+        one (``grads = Net(x.T @ dz, ...)``, ``grads["W1"] = x.T @ dz``, ``grads["W1"] +=
+        reg * W1``), as values ``name[i]``, ``name['W1']`` of that statement; every array it
+        holds is readable under that name (``reads``)."""
+        seen = _contents_id(obj)
+        if fs.containers.get(name) != seen:  # new, or items replaced: forget the old items
+            fs.containers[name] = seen
+            for key in [k for k in fs.names if k.startswith(name + "[")]:
+                del fs.names[key]
         for suffix, leaf in _leaves(obj):
-            leaf_value = as_array(leaf)
-            if suffix and leaf_value is not None and self.known(leaf) is None:
-                self.add(
+            value = as_array(leaf) if suffix else None
+            if value is None:
+                continue
+            key = name + suffix
+            before = fs.names.get(key)
+            index = self.known(leaf)
+            if index is None or not _same(self.nodes[index].value, value):
+                changed = () if index is None else (Read(key, index, before[2] if before else 0),)
+                index = self.add(
                     fs,
-                    name + suffix,
+                    key,
                     leaf,
-                    leaf_value,
-                    reads=reads,
+                    value,
+                    reads=reads + changed,
+                    in_place=bool(changed),
                     namespace=fs.namespace,
                     globals=frame.f_globals,
                 )
+                fs.names[key] = (index, id(leaf), fs.line)
+            elif before is None or before[:2] != (index, id(leaf)):
+                fs.names[key] = (index, id(leaf), fs.line)
 
     def line(self, frame: FrameType, lineno: int) -> None:
         fs = self.frames.get(id(frame))
@@ -292,7 +338,7 @@ class _Recorder:
         self.statements += 1
         if self.statements > MAX_STATEMENTS:
             self.complete = False
-            raise _TooLongError
+            raise TooLongError
         fs.line = stmt.lineno if stmt is not None else lineno
         fs.lasti = frame.f_lasti
         fs.calls = []
@@ -330,83 +376,6 @@ class _Recorder:
             caller.calls.extend(made)
 
 
-class _TooLongError(Exception):
-    """Raised inside the tracer when the run executes more than ``MAX_STATEMENTS``."""
-
-
-def _user_code(code: CodeType) -> bool:
-    return user_file(code.co_filename)
-
-
-def _with_settrace(recorder: _Recorder, call: Callable[[], Any]) -> Any:
-    def local(frame: FrameType, event: str, arg: Any) -> Any:
-        if event == "line":
-            recorder.line(frame, frame.f_lineno)
-        elif event == "return":
-            recorder.leave(frame, arg)
-        return local
-
-    def global_(frame: FrameType, event: str, arg: Any) -> Any:
-        if event != "call" or not _user_code(frame.f_code):
-            return None
-        recorder.start(frame)
-        return local
-
-    previous = sys.gettrace()
-    sys.settrace(global_)
-    try:
-        return call()
-    finally:
-        sys.settrace(previous)
-
-
-def _with_monitoring(recorder: _Recorder, call: Callable[[], Any]) -> Any:  # pragma: no cover
-    mon = sys.monitoring  # type: ignore[attr-defined]
-    tool = next((t for t in range(6) if mon.get_tool(t) is None), None)
-    if tool is None:
-        return _with_settrace(recorder, call)
-    events = mon.events
-    wanted = events.PY_START | events.LINE | events.PY_RETURN | events.PY_UNWIND
-
-    def start(code: CodeType, offset: int) -> Any:
-        if not _user_code(code):
-            return mon.DISABLE
-        recorder.start(sys._getframe(1))
-        return None
-
-    def line(code: CodeType, lineno: int) -> Any:
-        if not _user_code(code):
-            return mon.DISABLE
-        recorder.line(sys._getframe(1), lineno)
-        return None
-
-    def returned(code: CodeType, offset: int, value: Any) -> Any:
-        if not _user_code(code):
-            return mon.DISABLE
-        recorder.leave(sys._getframe(1), value)
-        return None
-
-    def unwound(code: CodeType, offset: int, error: BaseException) -> Any:
-        if _user_code(code):
-            recorder.leave(sys._getframe(1), None)
-        return None
-
-    mon.use_tool_id(tool, "manual-bp locate")
-    try:
-        mon.register_callback(tool, events.PY_START, start)
-        mon.register_callback(tool, events.LINE, line)
-        mon.register_callback(tool, events.PY_RETURN, returned)
-        mon.register_callback(tool, events.PY_UNWIND, unwound)
-        mon.set_events(tool, wanted)
-        return call()
-    finally:
-        mon.set_events(tool, events.NO_EVENTS)
-        for event in (events.PY_START, events.LINE, events.PY_RETURN, events.PY_UNWIND):
-            mon.register_callback(tool, event, None)
-        mon.free_tool_id(tool)
-        mon.restart_events()
-
-
 def trace_call(
     fn: Callable[..., Any],
     args: tuple[Any, ...],
@@ -427,7 +396,7 @@ def trace_call(
         if value is not None and recorder.known(leaf) is None:
             recorder.add(None, name, leaf, value)
     use = hasattr(sys, "monitoring") if monitoring is None else monitoring
-    runner = _with_monitoring if use else _with_settrace
+    runner = with_monitoring if use else with_settrace
     result: Any = None
     error: BaseException | None = None
     try:
@@ -436,7 +405,7 @@ def trace_call(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = runner(recorder, lambda: fn(*args))
-    except _TooLongError:
+    except TooLongError:
         error = None
     except Exception as caught:
         error = caught
