@@ -317,3 +317,55 @@ def test_the_first_axis_of_the_first_undifferentiated_argument_is_the_batch_size
         (3, "x.shape[1]"),
         (4, "y.shape[1]"),
     ]
+
+
+# -- the diagnosis's own arithmetic never warns: a candidate's huge values are evidence, not noise
+
+
+@pytest.mark.parametrize(
+    ("actual", "expected"),
+    [
+        ([1e308, -1e308, 3e307], [1e-308, 2.0, 1e-300]),  # ratios overflow, products underflow
+        ([1e200, 2e200], [1e-200, 2e-200]),
+    ],
+)
+def test_diagnosing_values_that_overflow_its_fits_warns_nothing_even_under_warnings_as_errors(
+    actual: list[float], expected: list[float]
+) -> None:
+    import warnings
+
+    from verification.auditing._diagnose import diagnose
+
+    with warnings.catch_warnings(), np.errstate(all="warn"):
+        warnings.simplefilter("error")  # as under pytest -W error: a warning would be a crash
+        words = diagnose(np.array(actual), np.array(expected))
+    assert "elements differ" in words
+
+
+# -- a persistent compilation cache that cannot be read is no reason to warn or to fail --------
+
+
+def test_a_compilation_cache_entry_that_cannot_be_read_is_no_warning_of_the_audit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import warnings
+
+    import jax.stages
+
+    from verification.auditing._program import compile_program
+
+    original = jax.stages.Lowered.compile
+
+    def compile_evicted(self: Any, *args: Any, **kwargs: Any) -> Any:  # as JAX says it
+        warnings.warn(
+            "Error reading persistent compilation cache entry for 'jit_fn': FileNotFoundError",
+            UserWarning,
+            stacklevel=2,
+        )
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", compile_evicted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as under pytest -W error
+        compiled, _ = compile_program(lambda x: jnp.sum(x**2), np.ones(3), name="test")
+    assert float(compiled(np.full(3, 2.0))) == 12.0

@@ -97,6 +97,26 @@ def test_spread_is_none_for_bitwise_equal_results_and_measured_in_ulp() -> None:
     assert (s.within, s.ulp, s.location) == (True, 1.0, "[1]")
 
 
+def test_calls_that_differ_far_beyond_the_rounding_of_small_values_are_not_within_it() -> None:
+    # the bound follows the leaf's own scale: at 1e-6, a 1e-10 relative change is 1e6 ulp
+    a = [np.array([1e-6, -2e-6])]
+    far = spread(a, [np.array([1e-6 * (1 + 1e-10), -2e-6])], terms=4)
+    assert far is not None
+    assert not far.within
+    near = spread(a, [np.array([np.nextafter(1e-6, 1.0), -2e-6])], terms=4)
+    assert near is not None
+    assert near.within
+
+
+def test_a_gradient_returned_as_none_is_named_as_such() -> None:
+    def w_forgotten(x: Any, w: Any) -> Any:
+        return ((1 - np.tanh(x @ w) ** 2) @ w.T / x.shape[0], None)  # dL/dx right, dL/dw None
+
+    report = audit(w_forgotten, tanh_loss, XW, argnums=(0, 1), max_examples=5, seed=0)
+    assert report.kind == "wrong shape", str(report)
+    assert report.diagnosis == "args[1]: returned None", str(report)
+
+
 def test_a_failure_that_does_not_reproduce_gets_the_same_report_without_search_internals() -> None:
     wrong_calls_left = [2]
 
