@@ -478,6 +478,54 @@ def dict_net_scores_sign(
     return grads
 
 
+# -- layers as objects: each keeps its input and its gradients on itself (self.dW = ...) ------
+
+
+class _Affine:
+    def __init__(self, w: Array, b: Array) -> None:
+        self.w, self.b = w, b
+
+    def forward(self, x: Array) -> Array:
+        self.x = x
+        return x @ self.w + self.b
+
+    def backward(self, dout: Array) -> Array:
+        self.dw = self.x.T @ dout
+        self.db = dout.sum(axis=0)
+        return dout @ self.w.T
+
+
+class _AffineWrong(_Affine):
+    def backward(self, dout: Array) -> Array:
+        self.dw = self.x.T @ dout
+        self.db = dout.mean(axis=0)  # BUG
+        return dout @ self.w.T
+
+
+class _Relu:
+    def forward(self, z: Array) -> Array:
+        self.mask = z > 0
+        return z * self.mask
+
+    def backward(self, dout: Array) -> Array:
+        return dout * self.mask
+
+
+def _objects_net(first: _Affine, params: Net, x: Array, y: Array) -> Net:
+    act, second = _Relu(), _Affine(params.W2, params.b2)
+    p = _softmax(second.forward(act.forward(first.forward(x))))
+    first.backward(act.backward(second.backward((p - y) / x.shape[0])))
+    return Net(first.dw, first.db, second.dw, second.db)
+
+
+def objects_good(params: Net, x: Array, y: Array) -> Net:
+    return _objects_net(_Affine(params.W1, params.b1), params, x, y)
+
+
+def objects_db_mean(params: Net, x: Array, y: Array) -> Net:
+    return _objects_net(_AffineWrong(params.W1, params.b1), params, x, y)
+
+
 # -- layer norm and batch norm (vjp audits, with a forward that returns a cache) ------------
 
 
@@ -955,6 +1003,9 @@ def _cases() -> dict[str, Case]:
         "dict net: penalty doubled in place (+=)": _case(dict_net_penalty_twice, *dnet),
         "dict net: dW1 from the unmasked gradient": _case(dict_net_unmasked, *dnet),
         "dict net: sign of dscores": _case(dict_net_scores_sign, *dnet),
+        "layer objects: db1 a mean (self.db)": _case(
+            objects_db_mean, *net, bug=_AffineWrong.backward
+        ),
         "tanh: step through tanh skipped": _case(tanh_step_skipped, *tanh, argnums=(1, 2)),
         "tanh: derivative 1 - a": _case(tanh_wrong_derivative, *tanh, argnums=(1, 2)),
         "tanh: derivative of z": _case(tanh_derivative_of_z, *tanh, argnums=(1, 2)),
@@ -1014,6 +1065,7 @@ def _cases() -> dict[str, Case]:
     correct = {
         "correct: net": _case(net_good, *net, bug=None),
         "correct: dict net": _case(dict_net_good, *dnet, bug=None),
+        "correct: layer objects": _case(objects_good, *net, bug=None),
         "correct: tanh": _case(tanh_good, *tanh, argnums=(1, 2), bug=None),
         "correct: tanh with helpers": _case(tanh_helper_good, *tanh, argnums=(1, 2), bug=None),
         "correct: logreg with penalty": _case(logreg_good, *logreg, argnums=(1, 2), bug=None),

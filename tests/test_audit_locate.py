@@ -763,3 +763,62 @@ def test_running_a_statement_again_leaves_the_candidates_dict_as_it_returned_it(
     np.testing.assert_array_equal(again["grads['w2']"], expected["w2"])  # the += once
     for key in expected:
         np.testing.assert_array_equal(trace.result[key], expected[key])
+
+
+# -- gradients kept on layer objects (self.dW = ...), and objects the tracer does not follow --
+
+
+class _Linear:
+    def __init__(self, w: Array) -> None:
+        self.w = w
+
+    def forward(self, x: Array) -> Array:
+        self.x = x
+        return x @ self.w
+
+    def backward(self, dout: Array) -> Array:
+        self.dw = self.x.T @ dout * (1 + (self.x.shape[0] > 0))
+        return dout @ self.w.T
+
+
+class _Tanh:
+    def forward(self, z: Array) -> Array:
+        self.out = np.tanh(z)
+        return self.out
+
+    def backward(self, dout: Array) -> Array:
+        return dout * (1 - self.out**2)
+
+
+def layer_objects(x: Array, w1: Array, w2: Array, y: Array) -> tuple[Array, Array]:
+    first, act, second = _Linear(w1), _Tanh(), _Linear(w2)
+    z2 = second.forward(act.forward(first.forward(x)))
+    first.backward(act.backward(second.backward((z2 - y) / x.shape[0])))
+    return first.dw, second.dw
+
+
+class _Opaque:  # stands for an object the tracer does not look into (no __dict__)
+    __slots__ = ("dw",)
+
+
+def opaque_box(x: Array, w1: Array, w2: Array, y: Array) -> tuple[Array, Array]:
+    a1 = np.tanh(x @ w1)
+    dz2 = (a1 @ w2 - y) / x.shape[0]
+    dz1 = (dz2 @ w2.T) * (1 - a1**2)
+    box = _Opaque()
+    box.dw = 2 * x.T @ dz1
+    return box.dw, a1.T @ dz2
+
+
+def test_a_gradient_kept_on_a_layer_object_is_located_in_the_layers_backward() -> None:
+    report = audit(layer_objects, tanh_loss, tanh_problems(), argnums=(1, 2), max_examples=30)
+    assert isinstance(report.where, Where), report.where
+    assert report.where.function == "_Linear.backward"
+    assert report.where.line == _line_of(_Linear.backward, "self.dw = ")
+
+
+def test_a_gradient_only_fetched_on_a_line_is_not_blamed_on_that_line() -> None:
+    report = audit(opaque_box, tanh_loss, tanh_problems(), argnums=(1, 2), max_examples=30)
+    assert not report.passed
+    assert isinstance(report.where, NotLocated), report.where
+    assert "only reads the wrong gradient" in report.where.reason

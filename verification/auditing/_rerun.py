@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import ast
 import math
-import re
 import sys
 from typing import Any
 
 import numpy as np
 
+from verification.auditing._containers import copied, get_path, split_name, with_path
 from verification.auditing._source import statement_at
 from verification.auditing._trace import Node, Trace, as_array
 from verification.compare import tolerance
@@ -87,60 +87,29 @@ def rerun(
     code = _program(node)
     if code is None:
         return None
-    namespace = {name: _copied(value) for name, value in node.namespace.items()}
+    try:
+        namespace = {name: copied(value) for name, value in node.namespace.items()}
+    except Exception:  # an object of the user's that cannot be copied: not run again
+        return None
     for read in node.reads:
-        local, _, path = read.name.partition("[")
+        local, steps = split_name(read.name)
         if local and local in namespace:
             given = np.array(replace.get(read.name, trace.nodes[read.node].value), copy=True)
             try:
-                namespace[local] = _with_item(namespace[local], _PATH.findall("[" + path), given)
-            except (LookupError, TypeError, ValueError, SyntaxError):
+                namespace[local] = with_path(namespace[local], steps, given, _like)
+            except Exception:
                 return None
     try:
         with np.errstate(all="ignore"):
             exec(code, dict(node.globals), namespace)
     except Exception:
         return None
-    name, _, index = node.name.partition("[")
-    value: Any = namespace.get("__result__" if name == "return" else name)
-    for part in _PATH.findall("[" + index if index else ""):
-        try:
-            value = value[ast.literal_eval(part)]
-        except Exception:
-            return None
+    name, steps = split_name(node.name)
+    try:
+        value = get_path(namespace.get("__result__" if name == "return" else name), steps)
+    except Exception:
+        return None
     return as_array(value)
-
-
-_PATH = re.compile(r"\[(-?\d+|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\]")
-"""One step of a node's name below its local: ``[0]``, ``['W1']`` (``_trace._leaves``)."""
-
-
-def _with_item(obj: Any, path: list[str], value: np.ndarray[Any, Any]) -> Any:
-    """``obj`` with the item at ``path`` (``_PATH`` steps; none: ``obj`` itself) set to
-    ``value`` in its type; the containers on the way are new ones (a NamedTuple stays one)."""
-    if not path:
-        return _like(obj, value)
-    key = ast.literal_eval(path[0])
-    inner = _with_item(obj[key], path[1:], value)
-    if isinstance(obj, dict):
-        return {**obj, key: inner}
-    items = list(obj)
-    items[key] = inner
-    if isinstance(obj, list):
-        return items
-    return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
-
-
-def _copied(value: Any) -> Any:
-    """A list or dict of the frame copied (its arrays too), so that running a statement again
-    (``grads["W1"] = ...``, ``grads["W1"] += ...``) cannot change the candidate's own."""
-    if isinstance(value, dict):
-        return {
-            k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [np.array(v, copy=True) if isinstance(v, np.ndarray) else v for v in value]
-    return value
 
 
 def likeness(value: np.ndarray[Any, Any], want: np.ndarray[Any, Any]) -> float:

@@ -15,7 +15,7 @@ import sysconfig
 from functools import cache
 from pathlib import Path
 
-__all__ = ["names_read", "statement_at", "user_file"]
+__all__ = ["names_read", "only_fetches", "statement_at", "user_file"]
 
 _SKIPPED_PACKAGES = ("numpy", "jax", "jaxlib", "torch", "hypothesis", "ml_dtypes", "scipy")
 
@@ -96,3 +96,35 @@ def names_read(filename: str, line: int) -> tuple[str, ...]:
     if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
         names.append(stmt.target.id)
     return tuple(dict.fromkeys(names))
+
+
+_FETCH: tuple[type[ast.AST], ...] = (ast.Name, ast.Attribute, ast.Subscript, ast.Constant)
+_FETCH += (ast.Tuple, ast.List, ast.Dict, ast.Slice, ast.Starred, ast.expr_context)
+
+
+@cache
+def only_fetches(filename: str, line: int, steps: tuple[str, ...] = ()) -> bool:
+    """Whether the statement at ``line`` only moves the value at ``steps`` of what it binds or
+    returns (``return layer.dW, dz.sum(0)`` at ``("[0]",)``, ``dW = cache["dW"]``): names,
+    attributes, items and displays of them, no operation or call.
+
+    A value that such a statement produces and the tracer did not see made was computed
+    elsewhere, where it does not look: the statement cannot be where an error enters.
+    """
+    stmt = statement_at(filename, line)
+    if not isinstance(stmt, (ast.Return, ast.Assign, ast.AnnAssign, ast.Expr)):
+        return False
+    value = stmt.value
+    for step in steps:  # into the display that built the container: its element there
+        if isinstance(value, (ast.Tuple, ast.List)) and step[1:-1].lstrip("-").isdigit():
+            index = int(step[1:-1])
+            value = value.elts[index] if -len(value.elts) <= index < len(value.elts) else None
+        elif isinstance(value, ast.Dict) and step.startswith("["):
+            keys = [k.value if isinstance(k, ast.Constant) else None for k in value.keys]
+            found = [v for k, v in zip(keys, value.values, strict=True) if repr(k) == step[1:-1]]
+            value = found[0] if found else None
+        if value is None or isinstance(value, ast.Starred):
+            return False
+        if not isinstance(value, (ast.Tuple, ast.List, ast.Dict)):
+            break
+    return value is not None and all(isinstance(n, _FETCH) for n in ast.walk(value))

@@ -5,7 +5,9 @@
 standard library, site-packages, numpy, jax, torch, or this project's ``verification``
 package. For every executed statement it records the arrays and scalars the statement binds
 (locals that are new, rebound, or changed in place: numpy arrays, torch tensors, Python and
-NumPy floats), copied as numpy arrays, as ``Node``s; the return values of the user's helper
+NumPy floats, and the arrays held in a tuple, list, dict or object of the user's class under
+their path, ``grads['W1']``, ``self.dW``: ``_containers``), copied as numpy arrays, as
+``Node``s; the return values of the user's helper
 functions are nodes of the ``return`` line inside the helper. Each node lists what its
 statement read (``Read``: the names in the statement's AST, each with the node it was bound
 to at the time, and the helper results computed on that line): the candidate's dataflow graph.
@@ -21,17 +23,18 @@ from __future__ import annotations
 import linecache
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
 import numpy as np
 
+from verification.auditing._containers import contents_id, is_container, leaves, under
 from verification.auditing._hooks import TooLongError, with_monitoring, with_settrace
 from verification.auditing._source import names_read, statement_at
 
-__all__ = ["MAX_CONTAINER", "MAX_STATEMENTS", "Node", "Read", "Trace", "trace_call"]
+__all__ = ["MAX_STATEMENTS", "Node", "Read", "Trace", "trace_call"]
 
 MAX_STATEMENTS = 20_000
 """Statements executed before the tracer stops recording (the trace is then incomplete)."""
@@ -129,33 +132,8 @@ def as_array(obj: Any) -> np.ndarray[Any, Any] | None:
     return None
 
 
-MAX_CONTAINER = 64
-"""Items of a tuple, list or dict that the tracer looks into for arrays (a larger one is
-passed by: nothing in it is recorded)."""
-
-
-def _leaves(obj: Any, depth: int = 2) -> Iterator[tuple[str, Any]]:
-    """("", obj) or ("[i]", element) of a tuple/list, ("['key']", value) of a dict (nested
-    ``depth`` deep; a container of more than ``MAX_CONTAINER`` items is not looked into)."""
-    if isinstance(obj, (tuple, list, dict)) and depth > 0 and len(obj) <= MAX_CONTAINER:
-        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
-        for key, item in list(items):
-            for suffix, leaf in _leaves(item, depth - 1):
-                yield f"[{key!r}]{suffix}", leaf
-    else:
-        yield "", obj
-
-
 def _same(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
     return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
-
-
-def _contents_id(obj: Any) -> tuple[int, ...]:
-    """Identifies a container and the items it holds now: a list or dict changed in place
-    (``grads["W1"] = ...``) gets a new one."""
-    if len(obj) > MAX_CONTAINER:
-        return (id(obj),)
-    return (id(obj), *(id(item) for item in (obj.values() if isinstance(obj, dict) else obj)))
 
 
 @dataclass
@@ -171,7 +149,7 @@ class _Frame:
     calls: list[int] = field(default_factory=list)
     namespace: dict[str, Any] = field(default_factory=dict)
     containers: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    """name -> ``_contents_id`` of the tuple, list or dict it was bound to when last seen."""
+    """name -> ``_containers.contents_id`` of the container it was bound to when last seen."""
 
 
 class _Recorder:
@@ -218,9 +196,9 @@ class _Recorder:
         )
         self.frames[id(frame)] = fs
         for name, obj in frame.f_locals.items():  # the arguments
-            if isinstance(obj, (tuple, list, dict)):  # arrays inside are read as name[...]
-                fs.containers[name] = _contents_id(obj)
-                for suffix, leaf in _leaves(obj):
+            if is_container(obj):  # arrays inside are read as name[...], name.attr
+                fs.containers[name] = contents_id(obj)
+                for suffix, leaf in leaves(obj):
                     known = self.known(leaf) if suffix else None
                     if known is not None:
                         fs.names[name + suffix] = (known, id(leaf), 0)
@@ -243,7 +221,7 @@ class _Recorder:
         out = []
         for name in names_read(fs.file, fs.line):  # a container's arrays under name[...]
             for key, (index, _, line) in fs.names.items():
-                if key == name or key.startswith(name + "["):
+                if under(key, name):
                     out.append(Read(key, index, line))
         out += [Read("", index, fs.line) for index in fs.calls]
         return tuple(out)
@@ -258,7 +236,7 @@ class _Recorder:
             value = as_array(obj)
             if value is None:
                 fs.names.pop(name, None)
-                if isinstance(obj, (tuple, list, dict)):
+                if is_container(obj):
                     containers.append((name, obj))
                 continue
             before = fs.names.get(name)
@@ -293,16 +271,17 @@ class _Recorder:
     def contents(
         self, frame: FrameType, fs: _Frame, name: str, obj: Any, reads: tuple[Read, ...]
     ) -> None:
-        """The arrays a statement put into a tuple, list or dict, or changed in place inside
-        one (``grads = Net(x.T @ dz, ...)``, ``grads["W1"] = x.T @ dz``, ``grads["W1"] +=
-        reg * W1``), as values ``name[i]``, ``name['W1']`` of that statement; every array it
-        holds is readable under that name (``reads``)."""
-        seen = _contents_id(obj)
+        """The arrays a statement put into a container (``_containers``: a tuple, list, dict or
+        an object of the user's class), or changed in place inside one (``grads = Net(x.T @
+        dz, ...)``, ``grads["W1"] = x.T @ dz``, ``grads["W1"] += reg * W1``, ``self.dW =
+        x.T @ dout``), as values ``name[i]``, ``name['W1']``, ``self.dW`` of that statement;
+        every array it holds is readable under that path (``reads``)."""
+        seen = contents_id(obj)
         if fs.containers.get(name) != seen:  # new, or items replaced: forget the old items
             fs.containers[name] = seen
-            for key in [k for k in fs.names if k.startswith(name + "[")]:
+            for key in [k for k in fs.names if k != name and under(k, name)]:
                 del fs.names[key]
-        for suffix, leaf in _leaves(obj):
+        for suffix, leaf in leaves(obj):
             value = as_array(leaf) if suffix else None
             if value is None:
                 continue
@@ -352,7 +331,7 @@ class _Recorder:
         caller = self.frames.get(id(frame.f_back)) if frame.f_back is not None else None
         reads: tuple[Read, ...] | None = None
         made: list[int] = []
-        for suffix, leaf in _leaves(result):
+        for suffix, leaf in leaves(result):
             index = self.known(leaf)
             if index is not None:
                 self.passed_on[index] = (fs.file, fs.line, fs.function)
