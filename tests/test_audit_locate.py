@@ -822,3 +822,26 @@ def test_a_gradient_only_fetched_on_a_line_is_not_blamed_on_that_line() -> None:
     assert not report.passed
     assert isinstance(report.where, NotLocated), report.where
     assert "only reads the wrong gradient" in report.where.reason
+
+
+class _Holder:
+    def __init__(self) -> None:
+        self.data = np.zeros(4)  # above the (lowered) bound: passed by
+
+
+def _keeps_on_self(x: Array) -> Array:
+    holder = _Holder()
+    holder.grad = 2 * x
+    return holder.grad
+
+
+def test_an_array_held_on_an_object_above_the_bound_is_not_copied_at_every_statement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import verification.auditing._trace as trace_module
+
+    monkeypatch.setattr(trace_module, "MAX_HELD", 3)
+    x = np.array([1.0, -2.0])
+    names = {n.name for n in trace_call(_keeps_on_self, (x,), [("x", x)]).nodes}
+    assert "holder.grad" in names
+    assert not any(name.endswith(".data") for name in names)

@@ -34,10 +34,15 @@ from verification.auditing._containers import contents_id, is_container, leaves,
 from verification.auditing._hooks import TooLongError, with_monitoring, with_settrace
 from verification.auditing._source import names_read, statement_at
 
-__all__ = ["MAX_STATEMENTS", "Node", "Read", "Trace", "trace_call"]
+__all__ = ["MAX_HELD", "MAX_STATEMENTS", "Node", "Read", "Trace", "trace_call"]
 
 MAX_STATEMENTS = 20_000
 """Statements executed before the tracer stops recording (the trace is then incomplete)."""
+
+
+MAX_HELD = 1 << 22
+"""Elements of an array held in a container (``_containers``) from which the tracer passes it
+by: a training set kept on an object is not copied at every statement."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,14 @@ class Trace:
             if same and np.array_equal(node.value, value, equal_nan=True):
                 return node
         return None
+
+
+def _elements(obj: Any) -> int:
+    """Elements of a numpy array or torch tensor (1 for anything else)."""
+    if isinstance(obj, np.ndarray):
+        return int(obj.size)
+    numel = getattr(obj, "numel", None)
+    return int(numel()) if callable(numel) and type(obj).__module__.startswith("torch") else 1
 
 
 def as_array(obj: Any) -> np.ndarray[Any, Any] | None:
@@ -282,7 +295,8 @@ class _Recorder:
             for key in [k for k in fs.names if k != name and under(k, name)]:
                 del fs.names[key]
         for suffix, leaf in leaves(obj):
-            value = as_array(leaf) if suffix else None
+            held = suffix and _elements(leaf) <= MAX_HELD  # a dataset kept on self: passed by
+            value = as_array(leaf) if held else None
             if value is None:
                 continue
             key = name + suffix
