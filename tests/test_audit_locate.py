@@ -821,7 +821,7 @@ def test_a_gradient_only_fetched_on_a_line_is_not_blamed_on_that_line() -> None:
     report = audit(opaque_box, tanh_loss, tanh_problems(), argnums=(1, 2), max_examples=30)
     assert not report.passed
     assert isinstance(report.where, NotLocated), report.where
-    assert "only reads the wrong gradient" in report.where.reason
+    assert "only reads the wrong value" in report.where.reason
 
 
 class _Holder:
@@ -845,3 +845,22 @@ def test_an_array_held_on_an_object_above_the_bound_is_not_copied_at_every_state
     names = {n.name for n in trace_call(_keeps_on_self, (x,), [("x", x)]).nodes}
     assert "holder.grad" in names
     assert not any(name.endswith(".data") for name in names)
+
+
+def opaque_midway(x: Array, w1: Array, w2: Array, y: Array) -> tuple[Array, Array]:
+    a1 = np.tanh(x @ w1)
+    box = _Opaque()
+    box.dw = 1 - a1  # the wrong local derivative, kept where the tracer does not look
+    dz2 = (a1 @ w2 - y) / x.shape[0]
+    local = box.dw
+    dz1 = (dz2 @ w2.T) * local
+    return x.T @ dz1, a1.T @ dz2
+
+
+def test_a_wrong_value_fetched_midway_from_an_unfollowed_object_is_not_blamed_on_the_fetch() -> (
+    None
+):
+    report = audit(opaque_midway, tanh_loss, tanh_problems(), argnums=(1, 2), max_examples=30)
+    assert not report.passed
+    assert isinstance(report.where, NotLocated), report.where
+    assert f"line {_line_of(opaque_midway, 'local = box.dw')} only reads" in report.where.reason

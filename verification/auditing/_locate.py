@@ -27,10 +27,8 @@ from typing import Any
 import numpy as np
 from jax import tree_util
 
-from verification.auditing._containers import split_name
 from verification.auditing._refsteps import reference_quantities
 from verification.auditing._second import leaf_index, second_input, sub_batches
-from verification.auditing._source import only_fetches
 from verification.auditing._trace import trace_call
 from verification.auditing._trees import none_leaf
 from verification.auditing._walk import Locator, Run, target_of
@@ -119,14 +117,6 @@ def locate(
             return NotLocated(
                 "the wrong gradient was not computed by a line of Python in the user's files "
                 "(compiled, or built outside them)"
-            )
-        if not node.in_place and only_fetches(
-            node.file, node.line, tuple(split_name(node.name)[1])
-        ):
-            return NotLocated(
-                f"line {node.line} only reads the wrong gradient from where the tracer does not "
-                "look (an object that is not a tuple, list, dict or of a class in the user's "
-                "files); it does not compute it"
             )
         out_nodes.append(node)
     if out_nodes[0].key != out_nodes[1].key:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from verification.auditing._containers import split_name
 from verification.auditing._refquant import Quantity
 from verification.auditing._rerun import (
     agrees,
@@ -32,6 +33,7 @@ from verification.auditing._rerun import (
     shaped,
     some_value_repairs,
 )
+from verification.auditing._source import only_fetches
 from verification.auditing._trace import Node, Trace
 from verification.auditing._where import NotLocated, Target, Where, how_wrong, step_between
 
@@ -342,6 +344,14 @@ class Locator:
     def blame(self, node: Node, target: Target) -> Where | NotLocated:
         """``node``'s line, unless a value it read from another line that no reference
         quantity checks could be what is wrong (``could_fix``)."""
+        if not node.in_place and only_fetches(
+            node.file, node.line, tuple(split_name(node.name)[1])
+        ):
+            return NotLocated(
+                f"line {node.line} only reads the wrong value from where the tracer does not "
+                "look (an object that is not a tuple, list, dict or of a class in the user's "
+                "files); it does not compute it"
+            )
         computed = [n for n in self.runs[0].trace.nodes if n.line]
         if all(n.index == node.index for n in computed):
             return NotLocated(
