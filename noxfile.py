@@ -257,7 +257,11 @@ def mutation(session: nox.Session) -> None:
     _install_local_torch(session, OLDEST)
     # mutmut keeps existing copies under mutants/: start clean so edits are seen.
     shutil.rmtree("mutants", ignore_errors=True)
-    env = {"HYPOTHESIS_PROFILE": "dev"}
+    # A JAX compilation cache of its own: JAX writes an entry without a lock when the cache
+    # has no size limit (verification/_cache.py), and a stats run read one that another process
+    # was writing the same moment (a segmentation fault inside JAX's cache read, 2026-12-07).
+    cache = ROOT / ".nox" / "mutation-jax-cache"
+    env = {"HYPOTHESIS_PROFILE": "dev", "MANUAL_BP_JAX_CACHE": str(cache)}
     only = os.environ.get("MUTANTS")
     size = os.environ.get("MUTANT_SAMPLE")
     jobs = str(os.cpu_count() or 2)
