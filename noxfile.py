@@ -258,8 +258,9 @@ def mutation(session: nox.Session) -> None:
     # mutmut keeps existing copies under mutants/: start clean so edits are seen.
     shutil.rmtree("mutants", ignore_errors=True)
     # A JAX compilation cache of its own: JAX writes an entry without a lock when the cache
-    # has no size limit (verification/_cache.py), and a stats run read one that another process
-    # was writing the same moment (a segmentation fault inside JAX's cache read, 2026-12-07).
+    # has no size limit (verification/_cache.py); a stats run crashed inside JAX's cache read
+    # (a segmentation fault, 2026-12-07) while other processes wrote to the shared cache,
+    # most likely reading an entry that was still being written.
     cache = ROOT / ".nox" / "mutation-jax-cache"
     env = {"HYPOTHESIS_PROFILE": "dev", "MANUAL_BP_JAX_CACHE": str(cache)}
     only = os.environ.get("MUTANTS")
