@@ -257,12 +257,7 @@ def mutation(session: nox.Session) -> None:
     _install_local_torch(session, OLDEST)
     # mutmut keeps existing copies under mutants/: start clean so edits are seen.
     shutil.rmtree("mutants", ignore_errors=True)
-    # A JAX compilation cache of its own: JAX writes an entry without a lock when the cache
-    # has no size limit (verification/_cache.py); a stats run crashed inside JAX's cache read
-    # (a segmentation fault, 2026-12-07) while other processes wrote to the shared cache,
-    # most likely reading an entry that was still being written.
-    cache = ROOT / ".nox" / "mutation-jax-cache"
-    env = {"HYPOTHESIS_PROFILE": "dev", "MANUAL_BP_JAX_CACHE": str(cache)}
+    env = {"HYPOTHESIS_PROFILE": "dev"}
     only = os.environ.get("MUTANTS")
     size = os.environ.get("MUTANT_SAMPLE")
     jobs = str(os.cpu_count() or 2)
