@@ -761,6 +761,8 @@ def test_running_a_statement_again_leaves_the_candidates_dict_as_it_returned_it(
 
     again = {n.name: rerun(n, trace, {}) for n in trace.nodes if n.line}
     np.testing.assert_array_equal(again["grads['w2']"], expected["w2"])  # the += once
+    for key in expected:  # the candidate's own dict: untouched by the reruns
+        np.testing.assert_array_equal(trace.result[key], expected[key])
     for key in expected:
         np.testing.assert_array_equal(trace.result[key], expected[key])
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from verification.auditing._containers import copied, get_path, split_name, with_path
-from verification.auditing._source import statement_at
+from verification.auditing._source import names_read, statement_at
 from verification.auditing._trace import Node, Trace, as_array
 from verification.compare import tolerance
 
@@ -87,8 +87,9 @@ def rerun(
     code = _program(node)
     if code is None:
         return None
+    touched = set(names_read(node.file, node.line))  # what the statement can change in place
     try:
-        namespace = {name: copied(value) for name, value in node.namespace.items()}
+        namespace = {k: copied(v) if k in touched else v for k, v in node.namespace.items()}
     except Exception:  # an object of the user's that cannot be copied: not run again
         return None
     for read in node.reads:
