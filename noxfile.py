@@ -224,6 +224,30 @@ def verify(session: nox.Session) -> None:
 AUDIT_SAMPLE = 60
 
 
+#: Linux's limit on a process's memory maps (``vm.max_map_count``) under which mutmut's test
+#: mapping run may crash: that one process runs every selected test, compiling thousands of
+#: shapes, and XLA loads each compiled program as objects of three maps each, kept while the
+#: process lives. With 34 maps a program it reached the default 65,530 at 90% of the tests and
+#: died with SIGSEGV inside XLA (2026-12-07); ``verification._xla``'s options now make about
+#: 16 a program (jaxlib 0.10), and the selection keeps growing.
+MAP_COUNT_ADVISED = 131072
+
+
+def _map_count_note(
+    session: nox.Session, limit_file: Path = Path("/proc/sys/vm/max_map_count")
+) -> None:
+    """Warn where ``vm.max_map_count`` is below ``MAP_COUNT_ADVISED`` (Linux only)."""
+    try:
+        limit = int(limit_file.read_text("utf-8"))
+    except (OSError, ValueError):
+        return
+    if limit < MAP_COUNT_ADVISED:
+        session.warn(
+            f"vm.max_map_count is {limit}: if mutmut's stats run dies with SIGSEGV inside XLA, "
+            f"raise it (sudo sysctl -w vm.max_map_count={2 * MAP_COUNT_ADVISED})"
+        )
+
+
 @nox.session(python=OLDEST)
 def mutation(session: nox.Session) -> None:
     """Mutation testing (mutmut) of manual_bp, verification/compare.py and the audit.
@@ -257,6 +281,7 @@ def mutation(session: nox.Session) -> None:
     _install_local_torch(session, OLDEST)
     # mutmut keeps existing copies under mutants/: start clean so edits are seen.
     shutil.rmtree("mutants", ignore_errors=True)
+    _map_count_note(session)
     env = {"HYPOTHESIS_PROFILE": "dev"}
     only = os.environ.get("MUTANTS")
     size = os.environ.get("MUTANT_SAMPLE")

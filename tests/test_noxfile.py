@@ -149,6 +149,9 @@ class _Recorder:
     def log(self, *args: Any) -> None:
         pass
 
+    def warn(self, *args: Any) -> None:
+        self.commands.append(("warn", *args))
+
 
 @pytest.mark.parametrize(
     ("posargs", "floor_off"),
@@ -178,3 +181,19 @@ def test_the_coverage_floor_holds_only_where_every_test_runs(
     noxfile._pytest(session, every_test=every_test)
     (command,) = session.commands
     assert ("--cov-fail-under=0" in command) is floor_off
+
+
+@pytest.mark.parametrize(
+    ("content", "warned"), [("65530\n", True), ("262144\n", False), (None, False)]
+)
+def test_the_mutation_session_warns_of_a_memory_map_limit_its_stats_run_can_reach(
+    noxfile: ModuleType, tmp_path: Path, content: str | None, warned: bool
+) -> None:
+    limit_file = tmp_path / "max_map_count"
+    if content is not None:
+        limit_file.write_text(content)
+    session = _Recorder([])
+    noxfile._map_count_note(session, limit_file)
+    assert bool(session.commands) is warned
+    if warned:
+        assert "sysctl -w vm.max_map_count=" in session.commands[0][1]
