@@ -29,9 +29,9 @@ events = collections.Counter()
 monitoring.register_event_listener(lambda name, **kwargs: events.update([name]))
 from verification.cli.report import main
 status = main(sys.argv[1:])
-prefix = "/jax/compilation_cache/"
-print(json.dumps({"status": status, **{k[len(prefix):]: v for k, v in events.items()
-                                        if k.startswith(prefix)}}))
+prefixes = ("/jax/compilation_cache/", "/manual_bp/programs/")
+print(json.dumps({"status": status, **{k.split("/")[-1]: v for k, v in events.items()
+                                        if k.startswith(prefixes)}}))
 """
 _ROWS = ["--max-examples", "3", "--dtype", "float64", "--only", "softmax", "--only", "linear"]
 
@@ -63,8 +63,14 @@ def test_a_second_process_loads_every_compiled_reference_from_the_cache(tmp_path
     assert first.get("cache_hits", 0) == 0
     entries = list(cache.iterdir())
     assert len(entries) >= first["cache_misses"]  # every program written (plus lock files)
+    assert first.get("store_misses", 0) > 0  # the references, kept by their names
+    assert len(list((cache / "programs").iterdir())) == first["store_misses"]
     second = _counting_run([], str(cache))
     assert second.get("cache_misses", 0) == 0
+    assert second.get("store_misses", 0) == 0
+    # Each program of the first run is back: the references by their names (no tracing),
+    # the rest from JAX's cache.
+    assert second.get("store_hits", 0) == first["store_misses"]
     assert second.get("cache_hits", 0) == first["cache_misses"]
 
 

@@ -1,7 +1,7 @@
 """JAX's persistent compilation cache: compiled references kept on disk across processes.
 
 JAX compiles each reference once per input shape (0.05 to 0.2 s each; the main job compiles
-131 programs). With the cache on, a second process loads the compiled programs from disk
+162 programs). With the cache on, a second process loads the compiled programs from disk
 instead, so only the first run on a machine pays for compilation.
 
 The cache is on by default, in ``$XDG_CACHE_HOME/manual-bp/jax`` (``~/.cache/manual-bp/jax``
@@ -10,6 +10,9 @@ the cache off with ``off``; ``python -m verification --cache-dir PATH`` and ``--
 the same for one run. ``verification.reference`` calls ``configure(from_environment())`` when
 it is imported, before anything is compiled.
 
+The references of ``verification.reference`` are also kept by name in the ``programs``
+subfolder (``verification._programs``): a later process loads them without tracing them.
+
 JAX writes only programs that took at least 1 s to compile by default; every reference here
 takes less, so the threshold is set to 0 (and the entry-size floor off), or nothing would be
 cached. The cache is trusted code: keep it in a directory only you can write to.
@@ -17,14 +20,23 @@ cached. The cache is trusted code: keep it in a directory only you can write to.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import jax
 from jax.experimental.compilation_cache import compilation_cache
 
-__all__ = ["ENV_VAR", "OFF", "configure", "default_directory", "directory", "from_environment"]
+__all__ = [
+    "ENV_VAR",
+    "OFF",
+    "bypassed",
+    "configure",
+    "default_directory",
+    "directory",
+    "from_environment",
+]
 
 ENV_VAR = "MANUAL_BP_JAX_CACHE"
 """Environment variable: the cache directory, or ``off`` for no cache."""
@@ -99,3 +111,21 @@ def directory() -> Path | None:
     folder = jax.config.values.get("jax_compilation_cache_dir")
     enabled = jax.config.values.get("jax_enable_compilation_cache")
     return Path(folder) if folder and enabled else None
+
+
+@contextlib.contextmanager
+def bypassed() -> Iterator[None]:
+    """Compile afresh inside: JAX's persistent cache is neither read nor written (then as it
+    was). ``verification._programs`` stores what is compiled here: an executable that JAX
+    loaded from its own cache does not serialise whole (its kernels are missing when it is
+    loaded again, jaxlib 0.10 to 0.12). JAX decides once per process whether its cache is
+    used, so the decision is reset on the way in and out; a compilation in another thread
+    meanwhile merely skips the cache."""
+    enabled = directory() is not None
+    compilation_cache.reset_cache()
+    jax.config.update("jax_enable_compilation_cache", False)  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", enabled)  # type: ignore[no-untyped-call]
+        compilation_cache.reset_cache()

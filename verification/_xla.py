@@ -18,10 +18,13 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+
+from verification import _cache, _programs
 
 __all__ = ["FAST_COMPILE", "OPTIMISE_ABOVE", "SizedJit", "fast_compile_options", "sized_jit"]
 
@@ -77,12 +80,20 @@ class SizedJit:
     """``jax.jit(fn)`` compiled with ``fast_compile_options`` below ``OPTIMISE_ABOVE``
     elements of arguments and with XLA's defaults from there on: two jitted functions, each
     compiling once per shape (``fast`` and ``full``). Called inside another transformation
-    (traced arguments), it is ``full``, a plain ``jax.jit``, part of the outer program."""
+    (traced arguments), it is ``full``, a plain ``jax.jit``, part of the outer program.
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    With a ``name`` (``_programs.program_name(fn)`` by default: a top-level function of this
+    package) and the persistent cache on, a call on concrete arguments runs the program
+    compiled for its signature, kept in this object once made and in the cache's
+    ``programs`` folder (``verification._programs``): a new process loads it from there
+    without tracing or lowering ``fn``."""
+
+    def __init__(self, fn: Callable[..., Any], name: str | None = None) -> None:
         functools.update_wrapper(self, fn, updated=())  # name and docstring, not attributes
         self.fn = fn
         self.full = jax.jit(fn)
+        self.program = name if name is not None else _programs.program_name(fn)
+        self._compiled: dict[Any, Any] = {}  # (signature, options) -> jax.stages.Compiled
 
     @functools.cached_property
     def fast(self) -> Any:
@@ -100,9 +111,52 @@ class SizedJit:
         # compiled: JAX takes compile options at the top level only.
         traced = any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
         large = elements(leaves) >= OPTIMISE_ABOVE
+        folder = _cache.directory()
+        stored = self.program is not None and not jax.config.values.get("jax_disable_jit")
+        if not traced and stored and folder is not None:
+            sig = _programs.signature(args, kwargs)
+            if sig is not None:
+                options = {} if large else fast_compile_options()
+                return self._run_stored(sig, options, folder, args, kwargs)
         return (self.full if traced or large else self.fast)(*args, **kwargs)
 
+    def _run_stored(
+        self,
+        sig: _programs.Signature,
+        options: dict[str, Any],
+        folder: Path,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """Run the program for ``sig``: kept here, else loaded from the store (its first run
+        proves it: an entry that loads but cannot run is compiled again), else compiled
+        afresh and stored."""
+        memo = (sig, tuple(sorted(options.items())))
+        compiled = self._compiled.get(memo)
+        if compiled is not None:
+            return compiled(*args, **kwargs)
+        assert self.program is not None
+        store, entry = folder / _programs.FOLDER, _programs.key(self.program, sig, options)
+        loaded = _programs.load(store, entry)
+        if loaded is not None and loaded.in_tree == sig[0]:  # (not a namesake tree type)
+            try:
+                out = loaded(*args, **kwargs)
+            except jax.errors.JaxRuntimeError:  # an entry that loads but cannot run
+                pass
+            else:
+                jax.monitoring.record_event(_programs.HIT_EVENT)
+                self._compiled[memo] = loaded
+                return out
+        with _cache.bypassed():  # (an executable JAX loaded from its cache cannot be stored)
+            compiled = self.full.lower(*args, **kwargs).compile(compiler_options=options)
+        _programs.save(store, entry, compiled)
+        jax.monitoring.record_event(_programs.MISS_EVENT)
+        self._compiled[memo] = compiled
+        return compiled(*args, **kwargs)
 
-def sized_jit(fn: Callable[..., Any]) -> SizedJit:
-    """``SizedJit(fn)``: use as a decorator where ``jax.jit`` would be."""
-    return SizedJit(fn)
+
+def sized_jit(fn: Callable[..., Any], name: str | None = None) -> SizedJit:
+    """``SizedJit(fn, name)``: use as a decorator where ``jax.jit`` would be; ``name``
+    (``module.attribute``) where the program is fixed by this package's source but ``fn`` is
+    not a plain top-level function (``sized_jit(jax.grad(loss), name=...)``)."""
+    return SizedJit(fn, name)

@@ -232,19 +232,19 @@ def logreg_loss(params: _LogRegParams, x: ArrayLike, y: ArrayLike) -> Array:
 # --------------------------------------------------------------------------------------------
 
 
-def _elementwise_derivative(f: Callable[[Array], Array]) -> Callable[[ArrayLike], Array]:
+def _elementwise_derivative(f: Callable[[Array], Array], name: str) -> Callable[[ArrayLike], Array]:
     """f'(z) for a scalar function f applied elementwise: ``jax.grad`` of f on each element.
 
     Differentiating each element on its own (``jnp.vectorize``) rather than taking the gradient
     of ``sum(f(z))`` does not presuppose that the Jacobian is diagonal.
     """
-    return sized_jit(jnp.vectorize(jax.grad(f)))
+    return sized_jit(jnp.vectorize(jax.grad(f)), name=f"{__name__}.{name}")
 
 
-relu_grad = _elementwise_derivative(jax.nn.relu)
+relu_grad = _elementwise_derivative(jax.nn.relu, "relu_grad")
 relu_grad.__doc__ = "relu'(z) elementwise by ``jax.grad`` of ``jax.nn.relu`` (0 at z == 0)."
 
-sigmoid_grad = _elementwise_derivative(jax.nn.sigmoid)
+sigmoid_grad = _elementwise_derivative(jax.nn.sigmoid, "sigmoid_grad")
 sigmoid_grad.__doc__ = "sigmoid'(z) elementwise by ``jax.grad`` of ``jax.nn.sigmoid``."
 
 
@@ -263,18 +263,24 @@ def softmax_vjp(z: ArrayLike, g: ArrayLike) -> Array:
     return out
 
 
-cross_entropy_grad = sized_jit(jax.grad(cross_entropy))
+cross_entropy_grad = sized_jit(jax.grad(cross_entropy), name=f"{__name__}.cross_entropy_grad")
 cross_entropy_grad.__doc__ = "dJ/dp of ``cross_entropy`` by ``jax.grad``: (m, k) -> (m, k)."
 
-softmax_cross_entropy_grad = sized_jit(jax.grad(softmax_cross_entropy))
+softmax_cross_entropy_grad = sized_jit(
+    jax.grad(softmax_cross_entropy), name=f"{__name__}.softmax_cross_entropy_grad"
+)
 softmax_cross_entropy_grad.__doc__ = (
     "dJ/dz of ``softmax_cross_entropy`` by ``jax.grad``: (m, k) -> (m, k)."
 )
 
-binary_cross_entropy_grad = sized_jit(jax.grad(binary_cross_entropy))
+binary_cross_entropy_grad = sized_jit(
+    jax.grad(binary_cross_entropy), name=f"{__name__}.binary_cross_entropy_grad"
+)
 binary_cross_entropy_grad.__doc__ = "dJ/dp of ``binary_cross_entropy`` by ``jax.grad``."
 
-sigmoid_binary_cross_entropy_grad = sized_jit(jax.grad(sigmoid_binary_cross_entropy))
+sigmoid_binary_cross_entropy_grad = sized_jit(
+    jax.grad(sigmoid_binary_cross_entropy), name=f"{__name__}.sigmoid_binary_cross_entropy_grad"
+)
 sigmoid_binary_cross_entropy_grad.__doc__ = (
     "dJ/dz of ``sigmoid_binary_cross_entropy`` by ``jax.grad``."
 )
@@ -294,8 +300,12 @@ def linear_backward(dz: ArrayLike, x: ArrayLike, w: ArrayLike) -> tuple[Array, A
     return dx, dw, db
 
 
-_mlp_value_and_grad = sized_jit(jax.value_and_grad(mlp_loss))
-_logreg_value_and_grad = sized_jit(jax.value_and_grad(logreg_loss))
+_mlp_value_and_grad = sized_jit(
+    jax.value_and_grad(mlp_loss), name=f"{__name__}._mlp_value_and_grad"
+)
+_logreg_value_and_grad = sized_jit(
+    jax.value_and_grad(logreg_loss), name=f"{__name__}._logreg_value_and_grad"
+)
 
 
 def mlp_loss_and_grads(params: Any, x: ArrayLike, y: ArrayLike) -> tuple[Array, Any]:
@@ -319,16 +329,18 @@ def logreg_loss_and_grads(params: Any, x: ArrayLike, y: ArrayLike) -> tuple[Arra
 # --------------------------------------------------------------------------------------------
 
 
-def _hvp(loss: Callable[..., Array]) -> Callable[..., Any]:
+def _hvp(loss: Callable[..., Array], name: str) -> Callable[..., Any]:
     """(params, x, y, v) -> H v of ``loss`` in ``params``: ``jax.jvp`` of ``jax.grad``."""
 
     def hvp(params: Any, x: ArrayLike, y: ArrayLike, v: Any) -> Any:
         return jax.jvp(lambda p: jax.grad(loss)(p, x, y), (params,), (v,))[1]
 
-    return sized_jit(hvp)
+    return sized_jit(hvp, name=f"{__name__}.{name}")
 
 
-def _gnvp(logits: Callable[..., Array], loss_of_logits: Callable[..., Array]) -> Callable[..., Any]:
+def _gnvp(
+    logits: Callable[..., Array], loss_of_logits: Callable[..., Array], name: str
+) -> Callable[..., Any]:
     """(params, x, y, v) -> J^T H_z J v: ``jax.jvp`` of the model for J v, ``jax.jvp`` of
     ``jax.grad`` of the loss in the logits for H_z, ``jax.vjp`` of the model for J^T."""
 
@@ -337,7 +349,7 @@ def _gnvp(logits: Callable[..., Array], loss_of_logits: Callable[..., Array]) ->
         hjv = jax.jvp(lambda t: jax.grad(loss_of_logits)(t, y), (z,), (jv,))[1]
         return jax.vjp(lambda p: logits(p, x), params)[1](hjv)[0]
 
-    return sized_jit(gnvp)
+    return sized_jit(gnvp, name=f"{__name__}.{name}")
 
 
 def mlp_logits(params: _MLPParams, x: ArrayLike) -> Array:
@@ -351,11 +363,11 @@ def logreg_logits(params: _LogRegParams, x: ArrayLike) -> Array:
     return jnp.add(jnp.matmul(x, param(params, "w")), param(params, "b"))
 
 
-mlp_hvp = _hvp(mlp_loss)
+mlp_hvp = _hvp(mlp_loss, "mlp_hvp")
 mlp_hvp.__doc__ = "H v of ``mlp_loss`` in params, by ``jax.jvp(jax.grad(mlp_loss))``."
-logreg_hvp = _hvp(logreg_loss)
+logreg_hvp = _hvp(logreg_loss, "logreg_hvp")
 logreg_hvp.__doc__ = "H v of ``logreg_loss`` in params, by ``jax.jvp(jax.grad(logreg_loss))``."
-mlp_gnvp = _gnvp(mlp_logits, softmax_cross_entropy)
+mlp_gnvp = _gnvp(mlp_logits, softmax_cross_entropy, "mlp_gnvp")
 mlp_gnvp.__doc__ = "Gauss-Newton G v of ``mlp_loss`` (logits ``mlp_logits``), by jvp/vjp."
-logreg_gnvp = _gnvp(logreg_logits, sigmoid_binary_cross_entropy)
+logreg_gnvp = _gnvp(logreg_logits, sigmoid_binary_cross_entropy, "logreg_gnvp")
 logreg_gnvp.__doc__ = "Gauss-Newton G v of ``logreg_loss`` (logits ``logreg_logits``)."
