@@ -165,25 +165,37 @@ def test_the_source_behind_a_reference_is_every_module_it_reaches_and_no_other()
     )
 
 
-def test_the_fingerprint_changes_with_the_source_of_a_reached_module(
+def test_the_fingerprint_changes_with_the_source_of_every_module_reached_also_by_a_deferred_import(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    helper = tmp_path / "helper.py"
+    helper, deferred = tmp_path / "helper.py", tmp_path / "deferred.py"
     helper.write_text("x = 1\n")
+    deferred.write_text("z = 1\n")
     module = ModuleType("verification._fingerprint_probe")
     module.__file__ = str(tmp_path / "probe.py")
-    (tmp_path / "probe.py").write_text("y = 2\n")
+    # Imported inside a function only: no module-level name leads to it.
+    (tmp_path / "probe.py").write_text(
+        "def f():\n    import verification._fingerprint_deferred\n    return 1\n"
+    )
     reached = ModuleType("verification._fingerprint_helper")
     reached.__file__ = str(helper)
+    later = ModuleType("verification._fingerprint_deferred")
+    later.__file__ = str(deferred)
     module.helper = reached  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setitem(sys.modules, reached.__name__, reached)
+    for m in (module, reached, later):
+        monkeypatch.setitem(sys.modules, m.__name__, m)
+    assert _programs.modules_reached(module.__name__) == sorted(
+        [module.__name__, reached.__name__, later.__name__]
+    )
     _programs.fingerprint.cache_clear()
     try:
         before = _programs.fingerprint(module.__name__)
-        helper.write_text("x = 2\n")  # the reached module changes, the probe does not
+        helper.write_text("x = 2\n")  # a module-level name's module changes, not the probe
         _programs.fingerprint.cache_clear()
-        assert _programs.fingerprint(module.__name__) != before
+        middle = _programs.fingerprint(module.__name__)
+        deferred.write_text("z = 2\n")  # a module imported inside a function changes
+        _programs.fingerprint.cache_clear()
+        assert len({before, middle, _programs.fingerprint(module.__name__)}) == 3
     finally:
         _programs.fingerprint.cache_clear()
 

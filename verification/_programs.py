@@ -13,7 +13,8 @@ found without tracing it, under
     key = sha256(program name, argument structure, (shape, dtype, weak type) of every leaf,
                  XLA options, every JAX configuration value, the versions of Python, jax,
                  jaxlib and numpy, the backend, and the source of every module of this
-                 package the program's module reaches through its names)
+                 package the program's module reaches through its module-level names
+                 and its import statements, transitively)
 
 and loaded with ``jax.experimental.serialize_executable`` (about 2 ms). An edit of that
 source, another JAX, another configuration or another argument signature is another key: a
@@ -33,6 +34,7 @@ entry that cannot be read or written is skipped: the program is compiled, never 
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import inspect
@@ -81,13 +83,14 @@ def program_name(fn: Callable[..., Any]) -> str | None:
     if not inspect.isfunction(fn) or fn.__closure__ or "<locals>" in fn.__qualname__:
         return None
     module = fn.__module__ or ""
-    return f"{module}.{fn.__qualname__}" if module.split(".")[0] == "verification" else None
+    return f"{module}.{fn.__qualname__}" if module.split(".")[0] == _PACKAGE else None
 
 
 def modules_reached(module: str) -> list[str]:
-    """``module`` and every module of this package its code can reach through module-level
-    names, transitively (an imported module, or a function, class or object defined in one):
-    the source a program defined in ``module`` can depend on. Sorted."""
+    """``module`` and every module of this package its code can reach, transitively: through
+    its module-level names (an imported module, or a function, class or object defined in
+    one) and through its import statements, also those inside functions. The source a
+    program defined in ``module`` can depend on. Sorted."""
     seen: set[str] = set()
     stack = [module]
     while stack:
@@ -96,12 +99,36 @@ def modules_reached(module: str) -> list[str]:
         if name in seen or found is None:
             continue
         seen.add(name)
-        for value in vars(found).values():
-            owner = value.__name__ if isinstance(value, ModuleType) else None
-            owner = owner or getattr(value, "__module__", None)
-            if isinstance(owner, str) and owner.split(".")[0] == _PACKAGE and owner not in seen:
-                stack.append(owner)
+        owners = [v.__name__ if isinstance(v, ModuleType) else None for v in vars(found).values()]
+        owners += [getattr(v, "__module__", None) for v in vars(found).values()]
+        owners += _imported(getattr(found, "__file__", None))
+        stack += [o for o in owners if isinstance(o, str) and o.split(".")[0] == _PACKAGE]
     return sorted(seen)
+
+
+def _is_module(name: str) -> bool:
+    """Whether the dotted ``name`` of this package is a module or a package (a file)."""
+    root = Path(__file__).resolve().parents[len(__name__.split(".")) - 1]
+    path = root.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _imported(source: str | None) -> list[str]:
+    """The modules an absolute import statement of the file ``source`` names, anywhere in it
+    (``from pkg import name`` names ``pkg.name`` where that is a module, else ``pkg``)."""
+    if not source or not source.endswith(".py"):
+        return []
+    names: list[str] = []
+    for node in ast.walk(ast.parse(Path(source).read_bytes())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] != _PACKAGE:
+                continue
+            for alias in node.names:
+                inner = f"{node.module}.{alias.name}"
+                names.append(inner if _is_module(inner) else node.module)
+    return names
 
 
 @functools.cache
