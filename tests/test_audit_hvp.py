@@ -188,3 +188,28 @@ def test_bad_arguments_are_refused_before_any_example() -> None:
         audit_hvp(zoo.hvp, reference.mlp_loss, shapes, rtol=-1.0)
     with pytest.raises(AuditSpecError, match="args must be a hypothesis strategy or a tuple"):
         audit_hvp(zoo.hvp, reference.mlp_loss, [np.ones(1)])  # type: ignore[arg-type]
+
+
+def test_the_operator_words_on_drawn_directions_are_the_same_for_the_same_seed() -> None:
+    # Above MAX_COLUMNS elements the words are measured on v and drawn directions: the numbers
+    # they quote must come from the audit's seed, or a report cannot be reproduced.
+    from verification.auditing._hvp import MAX_COLUMNS, operator_words
+
+    n = MAX_COLUMNS + 44
+    rng = np.random.default_rng(5)
+    s = rng.normal(size=(n, n))
+    sym = (s + s.T) / 2
+    skew = rng.normal(size=(n, n))
+
+    def loss(w: Any) -> Any:
+        return 0.5 * w @ (jnp.asarray(sym) @ w)
+
+    def hvp(w: Any, v: Any) -> Any:  # a term applied on one side only: not symmetric
+        return (sym + 0.1 * skew) @ np.asarray(v)
+
+    w, v = rng.normal(size=n), rng.normal(size=n)
+    first = operator_words(hvp, loss, (w,), v, (0,), seed=11)
+    assert first is not None
+    assert "not symmetric" in first
+    assert operator_words(hvp, loss, (w,), v, (0,), seed=11) == first
+    assert operator_words(hvp, loss, (w,), v, (0,), seed=12) != first

@@ -866,3 +866,17 @@ def test_a_wrong_value_fetched_midway_from_an_unfollowed_object_is_not_blamed_on
     assert not report.passed
     assert isinstance(report.where, NotLocated), report.where
     assert f"line {_line_of(opaque_midway, 'local = box.dw')} only reads" in report.where.reason
+
+
+def test_the_reduced_reads_tried_for_a_repair_broadcast_along_all_axes_but_one_or_one_alone() -> (
+    None
+):
+    # A read smaller than the line's (2, 3, 4) value may be a row, a column or a slab of it:
+    # both families of shapes are tried, and the read's own shape.
+    from verification.auditing._rerun import _shapes_to_try
+
+    shapes = _shapes_to_try((4,), (2, 3, 4), 24)
+    assert {(1, 3, 4), (2, 1, 4), (2, 3, 1)} <= shapes  # all axes but one
+    assert {(2, 1, 1), (1, 3, 1), (1, 1, 4)} <= shapes  # one axis alone
+    assert (4,) in shapes
+    assert _shapes_to_try((2, 3, 4), (2, 3, 4), 24) == {(2, 3, 4)}  # not smaller: itself only
