@@ -338,6 +338,21 @@ def test_a_dict_of_arrays_is_written_as_python_that_rebuilds_it() -> None:
     assert rebuilt["n"] == 3
 
 
+def test_lists_and_tuples_of_arrays_are_written_as_python_that_rebuilds_them() -> None:
+    from verification.auditing._reproducer import python_literal
+
+    value = ([np.array([1.5, -2.0]), np.float64(3.0)], (np.array([[0.25]]),), [])
+    text = python_literal(value)
+    rebuilt = eval(text, {"np": np})
+    assert isinstance(rebuilt, tuple)
+    assert isinstance(rebuilt[0], list)
+    assert isinstance(rebuilt[1], tuple)
+    assert rebuilt[2] == []
+    np.testing.assert_array_equal(rebuilt[0][0], value[0][0])
+    assert rebuilt[0][1] == 3.0
+    np.testing.assert_array_equal(rebuilt[1][0], value[1][0])
+
+
 def test_a_factor_holds_a_value_up_to_and_including_its_resolution() -> None:
     from verification.auditing._diagnose import Fit
     from verification.auditing._factor import _fit_at
