@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from verification import _cache
+from verification import _cache, _programs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,14 +63,17 @@ def test_a_second_process_loads_every_compiled_reference_from_the_cache(tmp_path
     assert first.get("cache_hits", 0) == 0
     entries = list(cache.iterdir())
     assert len(entries) >= first["cache_misses"]  # every program written (plus lock files)
-    assert first.get("store_misses", 0) > 0  # the references, kept by their names
-    assert len(list((cache / "programs").iterdir())) == first["store_misses"]
+    if _programs.loadable():
+        assert first.get("store_misses", 0) > 0  # the references, kept by their names
+        assert len(list((cache / "programs").iterdir())) == first["store_misses"]
+    else:  # this JAX cannot run a loaded program as its own: JAX's cache alone
+        assert not (cache / "programs").exists()
     second = _counting_run([], str(cache))
     assert second.get("cache_misses", 0) == 0
     assert second.get("store_misses", 0) == 0
     # Each program of the first run is back: the references by their names (no tracing),
     # the rest from JAX's cache.
-    assert second.get("store_hits", 0) == first["store_misses"]
+    assert second.get("store_hits", 0) == first.get("store_misses", 0)
     assert second.get("cache_hits", 0) == first["cache_misses"]
 
 

@@ -23,6 +23,9 @@ fixes what they compute are kept (``SizedJit``'s ``name``: a function defined at
 of a ``verification`` module, with no closure, or a name given where it is built); a user's
 function, or one built at run time around other values, is traced as before.
 
+Only where this JAX runs a loaded program as it runs its own (``loadable``, probed once per
+process: jax 0.10 does; jax 0.12's loaded programs give outputs that its differentiation
+rejects, so there nothing is stored and JAX's own cache serves as before).
 The stored programs are compiled afresh, past JAX's cache (``_cache.bypassed``): an executable
 that JAX loaded from its cache serialises without its kernels. A loaded program is proved by
 its first run: one that loads but cannot run is compiled again; one whose argument structure is
@@ -57,6 +60,7 @@ __all__ = [
     "fingerprint",
     "key",
     "load",
+    "loadable",
     "program_name",
     "save",
     "signature",
@@ -195,6 +199,29 @@ def key(name: str, sig: Signature, options: dict[str, Any]) -> str:
     source = fingerprint(defining_module(name))
     text = repr([source, name, str(tree), leaves, sorted(options.items()), config])
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.cache
+def loadable() -> bool:
+    """Whether this JAX runs a loaded program as it runs its own: once per process, a small
+    program is compiled, serialised, loaded, and its output differentiated through a nested
+    ``jax.jit``. jax 0.12 fails that (its loaded programs' outputs carry types that its
+    differentiation does not match with its own: "Expected cotangent type float64[1,1] but got
+    float64[1,1]"); there nothing is stored or loaded, and JAX's own cache serves as before."""
+    from jax.experimental.serialize_executable import deserialize_and_load, serialize
+
+    from verification import _cache
+
+    try:
+        x = np.ones((1, 1))
+        with _cache.bypassed():
+            compiled = jax.jit(lambda a: a * 2.0).lower(x).compile()
+        loaded = deserialize_and_load(*pickle.loads(pickle.dumps(serialize(compiled))))
+        out = loaded(x)
+        grad = jax.grad(lambda a: jax.jit(lambda b: (b * b).sum())(a))(out)
+        return bool(np.allclose(np.asarray(grad), 4.0))
+    except Exception:  # any failure: not usable here
+        return False
 
 
 def load(folder: Path, entry: str) -> Any | None:

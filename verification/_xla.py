@@ -113,7 +113,7 @@ class SizedJit:
         large = elements(leaves) >= OPTIMISE_ABOVE
         folder = _cache.directory()
         stored = self.program is not None and not jax.config.values.get("jax_disable_jit")
-        if not traced and stored and folder is not None:
+        if not traced and stored and folder is not None and _programs.loadable():
             sig = _programs.signature(args, kwargs)
             if sig is not None:
                 options = {} if large else fast_compile_options()
