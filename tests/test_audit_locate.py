@@ -880,3 +880,19 @@ def test_the_reduced_reads_tried_for_a_repair_broadcast_along_all_axes_but_one_o
     assert {(2, 1, 1), (1, 3, 1), (1, 1, 4)} <= shapes  # one axis alone
     assert (4,) in shapes
     assert _shapes_to_try((2, 3, 4), (2, 3, 4), 24) == {(2, 3, 4)}  # not smaller: itself only
+
+
+def test_values_alike_relative_to_their_size_are_spread_over_half_to_one_and_a_half_times() -> None:
+    # A second input for the locator: values all within 0.02% of 5.0 would give a second run
+    # that repeats the first; they are redrawn over [2.5, 7.5] instead.
+    from verification.auditing._second import _spread
+
+    alike = np.linspace(5.0, 5.001, 50)
+    (out,) = _spread((alike,), np.random.default_rng(0))
+    assert out.min() >= 2.5
+    assert out.max() <= 7.5
+    assert out.max() - out.min() > 1.0  # not redrawn within the 0.001 they spanned
+    distinct = np.linspace(5.0, 6.0, 50)
+    (kept,) = _spread((distinct,), np.random.default_rng(0))
+    assert kept.min() >= 5.0
+    assert kept.max() <= 6.0  # a real range is kept
