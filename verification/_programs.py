@@ -64,6 +64,7 @@ __all__ = [
     "program_name",
     "save",
     "signature",
+    "signature_of",
 ]
 
 FOLDER = "programs"
@@ -175,7 +176,11 @@ def signature(args: Sequence[Any], kwargs: dict[str, Any]) -> Signature | None:
     """The abstract signature a jitted call compiles for: the tree structure of (args,
     kwargs) and each leaf's (shape, dtype, weak type); None where a leaf is neither an array
     nor a Python or numpy number (the program is then not kept)."""
-    leaves, tree = jax.tree_util.tree_flatten((tuple(args), kwargs))
+    return signature_of(*jax.tree_util.tree_flatten((tuple(args), kwargs)))
+
+
+def signature_of(leaves: Sequence[Any], tree: Any) -> Signature | None:
+    """``signature`` from the flattened (args, kwargs): their leaves and tree structure."""
     abstract = []
     for leaf in leaves:
         # numpy first: np.float64 is also a Python float, but not weakly typed in JAX.

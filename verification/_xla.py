@@ -106,15 +106,15 @@ class SizedJit:
         return self if instance is None else functools.partial(self, instance)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        leaves = jax.tree_util.tree_leaves((args, kwargs))
+        leaves, tree = jax.tree_util.tree_flatten((args, kwargs))
         # Inside another transformation (jax.grad of a reference) the outer program is the one
         # compiled: JAX takes compile options at the top level only.
         traced = any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
         large = elements(leaves) >= OPTIMISE_ABOVE
-        folder = _cache.directory()
-        stored = self.program is not None and not jax.config.values.get("jax_disable_jit")
-        if not traced and stored and folder is not None and _programs.loadable():
-            sig = _programs.signature(args, kwargs)
+        folder = None if traced or self.program is None else _cache.directory()
+        stored = folder is not None and not jax.config.values.get("jax_disable_jit")
+        if stored and folder is not None and _programs.loadable():
+            sig = _programs.signature_of(leaves, tree)  # (args, kwargs) flattened once
             if sig is not None:
                 options = {} if large else fast_compile_options()
                 return self._run_stored(sig, options, folder, args, kwargs)
