@@ -77,8 +77,8 @@ when it is compiled for the store (count them with ``jax.monitoring.register_eve
 
 _PACKAGE = __name__.split(".")[0]
 
-Signature = tuple[Any, tuple[tuple[tuple[int, ...], str, bool], ...]]
-"""(argument tree structure, (shape, dtype name, weak type) per leaf)."""
+Signature = tuple[Any, tuple[tuple[tuple[int, ...], np.dtype[Any], bool], ...]]
+"""(argument tree structure, (shape, dtype, weak type) per leaf)."""
 
 
 def program_name(fn: Callable[..., Any]) -> str | None:
@@ -186,10 +186,10 @@ def signature_of(leaves: Sequence[Any], tree: Any) -> Signature | None:
         # numpy first: np.float64 is also a Python float, but not weakly typed in JAX.
         if isinstance(leaf, (np.ndarray, np.generic, jax.Array)):
             weak = bool(getattr(leaf, "weak_type", False))
-            abstract.append((tuple(np.shape(leaf)), np.dtype(leaf.dtype).name, weak))
+            abstract.append((tuple(np.shape(leaf)), np.dtype(leaf.dtype), weak))
         elif isinstance(leaf, (bool, int, float, complex)):  # weakly typed in JAX
             dtype = jax.dtypes.canonicalize_dtype(np.result_type(type(leaf)))
-            abstract.append(((), np.dtype(dtype).name, True))
+            abstract.append(((), np.dtype(dtype), True))
         else:
             return None
     return tree, tuple(abstract)

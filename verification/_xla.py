@@ -93,7 +93,7 @@ class SizedJit:
         self.fn = fn
         self.full = jax.jit(fn)
         self.program = name if name is not None else _programs.program_name(fn)
-        self._compiled: dict[Any, Any] = {}  # (signature, options) -> jax.stages.Compiled
+        self._compiled: dict[Any, Any] = {}  # (signature, large) -> jax.stages.Compiled
 
     @functools.cached_property
     def fast(self) -> Any:
@@ -112,18 +112,20 @@ class SizedJit:
         traced = any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
         large = elements(leaves) >= OPTIMISE_ABOVE
         folder = None if traced or self.program is None else _cache.directory()
-        stored = folder is not None and not jax.config.values.get("jax_disable_jit")
+        stored = folder is not None and not jax.config.jax_disable_jit  # type: ignore[attr-defined]
         if stored and folder is not None and _programs.loadable():
             sig = _programs.signature_of(leaves, tree)  # (args, kwargs) flattened once
             if sig is not None:
-                options = {} if large else fast_compile_options()
-                return self._run_stored(sig, options, folder, args, kwargs)
+                compiled = self._compiled.get((sig, large))
+                if compiled is not None:  # (the common case, kept cheap: a few microseconds)
+                    return compiled(*args, **kwargs)
+                return self._run_stored(sig, large, folder, args, kwargs)
         return (self.full if traced or large else self.fast)(*args, **kwargs)
 
     def _run_stored(
         self,
         sig: _programs.Signature,
-        options: dict[str, Any],
+        large: bool,
         folder: Path,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
@@ -131,10 +133,7 @@ class SizedJit:
         """Run the program for ``sig``: kept here, else loaded from the store (its first run
         proves it: an entry that loads but cannot run is compiled again), else compiled
         afresh and stored."""
-        memo = (sig, tuple(sorted(options.items())))
-        compiled = self._compiled.get(memo)
-        if compiled is not None:
-            return compiled(*args, **kwargs)
+        memo, options = (sig, large), ({} if large else fast_compile_options())
         assert self.program is not None
         store, entry = folder / _programs.FOLDER, _programs.key(self.program, sig, options)
         loaded = _programs.load(store, entry)
