@@ -326,6 +326,27 @@ CORRECT: dict[str, tuple[Any, Any, Any]] = {
 }
 
 
+_REPORTS: dict[tuple[str, int], Any] = {}
+"""Reports made in this process: the zoo's test (tests/test_audit.py) and its recorded texts
+(tests/report_texts.py, group "network") audit the same bugs; in one pytest worker
+(``xdist_group("zoo-network")``) once."""
+
+
+def report(name: str, seed: int = 0) -> Any:
+    """The audit's report on the bug ``name`` at ``seed`` with its ``max_examples`` (made once
+    a process: an audit is deterministic, and a stateful bug, the memoised one, is then
+    audited as a fresh process audits it)."""
+    key = (name, seed)
+    if key not in _REPORTS:
+        from verification.auditing import audit
+
+        bug = BUGS[name]
+        _REPORTS[key] = audit(
+            bug.candidate, bug.loss, bug.problems(), max_examples=bug.max_examples, seed=seed
+        )
+    return _REPORTS[key]
+
+
 def _zoo_table(seeds: int) -> str:
     """Markdown: each bug over ``seeds`` seeds (caught, counterexample size, diagnosis), then
     each correct implementation (false alarms over 200 examples per seed)."""

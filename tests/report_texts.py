@@ -80,12 +80,7 @@ def _network() -> dict[str, Scenario]:
     from verification.auditing import audit
 
     zoo = sibling("bug_zoo")
-    cases = {
-        name: Scenario(
-            partial(audit, b.candidate, b.loss, b.problems(), max_examples=b.max_examples, seed=0)
-        )
-        for name, b in zoo.BUGS.items()
-    }
+    cases = {name: Scenario(partial(zoo.report, name)) for name in zoo.BUGS}
     for name, (candidate, loss, problems) in zoo.CORRECT.items():
         cases[f"correct: {name}"] = Scenario(
             partial(audit, candidate, loss, problems(), max_examples=30, seed=0)

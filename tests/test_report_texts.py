@@ -26,7 +26,7 @@ def _texts() -> ModuleType:
 
 texts = _texts()
 CASES = [(group, name) for group in texts.GROUPS for name in texts.read(group)[1]]
-SHARED = {"diagnosis": "zoo-diagnosis", "locate": "zoo-locate"}
+SHARED = {"diagnosis": "zoo-diagnosis", "locate": "zoo-locate", "network": "zoo-network"}
 """Groups whose reports the zoo's own test makes too: run in its pytest worker, where the zoo
 module keeps them (``--dist loadgroup``), each audit runs once."""
 
