@@ -6,7 +6,9 @@ when that interpreter is missing (never a silent "skipped"); ``tests-minimum`` r
 lowest version of every dependency that ``pyproject.toml`` declares; ``tests-locked`` runs it on
 Python 3.11 with the versions of ``locks/py3.11.txt``, those the quoted outputs were made with,
 so that the drift check compares them exactly (with other versions it compares what does not
-depend on rounding order: see ``tools/readme_outputs.py``).
+depend on rounding order: see ``tools/readme_outputs.py``). ``nox`` and ``tests-3.X`` leave
+the slow-marked tests out (``everyday_markers``); ``tests-locked`` runs every test, and CI
+(``.ci/run``, ``MANUAL_BP_SLOW_TESTS=1``) runs every test in each session.
 """
 
 from __future__ import annotations
@@ -55,13 +57,44 @@ def partial_run(args: tuple[str, ...] | list[str]) -> bool:
     return any(not a.startswith("-") for a in args)
 
 
-def _pytest(session: nox.Session, *args: str, every_test: bool = True) -> None:
-    """pytest on all cores with branch coverage; HYPOTHESIS_PROFILE picks dev (default) or ci.
+#: Set to 1 (CI does), the everyday sessions run the slow-marked tests too (``everyday_markers``).
+SLOW_TESTS = "MANUAL_BP_SLOW_TESTS"
+
+
+def everyday_markers(
+    posargs: tuple[str, ...] | list[str], *, thorough: bool, environ: dict[str, str]
+) -> list[str]:
+    """The marker selection a test session adds: ``-m "not slow"`` for the everyday suite
+    (``nox``, ``tests-3.X``): the slow-marked tests (every output the pages quote rerun, which
+    ``nox -s docs`` reruns too; the locate zoo's 48 audits; installs of the built wheel) are
+    what a thorough run adds. None where the run is ``thorough`` (tests-locked), where
+    ``environ`` has ``MANUAL_BP_SLOW_TESTS=1``, or where ``posargs`` choose markers (``-m``)
+    or name tests themselves (``nox -s tests -- tests/test_readme.py`` runs those)."""
+    chosen = any(a.startswith("-m") for a in posargs) or partial_run(posargs)
+    if thorough or environ.get(SLOW_TESTS) == "1" or chosen:
+        return []
+    return ["-m", "not slow"]
+
+
+def _pytest(
+    session: nox.Session, *args: str, every_test: bool = True, thorough: bool = False
+) -> None:
+    """pytest on all cores with branch coverage; HYPOTHESIS_PROFILE picks dev (default) or ci;
+    the slow-marked tests only where ``everyday_markers`` says.
     The coverage floor (``fail_under`` in pyproject.toml) holds where the whole suite runs:
-    a run of some tests (``nox -s tests -- tests/test_x.py``), or a session without the torch
-    the torch-based tests need (``every_test=False``: they skip), reports coverage without
-    failing. tests-locked, where every test runs, holds the floor in CI."""
-    whole = every_test and not partial_run(session.posargs)
+    a run of some tests (``nox -s tests -- tests/test_x.py``, or without the slow ones), or a
+    session without the torch the torch-based tests need (``every_test=False``: they skip),
+    reports coverage without failing. tests-locked, where every test runs, holds the floor in
+    CI."""
+    given = [*args, *session.posargs]  # (tests-minimum chooses its own markers)
+    markers = everyday_markers(given, thorough=thorough, environ=dict(os.environ))
+    if markers:
+        session.log(
+            "the slow-marked tests are left out (nox -s tests-locked runs every test; "
+            f"{SLOW_TESTS}=1 adds them here)"
+        )
+    args = (*markers, *args)
+    whole = every_test and not partial_run([*markers, *session.posargs])
     if not every_test:
         session.log(
             "not every test runs here (the torch-based ones skip without torch): coverage is "
@@ -135,10 +168,16 @@ for _version in PYTHONS:
 
 @nox.session(python=OLDEST, name="tests-locked")
 def tests_locked(session: nox.Session) -> None:
-    """The test suite with the locked versions the quoted outputs were made with (Python 3.11):
-    the README and docs drift check compares every quoted output exactly."""
+    """The whole test suite, the slow-marked tests included, with the locked versions the
+    quoted outputs were made with (Python 3.11): the README and docs drift check compares every
+    quoted output exactly. CI's thorough run; the one that holds the coverage floor."""
     session.install("-c", str(LOCK), "-e", ".[test]")
-    _pytest(session, *session.posargs, every_test=_install_local_torch(session, OLDEST))
+    _pytest(
+        session,
+        *session.posargs,
+        every_test=_install_local_torch(session, OLDEST),
+        thorough=True,
+    )
 
 
 def lock_lines(freeze: str) -> list[str]:

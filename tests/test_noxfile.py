@@ -167,7 +167,7 @@ def test_a_run_of_some_tests_through_nox_adds_no_coverage_failure(
     noxfile: ModuleType, posargs: list[str], floor_off: bool
 ) -> None:
     session = _Recorder(posargs)
-    noxfile._pytest(session, *posargs)
+    noxfile._pytest(session, *posargs, thorough=True)  # (every test, the slow ones too)
     (command,) = session.commands
     assert ("--cov-fail-under=0" in command) is floor_off
 
@@ -178,9 +178,47 @@ def test_the_coverage_floor_holds_only_where_every_test_runs(
 ) -> None:
     # Without torch the torch-based tests skip, and what they cover counts as missed.
     session = _Recorder([])
-    noxfile._pytest(session, every_test=every_test)
+    noxfile._pytest(session, every_test=every_test, thorough=True)
     (command,) = session.commands
     assert ("--cov-fail-under=0" in command) is floor_off
+
+
+@pytest.mark.parametrize(
+    ("posargs", "thorough", "environ", "slow_left_out"),
+    [
+        ([], False, {}, True),
+        (["-x", "-q"], False, {}, True),
+        ([], True, {}, False),  # tests-locked: every test
+        ([], False, {"MANUAL_BP_SLOW_TESTS": "1"}, False),  # CI
+        ([], False, {"MANUAL_BP_SLOW_TESTS": "0"}, True),
+        (["-m", "slow"], False, {}, False),  # the slow ones alone
+        (["-mreadme"], False, {}, False),
+        (["tests/test_readme.py"], False, {}, False),  # named tests run, slow or not
+    ],
+)
+def test_the_everyday_suite_leaves_the_slow_tests_out_unless_asked_for_them(
+    noxfile: ModuleType,
+    posargs: list[str],
+    thorough: bool,
+    environ: dict[str, str],
+    slow_left_out: bool,
+) -> None:
+    markers = noxfile.everyday_markers(posargs, thorough=thorough, environ=environ)
+    assert (markers == ["-m", "not slow"]) is slow_left_out
+    assert slow_left_out or markers == []
+
+
+@pytest.mark.parametrize(("thorough", "slow_left_out"), [(False, True), (True, False)])
+def test_a_session_without_the_slow_tests_holds_no_coverage_floor(
+    noxfile: ModuleType, monkeypatch: pytest.MonkeyPatch, thorough: bool, slow_left_out: bool
+) -> None:
+    # What only the slow tests cover would count as missed.
+    monkeypatch.delenv("MANUAL_BP_SLOW_TESTS", raising=False)
+    session = _Recorder([])
+    noxfile._pytest(session, thorough=thorough)
+    (command,) = session.commands
+    assert ("not slow" in command) is slow_left_out
+    assert ("--cov-fail-under=0" in command) is slow_left_out
 
 
 @pytest.mark.parametrize(
