@@ -27,9 +27,11 @@ for one gradient at that size (the fastest of three calls).
 The audit runs in a fresh process per cell (``--audit-child``) on a compilation cache that one
 process per size filled first: **cold from cache** is its first audit there (what a user sees
 from the second run on: JAX still traces and lowers every program, then loads it from disk),
-**warm** the same audit again in that process (nothing left to compile). The peers run in this
+**warm** the same audit again in that process (nothing left to compile), **quick, warm** the
+same audit with ``quick=True`` then (the verdict and the offending elements, the evidence for
+the verdict kept, the explanation left out: what the peers give). The peers run in this
 process. "fastest right peer" is the quickest of the other checkers whose verdict was right, and
-the last column divides the audit's time (cold from cache / warm) by it.
+the last column divides the audit's time (each of its three runs) by it.
 
     python -m benchmarks --only gradcheck_compare [--quick]
 """
@@ -161,6 +163,12 @@ def _audit(grad: Grad, problem: tuple[mb.MLPParams, Array, Array]) -> bool:
     return audit(grad, reference.mlp_loss, problem, argnums=0, seed=0).passed
 
 
+def _audit_quick(grad: Grad, problem: tuple[mb.MLPParams, Array, Array]) -> bool:
+    from verification import audit, reference
+
+    return audit(grad, reference.mlp_loss, problem, argnums=0, seed=0, quick=True).passed
+
+
 def _torch_function(grad: Grad, x: Array, y: Array) -> Any:
     import torch
 
@@ -289,10 +297,13 @@ def _one(
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = [name for name in CHECKERS if name != "this audit"]
+AUDIT_RUNS = {"cold": "cold from cache", "warm": "warm", "quick": "quick, warm"}
+"""The audit's runs per cell (``_audit_child``) and their labels: column "this audit, LABEL"."""
 
 
 def _audit_child(size_name: str, candidates: list[str], cap: float) -> dict[str, Any]:
-    """In a fresh process: each candidate's audit twice (cold from cache, then warm)."""
+    """In a fresh process: each candidate's audit twice (cold from cache, then warm), then
+    with ``quick=True`` (warm)."""
     out: dict[str, Any] = {}
     problems: dict[Any, tuple[mb.MLPParams, Array, Array]] = {}
     for cand in candidates:
@@ -302,7 +313,8 @@ def _audit_child(size_name: str, candidates: list[str], cap: float) -> dict[str,
         args = problems[np.dtype(dtype)]
         cold = _one(_audit, grad, args, cap)
         warm = _one(_audit, grad, args, cap)
-        out[cand] = {"cold": cold, "warm": warm, "step": _step_seconds(grad, args)}
+        quick = _one(_audit_quick, grad, args, cap)
+        out[cand] = {"cold": cold, "warm": warm, "quick": quick, "step": _step_seconds(grad, args)}
     return out
 
 
@@ -347,11 +359,11 @@ def run(*, quick: bool = False) -> Section:
             _spawn_audit(cache, size_name, list(CANDIDATES), cap)  # fills the cache
             for cand in CANDIDATES:
                 got = _spawn_audit(cache, size_name, [cand], cap)[cand]
-                for label in ("cold", "warm"):
-                    outcome, seconds = got[label]
-                    checker = f"this audit, {'cold from cache' if label == 'cold' else 'warm'}"
-                    rows.append(_row(size_name, checker, cand, outcome, seconds, got["step"]))
-                    print(f"  {size_name} {checker} {cand}: {outcome} {seconds:.2f} s", flush=True)
+                for run_name, label in AUDIT_RUNS.items():
+                    outcome, seconds = got[run_name]
+                    column = f"this audit, {label}"
+                    rows.append(_row(size_name, column, cand, outcome, seconds, got["step"]))
+                    print(f"  {size_name} {column} {cand}: {outcome} {seconds:.2f} s", flush=True)
             problems = {np.dtype(dt): problem(size, dt) for dt in (np.float64, np.float32, BF16)}
             for checker_name in PEERS:
                 checker = CHECKERS[checker_name]
@@ -387,16 +399,23 @@ def _fastest_right_peer(rows: list[dict[str, Any]], size: str, cand: str) -> dic
     return min(right, key=lambda r: r["seconds"], default=None)
 
 
+def _labels(rows: list[dict[str, Any]]) -> list[str]:
+    """The audit's runs that ``rows`` hold (``AUDIT_RUNS``' labels, in its order)."""
+    found = {r["checker"] for r in rows}
+    return [label for label in AUDIT_RUNS.values() if f"this audit, {label}" in found]
+
+
 def _versus(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per cell (size, candidate): the audit's verdict and times against the fastest right peer."""
     out = []
+    labels = _labels(rows)
     for size in dict.fromkeys(r["size"] for r in rows):
         for cand in CANDIDATES:
             peer = _fastest_right_peer(rows, size, cand)
             cell: dict[str, Any] = {"size": size, "candidate": cand}
             cell["peer"] = None if peer is None else peer["checker"]
             cell["peer_s"] = None if peer is None else peer["seconds"]
-            for label in ("cold from cache", "warm"):
+            for label in labels:
                 audit = next(
                     r
                     for r in rows
@@ -430,9 +449,11 @@ def _markdown(rows: list[dict[str, Any]], cap: float) -> str:
     parts = []
     checkers = list(dict.fromkeys(r["checker"] for r in rows))
     versus = _versus(rows)
+    labels = _labels(rows)
     for size_name in dict.fromkeys(r["size"] for r in rows):
         these = [r for r in rows if r["size"] == size_name]
-        header = ["candidate", *checkers, "fastest right peer", "audit / peer (cold, warm)"]
+        ratio_head = f"audit / peer ({', '.join(labels)})"
+        header = ["candidate", *checkers, "fastest right peer", ratio_head]
         table = []
         for cand in CANDIDATES:
             cells = [
@@ -444,13 +465,12 @@ def _markdown(rows: list[dict[str, Any]], cap: float) -> str:
             ratio = "-"
             if cell["peer_s"]:
                 ratio = ", ".join(
-                    f"{cell[f'audit_{label}_s'] / cell['peer_s']:.2g}"
-                    for label in ("cold from cache", "warm")
+                    f"{cell[f'audit_{label}_s'] / cell['peer_s']:.2g}" for label in labels
                 )
             table.append([cand, *cells, peer, ratio])
         shape = "x".join(str(s) for s in SIZES[size_name])
         parts.append(f"**{size_name}** (m, n, h, k = {shape})\n\n" + markdown_table(header, table))
-    for label in ("cold from cache", "warm"):
+    for label in labels:
         right = sum(v[f"audit_{label}_right"] for v in versus)
         fast = sum(v[f"audit_{label}_not_slower"] for v in versus)
         parts.append(

@@ -41,3 +41,25 @@ def test_the_table_counts_the_cells_where_the_audit_is_right_and_not_slower() ->
     assert f"right on {right} of {len(CANDIDATES)} cells" in text
     assert f"at most as slow as the fastest right peer on {right} of {len(CANDIDATES)}" in text
     assert "fastest right peer" in text.splitlines()[2]
+
+
+def test_the_quick_audit_is_a_column_of_its_own_and_is_counted_apart() -> None:
+    rows = _rows({PEERS[0]: ("FAIL", 1.0)}, audit=("FAIL", 2.0))  # full: slower than the peer
+    for cand in CANDIDATES:  # quick: faster, and wrong on the correct candidates as the others
+        rows.append(_row("tiny", "this audit, quick, warm", cand, "FAIL", 0.5, 0.01))
+    text = _markdown(rows, cap=60.0)
+    header = text.splitlines()[2]
+    assert "this audit, quick, warm" in header
+    assert "audit / peer (cold from cache, warm, quick, warm)" in header
+    right = len(CANDIDATES) - sum(correct for _, _, correct in CANDIDATES.values())
+    assert (
+        f"The audit (warm): right on {right} of {len(CANDIDATES)} cells, right and at most "
+        f"as slow as the fastest right peer on 0 of" in text
+    )
+    assert (
+        f"The audit (quick, warm): right on {right} of {len(CANDIDATES)} cells, right and "
+        f"at most as slow as the fastest right peer on {right} of" in text
+    )
+    cell = next(v for v in _versus(rows) if v["candidate"] == "(b) missing 1/m")
+    assert cell["audit_quick, warm_not_slower"]
+    assert not cell["audit_warm_not_slower"]
