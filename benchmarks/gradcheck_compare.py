@@ -481,8 +481,9 @@ def _markdown(rows: list[dict[str, Any]], cap: float) -> str:
 
 
 def gradcheck_compare_figure(payload: dict[str, Any], path: Path) -> Path:
-    """Per size and candidate: the audit's time (cold from cache, warm) against the fastest
-    right peer's (log scale); a cross where the audit's verdict was wrong or did not come."""
+    """Per size and candidate: the audit's time (each of its runs in the payload: cold from
+    cache, warm, quick and warm) against the fastest right peer's (log scale); a cross where the
+    audit's verdict was wrong or did not come."""
     import matplotlib.pyplot as plt
 
     from benchmarks._figures import save_figure  # (selects the Agg backend)
@@ -490,19 +491,22 @@ def gradcheck_compare_figure(payload: dict[str, Any], path: Path) -> Path:
     versus = payload["versus_fastest_right_peer"]
     sizes = list(dict.fromkeys(v["size"] for v in versus))
     fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4.4), sharey=True)
-    series = [
-        ("audit_cold from cache_s", "audit_cold from cache_right", "this audit, cold from cache"),
-        ("audit_warm_s", "audit_warm_right", "this audit, warm"),
-        ("peer_s", None, "fastest right peer"),
+    series: list[tuple[str, str | None, str]] = [
+        (f"audit_{label}_s", f"audit_{label}_right", f"this audit, {label}")
+        for label in AUDIT_RUNS.values()
+        if f"audit_{label}_s" in versus[0]
     ]
+    series.append(("peer_s", None, "fastest right peer"))
+    width = 0.8 / len(series)
     for ax, size_name in zip(np.atleast_1d(axes), sizes, strict=True):
         cells = [v for v in versus if v["size"] == size_name]
         x = np.arange(len(cells))
         for j, (key, right_key, label) in enumerate(series):
             seconds = [c[key] if c[key] is not None else np.nan for c in cells]
             ok = [True if right_key is None else c[right_key] for c in cells]
-            xs = x + (j - 1) * 0.22
-            ax.bar(xs, seconds, width=0.22, label=label, color=f"C{j}")
+            xs = x + (j - (len(series) - 1) / 2) * width
+            color = "C7" if right_key is None else f"C{j}"  # the peer grey: red marks wrong
+            ax.bar(xs, seconds, width=width, label=label, color=color)
             for xi, s, good in zip(xs, seconds, ok, strict=True):
                 if not good:
                     ax.scatter(xi, s if np.isfinite(s) else payload["cap_s"], marker="x", c="r")
