@@ -94,7 +94,7 @@ def _pytest(
             f"{SLOW_TESTS}=1 adds them here)"
         )
     args = (*markers, *args)
-    whole = every_test and not partial_run([*markers, *session.posargs])
+    whole = every_test and not markers and not partial_run(session.posargs)
     if not every_test:
         session.log(
             "not every test runs here (the torch-based ones skip without torch): coverage is "

@@ -38,6 +38,7 @@ the last column divides the audit's time (each of its three runs) by it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -157,16 +158,10 @@ def problem(size: tuple[int, int, int, int], dtype: Any) -> tuple[mb.MLPParams, 
 # --- the checkers: each returns True when it passes the candidate ----------------------------
 
 
-def _audit(grad: Grad, problem: tuple[mb.MLPParams, Array, Array]) -> bool:
+def _audit(grad: Grad, problem: tuple[mb.MLPParams, Array, Array], quick: bool = False) -> bool:
     from verification import audit, reference
 
-    return audit(grad, reference.mlp_loss, problem, argnums=0, seed=0).passed
-
-
-def _audit_quick(grad: Grad, problem: tuple[mb.MLPParams, Array, Array]) -> bool:
-    from verification import audit, reference
-
-    return audit(grad, reference.mlp_loss, problem, argnums=0, seed=0, quick=True).passed
+    return audit(grad, reference.mlp_loss, problem, argnums=0, seed=0, quick=quick).passed
 
 
 def _torch_function(grad: Grad, x: Array, y: Array) -> Any:
@@ -313,7 +308,7 @@ def _audit_child(size_name: str, candidates: list[str], cap: float) -> dict[str,
         args = problems[np.dtype(dtype)]
         cold = _one(_audit, grad, args, cap)
         warm = _one(_audit, grad, args, cap)
-        quick = _one(_audit_quick, grad, args, cap)
+        quick = _one(functools.partial(_audit, quick=True), grad, args, cap)
         out[cand] = {"cold": cold, "warm": warm, "quick": quick, "step": _step_seconds(grad, args)}
     return out
 

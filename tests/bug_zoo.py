@@ -334,8 +334,7 @@ _REPORTS: dict[tuple[str, int], Any] = {}
 
 def report(name: str, seed: int = 0) -> Any:
     """The audit's report on the bug ``name`` at ``seed`` with its ``max_examples`` (made once
-    a process: an audit is deterministic, and a stateful bug, the memoised one, is then
-    audited as a fresh process audits it)."""
+    a process: an audit is deterministic)."""
     key = (name, seed)
     if key not in _REPORTS:
         from verification.auditing import audit

@@ -78,6 +78,26 @@ def test_a_stored_reference_runs_in_a_new_process_without_being_traced(store: Pa
 
 
 @needs_store
+def test_a_program_is_looked_up_in_the_store_once_and_then_kept_for_its_signature(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    z, y = _problem()
+    fresh = SizedJit(
+        reference.softmax_cross_entropy_grad.fn, reference.softmax_cross_entropy_grad.program
+    )
+    loads: list[str] = []
+    load = _programs.load
+    monkeypatch.setattr(_programs, "load", lambda f, e: loads.append(e) or load(f, e))
+    first = np.asarray(fresh(z, y))
+    second = np.asarray(fresh(z * 2, y))  # another call, the same signature
+    assert len(loads) == 1  # the second call ran the kept program: no store, no tracing
+    np.testing.assert_array_equal(first, np.asarray(reference.softmax_cross_entropy_grad(z, y)))
+    assert not np.array_equal(second, first)
+    fresh(z[:3], y[:3])  # another signature: looked up in its turn
+    assert len(loads) == 2
+
+
+@needs_store
 def test_a_stored_network_gradient_keeps_its_params_type_and_values(store: Path) -> None:
     rng = np.random.default_rng(4)
     params = MLPParams(rng.normal(size=(3, 5)), np.zeros(5), rng.normal(size=(5, 2)), np.zeros(2))

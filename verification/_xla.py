@@ -112,8 +112,8 @@ class SizedJit:
         traced = any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
         large = elements(leaves) >= OPTIMISE_ABOVE
         folder = None if traced or self.program is None else _cache.directory()
-        stored = folder is not None and not jax.config.jax_disable_jit  # type: ignore[attr-defined]
-        if stored and folder is not None and _programs.loadable():
+        disabled = jax.config.jax_disable_jit  # type: ignore[attr-defined]
+        if folder is not None and not disabled and _programs.loadable():
             sig = _programs.signature_of(leaves, tree)  # (args, kwargs) flattened once
             if sig is not None:
                 compiled = self._compiled.get((sig, large))
@@ -130,9 +130,9 @@ class SizedJit:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        """Run the program for ``sig``: kept here, else loaded from the store (its first run
+        """Run the program for ``sig``, not yet kept here: loaded from the store (its first run
         proves it: an entry that loads but cannot run is compiled again), else compiled
-        afresh and stored."""
+        afresh and stored; kept here either way."""
         memo, options = (sig, large), ({} if large else fast_compile_options())
         assert self.program is not None
         store, entry = folder / _programs.FOLDER, _programs.key(self.program, sig, options)
